@@ -1,0 +1,451 @@
+//! Cancel scopes: nodes without children of their own, and the helpers built on them
+//! (`move_on_after`, `fail_after`, `shield`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::driver::{Driver, Step};
+use crate::error::{CancelReason, Cancelled};
+use crate::sync::Arc;
+use crate::tree::node::Life;
+use crate::tree::{Config, Node};
+
+/// A node of the cancel tree around one future: a deadline, a shield, and a handle to
+/// cancel it.
+///
+/// Build it, optionally take a [`CancelHandle`], then [`run`](CancelScope::run) a future in
+/// it. When the future is first polled the scope is *entered*: it becomes a child of the
+/// ambient node (the scope or cancel scope the caller runs in), a relative
+/// [`timeout`](CancelScope::timeout) is turned into a deadline, and everything the future
+/// does (nested scopes, `checkpoint()`, `cancelled()`) is under it.
+///
+/// When the cancel scope is cancelled (explicitly, by its deadline) it *catches* its own
+/// cancellation: the inner future is dropped at its next poll (after the grace period,
+/// default zero) and `run` returns `Err(Cancelled)`. A cancellation that comes from an
+/// enclosing node is not caught here; it passes through to the outermost cancelled node
+/// (trio's rule). If the inner future completes first, its value is returned even if the
+/// scope was cancelled meanwhile: a cancel that was never delivered is discarded.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::{CancelReason, CancelScope};
+///
+/// let cs = CancelScope::new().timeout(Duration::from_secs(1));
+/// let handle = cs.handle();
+/// let r = cs.run(tokio::time::sleep(Duration::from_secs(10))).await;
+/// assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+/// assert!(handle.cancelled_caught());
+/// # }
+/// ```
+pub struct CancelScope {
+    node: Arc<Node>,
+}
+
+impl Default for CancelScope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for CancelScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.node.lock();
+        f.debug_struct("CancelScope")
+            .field("name", &inner.name)
+            .field("deadline", &inner.deadline)
+            .field("shield", &inner.shield)
+            .field("cancel_called", &inner.cancel_called)
+            .finish()
+    }
+}
+
+impl CancelScope {
+    /// A cancel scope with no deadline, not shielded.
+    pub fn new() -> Self {
+        CancelScope {
+            node: Node::new(Config::default()),
+        }
+    }
+
+    /// Cancels the scope `d` after it is entered (its first poll). `Duration::MAX` never
+    /// fires. Combined with [`deadline`](Self::deadline), the earlier one wins.
+    pub fn timeout(self, d: Duration) -> Self {
+        self.node.lock().set_timeout(d);
+        self
+    }
+
+    /// Cancels the scope at `at`. A deadline already past at entry cancels before the
+    /// inner future is first polled.
+    pub fn deadline(self, at: Instant) -> Self {
+        {
+            let mut inner = self.node.lock();
+            inner.deadline = Some(inner.deadline.map_or(at, |d| d.min(at)));
+        }
+        self
+    }
+
+    /// Shields the inner future from cancellation that comes from outside: neither soft nor
+    /// hard cancellation of enclosing nodes reaches it, nor the scopes opened inside it. The
+    /// scope's own deadline and its handle still cancel it.
+    ///
+    /// A shield cannot stop Rust from dropping the future that contains it (a lost
+    /// `select!` branch, an aborted task): it shields against the cancel tree, not `Drop`.
+    pub fn shield(self, shield: bool) -> Self {
+        self.node.lock().shield = shield;
+        self
+    }
+
+    /// A name for diagnostics.
+    pub fn name(self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.node.lock().name = Some(name.into());
+        self
+    }
+
+    /// Time between this scope's own soft cancel (the inner code sees `cancelled()`) and
+    /// the hard one (the inner future is dropped). Default zero.
+    pub fn grace(self, grace: Duration) -> Self {
+        self.node.lock().grace = grace;
+        self
+    }
+
+    /// A handle to cancel this scope or move its deadline, before or while it runs.
+    pub fn handle(&self) -> CancelHandle {
+        CancelHandle {
+            node: self.node.clone(),
+        }
+    }
+
+    /// Runs `fut` inside this cancel scope.
+    ///
+    /// Returns `Ok(output)` if `fut` completed, `Err(Cancelled)` if this scope caught its own
+    /// cancellation (the future was dropped). Before it returns, every task spawned below
+    /// it (by scopes whose futures were dropped inside it) has finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops `fut`; nested scopes inside it then hand their
+    /// still-running children to the nearest live ancestor scope.
+    pub fn run<F: Future>(self, fut: F) -> Run<F> {
+        Run {
+            fut: Some(fut),
+            out: None,
+            caught: None,
+            driver: Driver::new(self.node),
+        }
+    }
+}
+
+/// A clonable handle to a [`CancelScope`] (or a scope's node): cancel it, move its
+/// deadline, ask what happened.
+#[derive(Clone)]
+pub struct CancelHandle {
+    node: Arc<Node>,
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.node.lock();
+        f.debug_struct("CancelHandle")
+            .field("name", &inner.name)
+            .field("reason", &inner.reason)
+            .field("deadline", &inner.deadline)
+            .finish()
+    }
+}
+
+impl CancelHandle {
+    pub(crate) fn from_node(node: Arc<Node>) -> Self {
+        CancelHandle { node }
+    }
+
+    /// Cancels the scope (reason [`CancelReason::Explicit`] unless it was already
+    /// cancelled). Idempotent; after the scope exited it does nothing.
+    pub fn cancel(&self) {
+        self.node.cancel(CancelReason::Explicit, false);
+    }
+
+    /// The scope's own deadline (not its ancestors'). A relative timeout is known only once
+    /// the scope was entered.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.node.lock().deadline
+    }
+
+    /// Moves the deadline. Earlier and already past: the scope is cancelled at once.
+    /// Later: the scope's cancellation is postponed (if it has not fired yet).
+    pub fn set_deadline(&self, at: Instant) {
+        self.node.set_deadline(Some(at));
+    }
+
+    /// Moves the deadline to `d` from now.
+    pub fn set_timeout(&self, d: Duration) {
+        self.node.set_deadline(Instant::now().checked_add(d));
+    }
+
+    /// Removes the deadline.
+    pub fn clear_deadline(&self) {
+        self.node.set_deadline(None);
+    }
+
+    /// `true` once the scope was cancelled on its own account (by `cancel()`, its deadline,
+    /// or, for a scope, a failing child), whether or not that was delivered.
+    pub fn cancel_called(&self) -> bool {
+        self.node.lock().cancel_called
+    }
+
+    /// `true` if this scope caught its own cancellation: the inner future was dropped and
+    /// the scope returned `Cancelled`.
+    pub fn cancelled_caught(&self) -> bool {
+        self.node.lock().caught
+    }
+
+    /// `true` if code inside the scope sees cancellation (its own or an ancestor's).
+    pub fn is_cancelled(&self) -> bool {
+        self.node.state().is_soft()
+    }
+
+    /// The reason the scope was cancelled with, if it was cancelled on its own account.
+    pub fn reason(&self) -> Option<CancelReason> {
+        self.node.lock().reason
+    }
+
+    /// `true` once the scope's future finished or was dropped.
+    pub fn is_finished(&self) -> bool {
+        self.node.lock().life == Life::Done
+    }
+}
+
+pin_project! {
+    /// The future of [`CancelScope::run`] and [`fail_after`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Run<F: Future> {
+        #[pin]
+        fut: Option<F>,
+        out: Option<F::Output>,
+        caught: Option<Cancelled>,
+        driver: Driver,
+    }
+
+    impl<F: Future> PinnedDrop for Run<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.driver.is_active() {
+                this.fut.set(None);
+                this.driver.finish();
+            }
+        }
+    }
+}
+
+impl<F: Future> fmt::Debug for Run<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("active", &self.driver.is_active())
+            .field("finished", &self.driver.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Run<F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        assert!(!this.driver.is_finished(), "`Run` polled after completion");
+        this.driver.enter(false);
+        this.driver.set_owner(cx.waker());
+        loop {
+            this.driver.poll_timer(cx);
+            if this.out.is_none() && this.caught.is_none() {
+                match this.driver.step() {
+                    Step::Outer => return Poll::Pending,
+                    Step::Catch => *this.caught = Some(this.driver.catch()),
+                    Step::Run => {
+                        let fut = this.fut.as_mut();
+                        let polled = this
+                            .driver
+                            .poll_inner(|| fut.as_pin_mut().map(|f| f.poll(cx)));
+                        match polled {
+                            Some(Poll::Ready(v)) => {
+                                this.fut.set(None);
+                                *this.out = Some(v);
+                            }
+                            _ => {
+                                if this.driver.step() == Step::Run {
+                                    return Poll::Pending;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+            // Completed or caught: nothing spawned below may outlive us (invariant #8).
+            if this.driver.poll_idle().is_pending() {
+                return Poll::Pending;
+            }
+            this.fut.set(None);
+            this.driver.finish();
+            return Poll::Ready(match (this.out.take(), this.caught.take()) {
+                (Some(v), _) => Ok(v),
+                (None, Some(c)) => Err(c),
+                (None, None) => Err(Cancelled::new(CancelReason::Explicit)),
+            });
+        }
+    }
+}
+
+/// Runs `fut` with a timeout of `d`; on expiry the future is dropped and `None` returned.
+///
+/// Unlike [`tokio::time::timeout`], this is a node of the cancel tree: the timeout also
+/// bounds every scope and child opened inside `fut`, they are cancelled and awaited before
+/// this returns, and `current_deadline()` inside sees it. It absorbs only its own expiry: a
+/// cancellation of an enclosing node passes through.
+///
+/// # Cancel safety
+///
+/// Same as [`CancelScope::run`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::move_on_after;
+///
+/// let r = move_on_after(Duration::from_millis(10), std::future::pending::<()>()).await;
+/// assert_eq!(r, None);
+/// # }
+/// ```
+pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F> {
+    MoveOnAfter {
+        run: CancelScope::new().timeout(d).run(fut),
+    }
+}
+
+/// Like [`move_on_after`] with an absolute deadline.
+pub fn move_on_at<F: Future>(at: Instant, fut: F) -> MoveOnAfter<F> {
+    MoveOnAfter {
+        run: CancelScope::new().deadline(at).run(fut),
+    }
+}
+
+pin_project! {
+    /// The future of [`move_on_after`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    #[derive(Debug)]
+    pub struct MoveOnAfter<F: Future> {
+        #[pin]
+        run: Run<F>,
+    }
+}
+
+impl<F: Future> Future for MoveOnAfter<F> {
+    type Output = Option<F::Output>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().run.poll(cx).map(Result::ok)
+    }
+}
+
+/// Runs `fut` with a timeout of `d`; on expiry the future is dropped and
+/// `Err(Cancelled)` with [`CancelReason::DeadlineExceeded`] returned.
+///
+/// Like [`move_on_after`], but the expiry is an error: a broken promise.
+///
+/// # Cancel safety
+///
+/// Same as [`CancelScope::run`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::fail_after;
+///
+/// let r = fail_after(Duration::from_secs(1), tokio::time::sleep(Duration::from_secs(100))).await;
+/// assert!(r.unwrap_err().is_deadline());
+/// assert_eq!(fail_after(Duration::from_secs(100), async { 7 }).await, Ok(7));
+/// # }
+/// ```
+pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F> {
+    CancelScope::new().timeout(d).run(fut)
+}
+
+/// Like [`fail_after`] with an absolute deadline.
+pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F> {
+    CancelScope::new().deadline(at).run(fut)
+}
+
+/// Runs `fut` shielded from cancellation of the enclosing nodes.
+///
+/// Neither the soft nor the hard cancellation of an enclosing scope reaches the code inside
+/// or the scopes opened inside: use it for cleanup that must finish (flushing, saying
+/// goodbye). A hard-cancelled scope waits for its live shields before it drops its body; the
+/// first await after the shield is where the cancellation lands. Bound the shielded work
+/// with its own timeout ([`move_on_after`] inside the shield) if it could hang.
+///
+/// A shield cannot stop Rust from dropping the future that contains it (a lost `select!`
+/// branch, an aborted task, a dropped scope future).
+///
+/// # Cancel safety
+///
+/// Dropping the future drops `fut`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::{is_cancelled, shield, CancelScope};
+///
+/// let cs = CancelScope::new().grace(Duration::from_secs(1));
+/// let h = cs.handle();
+/// let r = cs
+///     .run(async move {
+///         h.cancel(); // soft: the grace period starts
+///         assert!(is_cancelled());
+///         shield(async { is_cancelled() }).await // inside the shield: not cancelled
+///     })
+///     .await;
+/// assert_eq!(r, Ok(false));
+/// # }
+/// ```
+pub fn shield<F: Future>(fut: F) -> Shield<F> {
+    Shield {
+        run: CancelScope::new().shield(true).run(fut),
+    }
+}
+
+pin_project! {
+    /// The future of [`shield`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    #[derive(Debug)]
+    pub struct Shield<F: Future> {
+        #[pin]
+        run: Run<F>,
+    }
+}
+
+impl<F: Future> Future for Shield<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().run.poll(cx).map(|r| match r {
+            Ok(v) => v,
+            Err(_) => unreachable!("a shield has no handle and no deadline: it is never cancelled"),
+        })
+    }
+}

@@ -1,0 +1,337 @@
+//! Spawned children: the task wrapper that runs a child under its scope's node, the
+//! blocking variant, and [`TaskHandle`].
+//!
+//! A child has no node of its own. Its per-task state is the scope's node pointer, a slab
+//! key (set only if it ever parks) and its shield count: the cancellation check on each poll
+//! is one atomic load of the node's state word, and nothing is allocated per poll.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
+
+use crate::context;
+use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::sync::{Arc, Ordering};
+use crate::tree::Node;
+use crate::tree::outcome::Payload;
+
+const NOT_PARKED: u32 = u32::MAX;
+
+pin_project! {
+    /// The root future of a spawned child's task.
+    pub(crate) struct Child<F> {
+        #[pin]
+        fut: Option<F>,
+        // `None` only while lent to the ambient frame, or after the child was uncounted.
+        node: Option<Arc<Node>>,
+        parked: u32,
+        shields: u32,
+    }
+
+    impl<F> PinnedDrop for Child<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let Some(node) = this.node.take() else { return };
+            // Drop the child's future first: its locals are gone before the scope can see
+            // the child as finished (L9). A panicking `Drop` is reported to the scope, not
+            // unwound into the runtime (R10).
+            if this.fut.is_some() {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| this.fut.set(None))) {
+                    node.record_panic(p);
+                }
+            }
+            unpark(&node, *this.parked);
+            node.task_done();
+        }
+    }
+}
+
+/// Removes a parked child's waker, unless the hard cancel already drained it (#4).
+fn unpark(node: &Node, key: u32) {
+    if key == NOT_PARKED {
+        return;
+    }
+    let mut inner = node.lock();
+    let w = if node.state().is_hard() {
+        None
+    } else {
+        inner.parked.remove(key)
+    };
+    drop(inner);
+    drop(w);
+}
+
+impl<F> Child<F> {
+    fn new(node: Arc<Node>, fut: F) -> Self {
+        Child {
+            fut: Some(fut),
+            node: Some(node),
+            parked: NOT_PARKED,
+            shields: 0,
+        }
+    }
+}
+
+impl<F, T, E> Future for Child<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(node) = this.node.as_ref() else {
+            return Poll::Pending;
+        };
+        if node.state().is_hard() && *this.shields == 0 {
+            return Poll::Ready(Err(drop_cancelled(this.fut, node)));
+        }
+        let fut = this.fut.as_mut();
+        let polled = context::enter(this.node, this.shields, false, || {
+            catch_unwind(AssertUnwindSafe(|| fut.as_pin_mut().map(|f| f.poll(cx))))
+        });
+        let Some(node) = this.node.as_ref() else {
+            return Poll::Pending;
+        };
+        match polled {
+            Ok(Some(Poll::Ready(Ok(v)))) => {
+                drop_quietly(this.fut, node);
+                Poll::Ready(Ok(v))
+            }
+            Ok(Some(Poll::Ready(Err(e)))) => {
+                drop_quietly(this.fut, node);
+                let _ = node.record_error(Some(Box::new(e)));
+                Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
+            }
+            Ok(None) => Poll::Pending,
+            Err(payload) => {
+                drop_quietly(this.fut, node);
+                node.record_panic(payload);
+                Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
+            }
+            Ok(Some(Poll::Pending)) => {
+                if *this.shields > 0 {
+                    return Poll::Pending;
+                }
+                if *this.parked == NOT_PARKED {
+                    let mut inner = node.lock();
+                    // The hard bit is checked under the lock that drains `parked` with it
+                    // (invariant #4): either we see it now, or our waker is drained and
+                    // woken. A task's root future is always polled with its own task's
+                    // waker, so the registration never needs refreshing.
+                    if !node.state().is_hard() {
+                        *this.parked = inner.parked.insert(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                } else if !node.state().is_hard() {
+                    return Poll::Pending;
+                }
+                // Hard-cancelled while it ran: drop it now rather than on the next poll.
+                Poll::Ready(Err(drop_cancelled(this.fut, node)))
+            }
+        }
+    }
+}
+
+/// Drops the child's future (reporting a panicking `Drop` to the scope).
+fn drop_quietly<F>(fut: Pin<&mut Option<F>>, node: &Arc<Node>) {
+    let mut fut = fut;
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+        node.record_panic(p);
+    }
+}
+
+fn drop_cancelled<F>(fut: Pin<&mut Option<F>>, node: &Arc<Node>) -> Cancelled {
+    drop_quietly(fut, node);
+    Cancelled::new(CancelReason::ParentCancelled)
+}
+
+/// Spawns `fut` as a child of the scope whose node is `node`.
+pub(crate) fn spawn<F, T, E>(node: &Arc<Node>, fut: F) -> Result<TaskHandle<T>, SpawnError>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let Some(rt) = node.runtime.get() else {
+        return Err(SpawnError::NoRuntime);
+    };
+    if node.state().is_soft() {
+        // Spawning into a cancelled scope: the child is never polled (R8).
+        drop(fut);
+        return Ok(TaskHandle::refused());
+    }
+    if !node.try_add_task() {
+        return Err(SpawnError::Closed);
+    }
+    let join = rt.spawn(Child::new(node.clone(), fut));
+    Ok(TaskHandle::task(join))
+}
+
+/// Uncounts a blocking child when its closure is dropped, run or not.
+struct BlockingGuard(Arc<Node>);
+
+impl Drop for BlockingGuard {
+    fn drop(&mut self) {
+        self.0.task_done();
+    }
+}
+
+/// Spawns the blocking closure `f` as a child of the scope whose node is `node`.
+pub(crate) fn spawn_blocking<Fun, T, E>(
+    node: &Arc<Node>,
+    f: Fun,
+) -> Result<TaskHandle<T>, SpawnError>
+where
+    Fun: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let Some(rt) = node.runtime.get() else {
+        return Err(SpawnError::NoRuntime);
+    };
+    if node.state().is_soft() {
+        drop(f);
+        return Ok(TaskHandle::refused());
+    }
+    if !node.try_add_task() {
+        return Err(SpawnError::Closed);
+    }
+    let guard = BlockingGuard(node.clone());
+    let join = rt.spawn_blocking(move || {
+        let guard = guard;
+        let mut lent = Some(guard.0.clone());
+        let mut shields = 0;
+        let r = context::enter(&mut lent, &mut shields, false, || {
+            catch_unwind(AssertUnwindSafe(f))
+        });
+        let node = &guard.0;
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let _ = node.record_error(Some(Box::new(e) as Payload));
+                Err(Cancelled::new(CancelReason::ChildFailed))
+            }
+            Err(p) => {
+                node.record_panic(p);
+                Err(Cancelled::new(CancelReason::ChildPanicked))
+            }
+        }
+    });
+    Ok(TaskHandle::task(join))
+}
+
+/// A handle to one child of a scope: await it for the child's value.
+///
+/// Awaiting gives `Ok(value)` if the child succeeded, or `Err(Cancelled)` whose
+/// [`reason`](Cancelled::reason) says why not:
+///
+/// - [`ChildFailed`](CancelReason::ChildFailed): the child returned an error; the error
+///   itself went to the scope (which fails with it, or collects it);
+/// - [`ChildPanicked`](CancelReason::ChildPanicked): the child panicked; the scope re-raises
+///   the payload once every child finished;
+/// - [`ParentCancelled`](CancelReason::ParentCancelled): the scope (or an ancestor) was
+///   cancelled and the child was dropped, or it was spawned into a cancelled scope and
+///   never ran;
+/// - [`Explicit`](CancelReason::Explicit): [`TaskHandle::cancel`] was called;
+/// - [`Shutdown`](CancelReason::Shutdown): the runtime shut down.
+///
+/// Because the error is [`Cancelled`], `handle.await?` works in any scope body.
+///
+/// Dropping the handle neither cancels nor detaches the child: the scope still awaits it.
+///
+/// # Cancel safety
+///
+/// Awaiting the handle is cancel safe: dropping the `.await` loses nothing, the value is
+/// kept for a later poll.
+pub struct TaskHandle<T> {
+    inner: HandleInner<T>,
+}
+
+enum HandleInner<T> {
+    Task {
+        join: JoinHandle<Result<T, Cancelled>>,
+        cancel_requested: AtomicBool,
+    },
+    Refused,
+}
+
+impl<T> TaskHandle<T> {
+    fn task(join: JoinHandle<Result<T, Cancelled>>) -> Self {
+        TaskHandle {
+            inner: HandleInner::Task {
+                join,
+                cancel_requested: AtomicBool::new(false),
+            },
+        }
+    }
+
+    fn refused() -> Self {
+        TaskHandle {
+            inner: HandleInner::Refused,
+        }
+    }
+
+    /// Cancels this child alone, without failing or cancelling the scope.
+    ///
+    /// The child is dropped at its next poll, like [`JoinHandle::abort`], and its handle
+    /// resolves to `Err(Cancelled)` with [`CancelReason::Explicit`] (unless it completed
+    /// first). This is immediate: no grace period, and shields inside the child do not
+    /// protect it (they shield against the tree, and this cancels the task itself). The
+    /// scope still awaits the child's drop. A blocking child cannot be cancelled this way;
+    /// it is awaited.
+    pub fn cancel(&self) {
+        if let HandleInner::Task {
+            join,
+            cancel_requested,
+        } = &self.inner
+        {
+            cancel_requested.store(true, Ordering::Relaxed);
+            join.abort();
+        }
+    }
+
+    /// `true` once the child finished (or was never started).
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            HandleInner::Task { join, .. } => join.is_finished(),
+            HandleInner::Refused => true,
+        }
+    }
+}
+
+impl<T> Future for TaskHandle<T> {
+    type Output = Result<T, Cancelled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.inner {
+            HandleInner::Task {
+                join,
+                cancel_requested,
+            } => Pin::new(join).poll(cx).map(|r| match r {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => Err(Cancelled::new(CancelReason::ChildPanicked)),
+                Err(_) if cancel_requested.load(Ordering::Relaxed) => {
+                    Err(Cancelled::new(CancelReason::Explicit))
+                }
+                Err(_) => Err(Cancelled::new(CancelReason::Shutdown)),
+            }),
+            HandleInner::Refused => Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled))),
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

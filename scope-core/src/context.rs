@@ -1,0 +1,351 @@
+//! The ambient context: which node the code running on this thread is under.
+//!
+//! Every future that drives a node (a scope, a cancel scope, a spawned child's task wrapper)
+//! lends its node to a thread-local *frame* for the duration of its inner poll, and takes it
+//! back afterwards (also on unwind). Lending moves the `Arc` in and out, so a poll costs no
+//! reference-count traffic. The functions of this module read that frame; outside of any
+//! scope they behave as if nothing is ever cancelled.
+//!
+//! The frame also counts the live shields inside the innermost node future being polled, so
+//! a hard-cancelled node knows to keep polling until its shields finished (DESIGN §3.11).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+
+use crate::error::Cancelled;
+use crate::sync::Arc;
+use crate::tree::Node;
+
+struct Frame {
+    node: Option<Arc<Node>>,
+    /// Live shields inside the innermost node future being polled (in this task).
+    shields: u32,
+}
+
+thread_local! {
+    static FRAME: RefCell<Frame> = const { RefCell::new(Frame { node: None, shields: 0 }) };
+}
+
+/// Lends `node` (and the future's shield count) to the frame while `f` runs.
+///
+/// `nested` is true for node futures inside a task: the change of their shield count is
+/// added to the enclosing frame, so every enclosing node knows about a shield inside it.
+/// A task root (the spawned child's wrapper) passes `false`.
+pub(crate) fn enter<R>(
+    node: &mut Option<Arc<Node>>,
+    shields: &mut u32,
+    nested: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Lent<'a> {
+        slot: &'a mut Option<Arc<Node>>,
+        shields: &'a mut u32,
+        saved: Option<(Option<Arc<Node>>, u32)>,
+        nested: bool,
+    }
+    impl Drop for Lent<'_> {
+        fn drop(&mut self) {
+            let Some((saved_node, saved_shields)) = self.saved.take() else {
+                return;
+            };
+            let _ = FRAME.try_with(|frame| {
+                let mut frame = frame.borrow_mut();
+                *self.slot = std::mem::replace(&mut frame.node, saved_node);
+                let now = std::mem::replace(&mut frame.shields, saved_shields);
+                if self.nested {
+                    let delta = now.wrapping_sub(*self.shields);
+                    frame.shields = saved_shields.wrapping_add(delta);
+                }
+                *self.shields = now;
+            });
+        }
+    }
+    let own = *shields;
+    let mut lent = Lent {
+        slot: node,
+        shields,
+        saved: None,
+        nested,
+    };
+    let _ = FRAME.try_with(|frame| {
+        let mut frame = frame.borrow_mut();
+        let saved_node = std::mem::replace(&mut frame.node, lent.slot.take());
+        let saved_shields = std::mem::replace(&mut frame.shields, own);
+        lent.saved = Some((saved_node, saved_shields));
+    });
+    let r = f();
+    drop(lent);
+    r
+}
+
+/// Runs `f` with the ambient node (if any).
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
+    let mut f = Some(f);
+    let r = FRAME.try_with(|frame| {
+        let frame = frame.borrow();
+        (f.take().expect("called once"))(frame.node.as_ref())
+    });
+    match r {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("called once"))(None),
+    }
+}
+
+/// A clone of the ambient node.
+pub(crate) fn current() -> Option<Arc<Node>> {
+    with_current(|n| n.cloned())
+}
+
+/// Counts a shield that starts in the enclosing node future.
+pub(crate) fn shield_entered() {
+    let _ = FRAME.try_with(|frame| frame.borrow_mut().shields += 1);
+}
+
+/// Uncounts a shield that ended (or was dropped) in the enclosing node future.
+pub(crate) fn shield_exited() {
+    let _ = FRAME.try_with(|frame| {
+        let mut frame = frame.borrow_mut();
+        frame.shields = frame.shields.saturating_sub(1);
+    });
+}
+
+/// Returns `true` if the code calling it runs under a cancelled node.
+///
+/// This is the soft signal: it turns `true` as soon as the nearest enclosing scope or
+/// cancel scope (or any unshielded ancestor) is cancelled, and stays `true` (it is
+/// level-triggered). Outside any scope it is always `false`.
+///
+/// Blocking children ([`Scope::spawn_blocking`](crate::Scope::spawn_blocking)) cannot be
+/// dropped; they poll this to stop early.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert!(!taskscope_core::is_cancelled());
+/// let r: Result<(), taskscope_core::Cancelled> = taskscope_core::scope(async |s| {
+///     s.cancel();
+///     assert!(taskscope_core::is_cancelled());
+///     Ok(())
+/// })
+/// .await;
+/// assert!(r.is_ok());
+/// # }
+/// ```
+pub fn is_cancelled() -> bool {
+    with_current(|n| n.is_some_and(|n| n.state().is_soft()))
+}
+
+/// The effective deadline of the code calling it: the earliest deadline of the enclosing
+/// nodes up to the nearest shield, or `None` if there is none (or outside any scope).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::{current_deadline, move_on_after};
+///
+/// let start = tokio::time::Instant::now();
+/// move_on_after(Duration::from_secs(5), async {
+///     move_on_after(Duration::from_secs(10), async {
+///         assert_eq!(current_deadline(), Some(start + Duration::from_secs(5)));
+///     })
+///     .await;
+/// })
+/// .await;
+/// # }
+/// ```
+pub fn current_deadline() -> Option<Instant> {
+    current().and_then(|n| n.effective_deadline())
+}
+
+/// Waits until the code calling it is cancelled, and tells why.
+///
+/// The node is the ambient one when `cancelled()` is called. Outside any scope the future
+/// never completes (nothing there is ever cancelled). The wait is level-triggered: on a
+/// node that is already cancelled it completes at once, every time.
+///
+/// # Cancel safety
+///
+/// This method is cancel safe: dropping the future only removes its registration.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::{cancelled, CancelReason, CancelScope};
+///
+/// let cs = CancelScope::new().timeout(Duration::from_secs(1)).grace(Duration::from_secs(1));
+/// let r = cs
+///     .run(async {
+///         let why = cancelled().await; // soft signal, then clean up during the grace period
+///         why.reason()
+///     })
+///     .await;
+/// assert_eq!(r, Ok(CancelReason::DeadlineExceeded));
+/// # }
+/// ```
+pub fn cancelled() -> WaitForCancel {
+    WaitForCancel {
+        node: current(),
+        key: None,
+    }
+}
+
+/// The future of [`cancelled`].
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct WaitForCancel {
+    node: Option<Arc<Node>>,
+    key: Option<u32>,
+}
+
+impl std::fmt::Debug for WaitForCancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitForCancel")
+            .field("in_scope", &self.node.is_some())
+            .field("registered", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl Future for WaitForCancel {
+    type Output = Cancelled;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Cancelled> {
+        let this = &mut *self;
+        let Some(node) = &this.node else {
+            return Poll::Pending;
+        };
+        if node.state().is_soft() {
+            this.key = None;
+            return Poll::Ready(Cancelled::new(node.effective_reason()));
+        }
+        let mut inner = node.lock();
+        // Checked again under the lock that drains `waiters` with the bit (invariant #4):
+        // either the cancel already happened and we see it, or our waker is in the slab
+        // when the drain runs.
+        if node.state().is_soft() {
+            drop(inner);
+            this.key = None;
+            return Poll::Ready(Cancelled::new(node.effective_reason()));
+        }
+        match this.key {
+            Some(k) => inner.waiters.update(k, cx.waker()),
+            None => this.key = Some(inner.waiters.insert(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for WaitForCancel {
+    fn drop(&mut self) {
+        if let (Some(node), Some(key)) = (&self.node, self.key) {
+            let mut inner = node.lock();
+            // Once soft, the slab was drained and the key is no longer ours (#4).
+            let w = if node.state().is_soft() {
+                None
+            } else {
+                inner.waiters.remove(key)
+            };
+            drop(inner);
+            drop(w);
+        }
+    }
+}
+
+/// A cancellation point: fails if the calling code is cancelled, and lets other tasks run.
+///
+/// - Not cancelled: returns `Ok(())`, yielding to the runtime when the task's cooperative
+///   budget is spent (so a loop with a checkpoint cannot starve its runtime).
+/// - Cancelled, during a grace period (soft): returns `Err(Cancelled)`, every time.
+/// - Hard-cancelled: never returns; the future under the cancelled node is dropped at this
+///   point instead.
+///
+/// Outside any scope it only yields.
+///
+/// # Cancel safety
+///
+/// This method is cancel safe.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskscope_core::{checkpoint, CancelScope};
+///
+/// let cs = CancelScope::new();
+/// let h = cs.handle();
+/// let r = cs
+///     .run(async move {
+///         for i in 0.. {
+///             if i == 100 {
+///                 h.cancel();
+///             }
+///             checkpoint().await?; // dropped here once cancelled
+///         }
+///         Ok::<(), taskscope_core::Cancelled>(())
+///     })
+///     .await;
+/// assert!(r.is_err());
+/// # }
+/// ```
+pub async fn checkpoint() -> Result<(), Cancelled> {
+    if let Some(state) = with_current(|n| n.map(|n| n.state())) {
+        if state.is_hard() {
+            return std::future::pending().await;
+        }
+        if state.is_soft() {
+            let reason = with_current(|n| n.map(|n| n.effective_reason()));
+            return Err(Cancelled::new(
+                reason.unwrap_or(crate::CancelReason::ParentCancelled),
+            ));
+        }
+    }
+    tokio::task::consume_budget().await;
+    Ok(())
+}
+
+/// Runs `fut` until it completes or the calling code is cancelled, whichever is first.
+///
+/// Cancellation is checked before `fut` on every poll, so even a future that is always
+/// ready (a busy socket, a full channel) stops promptly. Returns `Err(Cancelled)` in the
+/// soft phase too, so the caller can clean up during a grace period.
+///
+/// # Cancel safety
+///
+/// As cancel safe as `fut`: on cancellation `fut` is dropped.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskscope_core::{cancelable, CancelScope};
+///
+/// let cs = CancelScope::new();
+/// cs.handle().cancel();
+/// let r = cs.run(async { cancelable(std::future::ready(1)).await }).await;
+/// assert!(r.is_err());
+/// # }
+/// ```
+pub async fn cancelable<F: Future>(fut: F) -> Result<F::Output, Cancelled> {
+    let mut wait = std::pin::pin!(cancelled());
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(c) = wait.as_mut().poll(cx) {
+            return Poll::Ready(Err(c));
+        }
+        fut.as_mut().poll(cx).map(Ok)
+    })
+    .await
+}

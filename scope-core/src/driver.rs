@@ -1,0 +1,198 @@
+//! What every future that owns a node does: enter the tree, keep the node's one timer,
+//! decide each poll whether to run, catch, or leave the cancellation to an outer node, and
+//! lend the node to the ambient frame while the inner future runs.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use tokio::time::{Instant, Sleep};
+
+use crate::context;
+use crate::error::{CancelReason, Cancelled};
+use crate::sync::Arc;
+use crate::tree::Node;
+
+/// What a node future does with its inner future on this poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Step {
+    /// Poll the inner future (not cancelled, only soft-cancelled, or a shield is live inside).
+    Run,
+    /// The node is hard-cancelled on its own account: stop polling, drain, drop, return the
+    /// cancellation (invariant #8).
+    Catch,
+    /// An ancestor is hard-cancelled: it (or the task wrapper) deals with this future.
+    Outer,
+}
+
+/// Which deadline the node's single timer is armed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Armed {
+    Deadline(Instant),
+    HardAt(Instant),
+}
+
+pub(crate) struct Driver {
+    /// `None` only while lent to the ambient frame.
+    node: Option<Arc<Node>>,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: Option<Armed>,
+    /// Live shields inside the inner future (in this task).
+    shields: u32,
+    /// Entered the tree and not yet finished.
+    active: bool,
+    finished: bool,
+    /// A shield counts itself in the enclosing frame while it runs; the task it did so in.
+    shield_task: Option<Option<tokio::task::Id>>,
+}
+
+impl Driver {
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Driver {
+            node: Some(node),
+            timer: None,
+            armed: None,
+            shields: 0,
+            active: false,
+            finished: false,
+            shield_task: None,
+        }
+    }
+
+    /// The node. Only `poll_inner` lends it out, and gives it back before returning.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        self.node
+            .as_ref()
+            .expect("the node is only lent out during an inner poll")
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// First poll: attach below the ambient node, resolve the timeout, capture the runtime
+    /// (for scopes), count a shield in the enclosing frame.
+    pub(crate) fn enter(&mut self, with_runtime: bool) {
+        if self.active || self.finished {
+            return;
+        }
+        self.active = true;
+        let node = self.node().clone();
+        if with_runtime {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let _ = node.runtime.set(rt);
+            }
+        }
+        let parent = context::current();
+        let shield = node.lock().shield;
+        node.attach(parent.as_ref(), Instant::now());
+        if shield {
+            context::shield_entered();
+            self.shield_task = Some(tokio::task::try_id());
+        }
+    }
+
+    pub(crate) fn set_owner(&self, waker: &Waker) {
+        self.node().set_owner(waker);
+    }
+
+    /// Keeps the node's one timer armed for what it waits for next (its deadline, or the end
+    /// of its grace period) and fires it when due.
+    pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) {
+        loop {
+            let node = self.node().clone();
+            let want = {
+                let inner = node.lock();
+                let st = node.state();
+                if !st.own_soft() {
+                    inner.deadline.map(Armed::Deadline)
+                } else if !st.own_hard() {
+                    inner.hard_at.map(Armed::HardAt)
+                } else {
+                    None
+                }
+            };
+            if want != self.armed {
+                self.armed = want;
+                match (want, &mut self.timer) {
+                    (None, _) => self.timer = None,
+                    (Some(Armed::Deadline(at) | Armed::HardAt(at)), Some(t)) => t.as_mut().reset(at),
+                    (Some(Armed::Deadline(at) | Armed::HardAt(at)), None) => {
+                        self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
+                    }
+                }
+            }
+            let Some(t) = &mut self.timer else { return };
+            if t.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            self.timer = None;
+            match self.armed.take() {
+                Some(Armed::Deadline(_)) => node.cancel(CancelReason::DeadlineExceeded, false),
+                Some(Armed::HardAt(_)) => node.escalate(),
+                None => return,
+            }
+            // Loop: a deadline with a grace period now waits for the grace to end.
+        }
+    }
+
+    /// What to do with the inner future now.
+    pub(crate) fn step(&self) -> Step {
+        let st = self.node().state();
+        if self.shields > 0 {
+            Step::Run
+        } else if st.inherited_hard() {
+            Step::Outer
+        } else if st.own_hard() {
+            Step::Catch
+        } else {
+            Step::Run
+        }
+    }
+
+    /// Runs `f` (the inner poll) with the node as the ambient node.
+    pub(crate) fn poll_inner<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        context::enter(&mut self.node, &mut self.shields, true, f)
+    }
+
+    /// Ready once nothing spawned below the node is alive. The owner waker must already be
+    /// registered (`set_owner`), so a transition to idle after this check wakes us.
+    pub(crate) fn poll_idle(&self) -> Poll<()> {
+        if self.node().is_idle() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Records that this node caught its own cancellation and returns it.
+    pub(crate) fn catch(&self) -> Cancelled {
+        let node = self.node();
+        let mut inner = node.lock();
+        inner.caught = true;
+        let reason = inner.reason.unwrap_or(CancelReason::Explicit);
+        Cancelled::with_suppressed(reason, inner.outcome.suppressed)
+    }
+
+    /// Leaves the tree: the node is done (invariant #6).
+    pub(crate) fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.active = false;
+        self.timer = None;
+        if let Some(task) = self.shield_task.take() {
+            if tokio::task::try_id() == task {
+                context::shield_exited();
+            }
+        }
+        if let Some(node) = &self.node {
+            node.detach();
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The runtime crate of [taskscope](https://docs.rs/taskscope): scopes, the cancel tree,
+//! deadlines and handles. Use it through the `taskscope` facade, which adds the macros.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod cancel_scope;
+mod child;
+mod context;
+mod driver;
+mod error;
+mod scope;
+mod sync;
+mod tree;
+
+pub use cancel_scope::{
+    CancelHandle, CancelScope, MoveOnAfter, Run, Shield, fail_after, fail_at, move_on_after,
+    move_on_at, shield,
+};
+pub use child::TaskHandle;
+pub use context::{
+    WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
+};
+pub use error::{CancelReason, Cancelled, Errors, SpawnError};
+pub use scope::{
+    CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
+};

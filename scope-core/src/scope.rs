@@ -1,0 +1,663 @@
+//! Scopes (nurseries): [`scope`], [`ScopeBuilder`], the body's [`Scope`], the `'static`
+//! [`ScopeHandle`], and the [`ScopeFuture`] that drives them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::cancel_scope::CancelHandle;
+use crate::child::{self, TaskHandle};
+use crate::driver::{Driver, Step};
+use crate::error::{CancelReason, Cancelled, Errors, SpawnError};
+use crate::sync::Arc;
+use crate::tree::outcome::{Payload, Slot};
+use crate::tree::{Config, Node};
+
+/// Runs `body` in a new scope and waits for it and every child it spawned.
+///
+/// The body gets a [`Scope`] to spawn children with. The returned future completes only
+/// after the body and every child (spawned, blocking, and those of nested scopes whose
+/// futures were dropped) have finished, on every path: success, error, panic, cancel,
+/// deadline. Returning early from the body does not cancel the children; the scope waits.
+///
+/// - The first error (of a child or the body) cancels the scope with
+///   [`CancelReason::ChildFailed`] and is returned once everything finished. Errors that
+///   arrive after the scope was cancelled are secondary: counted on the [`Cancelled`] where
+///   one is returned, reported as `tracing` events, and returned all together by
+///   [`ScopeBuilder::collect_errors`].
+/// - A panic (of a child or the body) cancels the scope, waits for everything, then resumes
+///   unwinding with the original payload in the caller. A panic outranks errors.
+/// - If the body completed, its value is kept even when the scope was cancelled meanwhile
+///   (`s.cancel(); Ok(winner)` returns the winner once the losers are gone). If the scope
+///   caught its own cancellation (the body was dropped), it returns
+///   `Err(E::from(Cancelled))`.
+///
+/// The scope is a node of the cancel tree: it nests below the scope or cancel scope the
+/// caller runs in, so cancelling that (or its deadline) reaches this scope's body and
+/// children too.
+///
+/// # Drop
+///
+/// Dropping the scope future before it finished (a lost `select!` branch, an aborted task)
+/// hard-cancels its children with [`CancelReason::ScopeDropped`] and drops the body at once.
+/// The children that are still running are handed to the nearest live ancestor scope, which
+/// awaits them before it exits. A scope with no live ancestor (a root scope) can only
+/// request that they stop: they are dropped at their next poll, but nobody awaits that.
+///
+/// # Cancel safety
+///
+/// Not cancel safe in the sense of `select!`: dropping the future cancels the scope (see
+/// *Drop*).
+///
+/// # Panics
+///
+/// Resumes the first panic of the body or a child once everything finished. Deadlines need
+/// a runtime with the time driver enabled (`enable_time`).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let total = taskscope_core::scope(async |s| {
+///     let a = s.spawn(async { Ok::<_, std::io::Error>(1) });
+///     let b = s.spawn(async { Ok(2) });
+///     Ok(a.await? + b.await?)
+/// })
+/// .await?;
+/// assert_eq!(total, 3);
+/// # Ok(())
+/// # }
+/// ```
+pub fn scope<'env, F, Fut, T, E>(body: F) -> ScopeFuture<'env, F, Fut, T, E>
+where
+    F: FnOnce(Scope<'env, E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Cancelled> + 'static,
+{
+    ScopeBuilder::new().run(body)
+}
+
+/// Fail fast (the default): the scope returns its first error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailFast;
+
+/// Collecting mode: the scope returns every error, in order, as [`Errors`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CollectErrors;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::FailFast {}
+    impl Sealed for super::CollectErrors {}
+}
+
+/// How a scope reports errors: [`FailFast`] or [`CollectErrors`].
+pub trait Mode<T, E>: sealed::Sealed {
+    /// What the scope's future resolves to.
+    type Output;
+    #[doc(hidden)]
+    const COLLECT: bool;
+    #[doc(hidden)]
+    fn output(r: Result<T, Vec<E>>) -> Self::Output;
+}
+
+impl<T, E: From<Cancelled>> Mode<T, E> for FailFast {
+    type Output = Result<T, E>;
+    const COLLECT: bool = false;
+    fn output(r: Result<T, Vec<E>>) -> Result<T, E> {
+        r.map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| E::from(Cancelled::new(CancelReason::ChildFailed)))
+        })
+    }
+}
+
+impl<T, E: From<Cancelled>> Mode<T, E> for CollectErrors {
+    type Output = Result<T, Errors<E>>;
+    const COLLECT: bool = true;
+    fn output(r: Result<T, Vec<E>>) -> Result<T, Errors<E>> {
+        r.map_err(|mut errors| {
+            if errors.is_empty() {
+                errors.push(E::from(Cancelled::new(CancelReason::ChildFailed)));
+            }
+            Errors::new(errors)
+        })
+    }
+}
+
+/// Configures a scope: name, timeout or deadline, grace period, error mode.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use taskscope_core::{CancelReason, Cancelled, Scope};
+///
+/// let r: Result<(), Cancelled> = Scope::builder()
+///     .name("fetch")
+///     .timeout(Duration::from_secs(2))
+///     .run(async |s| {
+///         s.spawn(async {
+///             tokio::time::sleep(Duration::from_secs(60)).await;
+///             Ok(())
+///         });
+///         Ok(())
+///     })
+///     .await;
+/// assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `run` is called and awaited"]
+pub struct ScopeBuilder<M = FailFast> {
+    config: Config,
+    _mode: PhantomData<M>,
+}
+
+impl<M> fmt::Debug for ScopeBuilder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeBuilder")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Default for ScopeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScopeBuilder {
+    /// A builder with no name, no deadline, no grace period, failing fast.
+    pub fn new() -> Self {
+        ScopeBuilder {
+            config: Config::default(),
+            _mode: PhantomData,
+        }
+    }
+
+    /// Return every error in order ([`Errors`]) instead of only the first.
+    pub fn collect_errors(self) -> ScopeBuilder<CollectErrors> {
+        ScopeBuilder {
+            config: self.config,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M> ScopeBuilder<M> {
+    /// A name for diagnostics (tracing events, debug output).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// Cancels the scope `d` after it is entered (first poll). The scope then returns
+    /// `Err(Cancelled)` with [`CancelReason::DeadlineExceeded`] unless it had already failed
+    /// with a real error. `Duration::MAX` never fires.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.config.timeout = Some(self.config.timeout.map_or(d, |t| t.min(d)));
+        self
+    }
+
+    /// Cancels the scope at `at` (see [`timeout`](Self::timeout)).
+    pub fn deadline(mut self, at: Instant) -> Self {
+        self.config.deadline = Some(self.config.deadline.map_or(at, |d| d.min(at)));
+        self
+    }
+
+    /// Time between the scope's own soft cancel (children see `cancelled()` and may clean
+    /// up) and the hard one (whatever still runs is dropped). Default zero.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// Runs `body` in the configured scope; see [`scope`].
+    pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, F, Fut, T, E, M>
+    where
+        F: FnOnce(Scope<'env, E>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Cancelled> + 'static,
+        M: Mode<T, E>,
+    {
+        let mut config = self.config;
+        config.collect = M::COLLECT;
+        ScopeFuture {
+            init: Some(body),
+            body: None,
+            out: BodyOut::Running,
+            driver: Driver::new(Node::new(config)),
+            _marker: PhantomData,
+        }
+    }
+}
+
+/// The scope as its body sees it: spawn children, cancel, get a `'static` handle.
+///
+/// `'env` ties it to the scope's call, so it cannot be moved into a `'static` child; use
+/// [`handle`](Scope::handle) for that (nursery passing).
+pub struct Scope<'env, E> {
+    node: Arc<Node>,
+    _marker: PhantomData<(fn(&'env ()) -> &'env (), fn() -> E)>,
+}
+
+impl Scope<'static, Cancelled> {
+    /// A [`ScopeBuilder`]: `Scope::builder().name("x").timeout(d).run(async |s| ..)`.
+    pub fn builder() -> ScopeBuilder {
+        ScopeBuilder::new()
+    }
+}
+
+impl<E> fmt::Debug for Scope<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_node(f, "Scope", &self.node)
+    }
+}
+
+fn debug_node(f: &mut fmt::Formatter<'_>, what: &str, node: &Node) -> fmt::Result {
+    let inner = node.lock();
+    f.debug_struct(what)
+        .field("name", &inner.name)
+        .field("reason", &inner.reason)
+        .field("deadline", &inner.deadline)
+        .field("closed", &node.is_closed())
+        .finish()
+}
+
+#[track_caller]
+fn expect_spawned<T>(r: Result<TaskHandle<T>, SpawnError>) -> TaskHandle<T> {
+    match r {
+        Ok(h) => h,
+        Err(e) => panic!("taskscope: cannot spawn: {e}"),
+    }
+}
+
+impl<'env, E> Scope<'env, E> {
+    fn new(node: Arc<Node>) -> Self {
+        Scope {
+            node,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Spawns `fut` as a child: it runs in parallel on the runtime, under this scope's node.
+    ///
+    /// Returns the child's [`TaskHandle`]. An `Err` from the child fails the scope (see
+    /// [`scope`]); its handle then resolves to `Err(Cancelled)` with reason `ChildFailed`.
+    /// Spawning into a cancelled scope does not start the child: it is dropped without
+    /// being polled and its handle resolves to `ParentCancelled`.
+    ///
+    /// # Panics
+    ///
+    /// If the scope already finished (the `Scope` escaped its body through the return
+    /// value) or was entered outside a Tokio runtime. Use [`ScopeHandle::spawn`] for a
+    /// `Result` instead.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, fut: F) -> TaskHandle<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        expect_spawned(child::spawn(&self.node, fut))
+    }
+
+    /// Spawns the blocking closure `f` as a child on the runtime's blocking pool.
+    ///
+    /// A blocking child cannot be dropped: the scope awaits it even when cancelled. It
+    /// sees cancellation through [`is_cancelled`](crate::is_cancelled) and should return
+    /// early when that turns `true`.
+    ///
+    /// # Panics
+    ///
+    /// As [`spawn`](Scope::spawn).
+    #[track_caller]
+    pub fn spawn_blocking<Fun, T>(&self, f: Fun) -> TaskHandle<T>
+    where
+        Fun: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        expect_spawned(child::spawn_blocking(&self.node, f))
+    }
+
+    /// A `'static`, clonable handle to this scope, to spawn from children (nursery
+    /// passing) or cancel the scope from anywhere.
+    pub fn handle(&self) -> ScopeHandle<E> {
+        ScopeHandle {
+            node: self.node.clone(),
+            _marker: PhantomData,
+        }
+    }
+
+    /// Cancels the scope and everything below it ([`CancelReason::Explicit`]).
+    ///
+    /// The body and the children see the soft signal at once and are dropped after the
+    /// grace period (default zero) unless they finish first. If the body already
+    /// completed, its value is still returned.
+    pub fn cancel(&self) {
+        self.node.cancel(CancelReason::Explicit, false);
+    }
+
+    /// `true` once the scope (or an ancestor) was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.node.state().is_soft()
+    }
+
+    /// A [`CancelHandle`] to this scope's node: move its deadline, ask whether it was
+    /// cancelled or caught its cancellation.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle::from_node(self.node.clone())
+    }
+}
+
+/// A `'static`, clonable handle to a scope: spawn into it from anywhere, or cancel it.
+///
+/// Spawning fails with [`SpawnError::Closed`] once the scope finished; while the scope runs
+/// (also while it waits for its last children) a spawned child is accepted and awaited.
+pub struct ScopeHandle<E> {
+    node: Arc<Node>,
+    _marker: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for ScopeHandle<E> {
+    fn clone(&self) -> Self {
+        ScopeHandle {
+            node: self.node.clone(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<E> fmt::Debug for ScopeHandle<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_node(f, "ScopeHandle", &self.node)
+    }
+}
+
+impl<E> ScopeHandle<E> {
+    /// Spawns `fut` as a child of the scope; see [`Scope::spawn`].
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished (or its future was dropped).
+    pub fn spawn<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SpawnError>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        child::spawn(&self.node, fut)
+    }
+
+    /// Spawns a blocking child; see [`Scope::spawn_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_blocking<Fun, T>(&self, f: Fun) -> Result<TaskHandle<T>, SpawnError>
+    where
+        Fun: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        child::spawn_blocking(&self.node, f)
+    }
+
+    /// Cancels the scope; see [`Scope::cancel`].
+    pub fn cancel(&self) {
+        self.node.cancel(CancelReason::Explicit, false);
+    }
+
+    /// `true` once the scope (or an ancestor) was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.node.state().is_soft()
+    }
+
+    /// `true` once the scope no longer accepts children.
+    pub fn is_closed(&self) -> bool {
+        self.node.is_closed()
+    }
+
+    /// A [`CancelHandle`] to the scope's node.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle::from_node(self.node.clone())
+    }
+}
+
+/// What became of the body.
+enum BodyOut<T, E> {
+    Running,
+    Ok(T),
+    Err(E),
+    Panicked,
+    Caught(Cancelled),
+}
+
+pin_project! {
+    /// The future of [`scope`] and [`ScopeBuilder::run`].
+    ///
+    /// It is `Send` exactly when the body closure, its future, `T` and `E` are.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ScopeFuture<'env, F, Fut, T, E, M = FailFast> {
+        init: Option<F>,
+        #[pin]
+        body: Option<Fut>,
+        out: BodyOut<T, E>,
+        driver: Driver,
+        _marker: PhantomData<(fn(&'env ()) -> &'env (), M)>,
+    }
+
+    impl<'env, F, Fut, T, E, M> PinnedDrop for ScopeFuture<'env, F, Fut, T, E, M> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !this.driver.is_active() {
+                return;
+            }
+            let node = this.driver.node().clone();
+            // Dropped before it finished: children are hard-cancelled and no longer
+            // accepted; the body goes now; the node stays busy (a zombie) in its parent
+            // until its last child is gone (invariant #6).
+            node.cancel(CancelReason::ScopeDropped, true);
+            node.close();
+            let body = this.body;
+            let dropped = catch_unwind(AssertUnwindSafe(move || {
+                let mut body = body;
+                body.set(None);
+            }));
+            this.driver.finish();
+            if let Err(p) = dropped {
+                node.record_panic(p);
+            }
+            #[cfg(feature = "tracing")]
+            if !node.is_idle() {
+                tracing::debug!(
+                    scope = node.lock().name.as_deref().unwrap_or(""),
+                    "scope future dropped while children run: they are cancelled and \
+                     handed to the nearest live ancestor scope"
+                );
+            }
+        }
+    }
+}
+
+impl<F, Fut, T, E, M> fmt::Debug for ScopeFuture<'_, F, Fut, T, E, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeFuture")
+            .field("started", &self.init.is_none())
+            .field("finished", &self.driver.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
+    let mut body = body;
+    if body.is_some() {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
+            node.record_panic(p);
+        }
+    }
+}
+
+impl<'env, F, Fut, T, E, M> Future for ScopeFuture<'env, F, Fut, T, E, M>
+where
+    F: FnOnce(Scope<'env, E>) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: From<Cancelled> + 'static,
+    M: Mode<T, E>,
+{
+    type Output = M::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        let mut this = self.project();
+        assert!(
+            !this.driver.is_finished(),
+            "`ScopeFuture` polled after completion"
+        );
+        if let Some(f) = this.init.take() {
+            this.driver.enter(true);
+            let scope = Scope::new(this.driver.node().clone());
+            let body = this.driver.poll_inner(|| f(scope));
+            this.body.set(Some(body));
+        }
+        this.driver.set_owner(cx.waker());
+        loop {
+            this.driver.poll_timer(cx);
+            if matches!(this.out, BodyOut::Running) {
+                match this.driver.step() {
+                    Step::Outer => return Poll::Pending,
+                    Step::Catch => *this.out = BodyOut::Caught(this.driver.catch()),
+                    Step::Run => {
+                        let body = this.body.as_mut();
+                        let polled = this.driver.poll_inner(|| {
+                            catch_unwind(AssertUnwindSafe(|| {
+                                body.as_pin_mut().map(|b| b.poll(cx))
+                            }))
+                        });
+                        let node = this.driver.node();
+                        match polled {
+                            Ok(Some(Poll::Ready(Ok(v)))) => {
+                                drop_body(this.body.as_mut(), node);
+                                *this.out = BodyOut::Ok(v);
+                            }
+                            Ok(Some(Poll::Ready(Err(e)))) => {
+                                drop_body(this.body.as_mut(), node);
+                                let _ = node.record_error(None);
+                                *this.out = BodyOut::Err(e);
+                            }
+                            Err(payload) => {
+                                drop_body(this.body.as_mut(), node);
+                                node.record_panic(payload);
+                                *this.out = BodyOut::Panicked;
+                            }
+                            Ok(Some(Poll::Pending) | None) => {
+                                if this.driver.step() == Step::Run {
+                                    return Poll::Pending;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+            // The body is done or caught: wait for every child below (invariant #5).
+            if this.driver.poll_idle().is_pending() {
+                return Poll::Pending;
+            }
+            if !this.driver.node().try_close() {
+                continue; // a child was spawned at the last moment: it is awaited too
+            }
+            let node = this.driver.node().clone();
+            // A caught body is dropped only now, after its subtree drained (invariant #8).
+            drop_body(this.body.as_mut(), &node);
+            this.driver.finish();
+            let out = std::mem::replace(this.out, BodyOut::Running);
+            return Poll::Ready(M::output(finish(&node, out)));
+        }
+    }
+}
+
+/// Decides the scope's result once everything below it finished (DESIGN §3.2, §3.3, §3.8).
+fn finish<T, E>(node: &Node, out: BodyOut<T, E>) -> Result<T, Vec<E>>
+where
+    E: From<Cancelled> + 'static,
+{
+    let (panic, primary, all, suppressed, reason) = {
+        let mut inner = node.lock();
+        let o = &mut inner.outcome;
+        let parts = (
+            o.panic.take(),
+            o.primary.take(),
+            std::mem::take(&mut o.all),
+            o.suppressed,
+            inner.reason,
+        );
+        parts
+    };
+    if let Some(payload) = panic {
+        resume_unwind(payload);
+    }
+    let mut body_err = None;
+    let body = match out {
+        BodyOut::Err(e) => {
+            body_err = Some(e);
+            None
+        }
+        other => Some(other),
+    };
+    let cancelled = |r: CancelReason| E::from(Cancelled::with_suppressed(r, suppressed));
+    let mut errors: Vec<E> = Vec::new();
+    if !all.is_empty() {
+        // Collecting mode: every error in order; the body's own takes its place.
+        for slot in all {
+            match slot {
+                Slot::Child(p) => errors.push(downcast(p)),
+                Slot::Body => errors.extend(body_err.take()),
+            }
+        }
+    } else {
+        match primary {
+            Some(Slot::Child(p)) => errors.push(downcast(p)),
+            Some(Slot::Body) => errors.extend(body_err.take()),
+            None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if let Some(e) = body_err {
+        return Err(vec![e]);
+    }
+    match body {
+        Some(BodyOut::Ok(v)) if reason == Some(CancelReason::DeadlineExceeded) => {
+            // The scope's own deadline fired before everything finished: a broken promise.
+            let _ = v;
+            Err(vec![cancelled(CancelReason::DeadlineExceeded)])
+        }
+        Some(BodyOut::Ok(v)) => Ok(v),
+        Some(BodyOut::Caught(c)) => Err(vec![cancelled(c.reason())]),
+        _ => Err(vec![cancelled(reason.unwrap_or(CancelReason::Explicit))]),
+    }
+}
+
+fn downcast<E: From<Cancelled> + 'static>(p: Payload) -> E {
+    match p.downcast::<E>() {
+        Ok(e) => *e,
+        // Only children of this scope, which share its `E`, record errors here.
+        Err(_) => E::from(Cancelled::new(CancelReason::ChildFailed)),
+    }
+}

@@ -1,0 +1,135 @@
+//! Counting what keeps a node busy: its live spawned children, and its child nodes that are
+//! busy themselves.
+//!
+//! A node contributes exactly one unit to its parent's count while its own count is above
+//! zero. So a scope waiting for `busy == 0` waits for every spawned child anywhere below it,
+//! including the children of nested scopes whose futures were dropped (they are handed up
+//! this way, DESIGN §3.12), while in-task nodes that run no task cost nothing.
+//!
+//! The hot path (a count that stays above zero) is one CAS. Transitions through zero take the
+//! node's `busy_lock` and are carried to the parent while it is held, hand over hand (lock the
+//! parent, then release the child), so the units a node sends up arrive in the order its
+//! transitions happened (#5).
+
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::task::Waker;
+
+use super::node::Node;
+use crate::sync::lock;
+
+/// Set once a node accepts no more children; the count below it keeps counting down.
+pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
+
+impl Node {
+    /// Counts a new spawned child. `false` if the node is closed.
+    pub(crate) fn try_add_task(&self) -> bool {
+        let mut cur = self.busy.load(Relaxed);
+        loop {
+            if cur & CLOSED != 0 {
+                return false;
+            }
+            if cur == 0 {
+                return self.transition(true);
+            }
+            match self.busy.compare_exchange_weak(cur, cur + 1, AcqRel, Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Uncounts a spawned child whose future is gone.
+    pub(crate) fn task_done(&self) {
+        let mut cur = self.busy.load(Relaxed);
+        loop {
+            if cur & !CLOSED <= 1 {
+                self.transition(false);
+                return;
+            }
+            match self.busy.compare_exchange_weak(cur, cur - 1, AcqRel, Relaxed) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// `true` if nothing spawned below this node is alive.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.busy.load(Acquire) & !CLOSED == 0
+    }
+
+    /// Closes an idle node: from now on spawning is refused. `false` if it is busy.
+    ///
+    /// A spawn racing this either counted itself first (and the close fails, so the scope
+    /// waits for it) or sees `CLOSED` and is refused: never accepted-but-not-awaited.
+    pub(crate) fn try_close(&self) -> bool {
+        self.busy.compare_exchange(0, CLOSED, AcqRel, Acquire).is_ok() || self.is_closed()
+    }
+
+    /// Closes the node whether or not it is busy (its future was dropped).
+    pub(crate) fn close(&self) {
+        self.busy.fetch_or(CLOSED, AcqRel);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.busy.load(Acquire) & CLOSED != 0
+    }
+
+    /// A change of `busy` by one that may pass through zero, carried up the chain of
+    /// parents while it does. Wakes the owners of the nodes that became idle.
+    #[cold]
+    fn transition(&self, inc: bool) -> bool {
+        let mut idle: Vec<Waker> = Vec::new();
+        let mut guard = lock(&self.busy_lock);
+        // The first level respects CLOSED on increments; the count may have moved meanwhile.
+        let mut cur = self.busy.load(Relaxed);
+        let prev = loop {
+            if inc && cur & CLOSED != 0 {
+                return false;
+            }
+            let next = if inc { cur + 1 } else { cur - 1 };
+            match self.busy.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
+                Ok(p) => break p,
+                Err(actual) => cur = actual,
+            }
+        };
+        let mut through_zero = if inc {
+            prev & !CLOSED == 0
+        } else {
+            prev & !CLOSED == 1
+        };
+        if !inc && through_zero {
+            self.owner_into(&mut idle);
+        }
+        let mut node: &Node = self;
+        while through_zero {
+            let Some(parent) = node.parent.get() else {
+                break;
+            };
+            // Hand over hand: the parent's lock before the child's release (#5).
+            let parent_guard = lock(&parent.busy_lock);
+            drop(guard);
+            guard = parent_guard;
+            // A closed parent (its future is gone) still counts down its zombies.
+            let prev = if inc {
+                parent.busy.fetch_add(1, AcqRel)
+            } else {
+                parent.busy.fetch_sub(1, AcqRel)
+            };
+            through_zero = if inc {
+                prev & !CLOSED == 0
+            } else {
+                prev & !CLOSED == 1
+            };
+            if !inc && through_zero {
+                parent.owner_into(&mut idle);
+            }
+            node = parent;
+        }
+        drop(guard);
+        for w in idle {
+            w.wake();
+        }
+        true
+    }
+}

@@ -1,0 +1,65 @@
+//! The cancel tree.
+//!
+//! Every scope and cancel scope owns a [`Node`]. A node is attached, when its future is
+//! first polled, below the *ambient* node (the innermost node whose future is being polled
+//! on this thread, see [`crate::context`]). Spawned children have no node of their own: they
+//! run under their scope's node, so the per-child cost is one pointer and a counter.
+//!
+//! A node's state is one word of bits: `OWN_SOFT`/`OWN_HARD` (the node was cancelled, and
+//! its grace period is over) and `INH_SOFT`/`INH_HARD` (the same for an unshielded
+//! ancestor). *Soft* is the signal (`cancelled()` resolves, `checkpoint()` fails); *hard*
+//! means the futures under the node are dropped at their next poll. Everything on the hot
+//! path (a child's poll, `is_cancelled()`) is one atomic load of that word.
+//!
+//! # Invariants
+//!
+//! 1. **Level-triggered state.** The state word is written only with the node's `inner`
+//!    lock held, and bits are only ever set, never cleared. Once a node is cancelled it
+//!    stays cancelled.
+//! 2. **Lock order.** `inner` locks: a parent before its child (attach is the only place
+//!    that holds two). `busy_lock`s: a child before its parent, hand over hand. A
+//!    `busy_lock` may be held while an `inner` lock is taken, never the other way round.
+//!    Wakers are woken, and user values (errors, payloads, wakers) dropped, only after every
+//!    lock is released, so no foreign code runs under a lock of ours.
+//! 3. **Cancellation reaches the whole unshielded subtree.** A node's inherited bits cover
+//!    its parent's effective bits unless it is a shield. Both ways a node can join or be
+//!    reached keep this: `attach` copies the parent's bits under the parent's lock, and
+//!    `cancel` clones the child list in the same critical section that set the parent's
+//!    bits, then `propagate` walks that list (iteratively, so depth is unbounded). A
+//!    concurrent attach therefore either is in the cloned list or sees the bits. A node
+//!    that already carries the bits is skipped with its subtree: whoever set them there
+//!    spreads them further.
+//! 4. **No lost wakeup.** `waiters` (the `cancelled()` futures) is empty whenever the node
+//!    is soft; `parked` (spawned children that returned `Pending`) is empty whenever it is
+//!    hard. Both are drained in the critical section that sets the bit, and a registrant
+//!    checks the bit under the same lock before it inserts. So a waiter either sees the bit
+//!    or is in the slab when the drain happens. A registrant knows its key was drained
+//!    exactly when the bit is set, so it never removes a stale key.
+//! 5. **Busy counting.** `busy` counts a node's live spawned children plus its child nodes
+//!    whose own count is above zero; a node contributes exactly one unit to its parent while
+//!    its count is above zero. Transitions through zero are serialised by the node's
+//!    `busy_lock` and carried to the parent while it is held, so the units a node sends up
+//!    arrive in order and a parent never sees a false zero. A scope returns only when its
+//!    count is zero, i.e. nothing spawned anywhere below it is alive.
+//! 6. **Done is final.** After `detach` (the node's future finished or was dropped) the node
+//!    is out of its parent's child list and cancels are ignored (a cancel that was never
+//!    delivered is discarded, C4). A dropped scope's node may still be busy: it stays
+//!    counted in its parent's `busy` until its last child is gone, which is how its children
+//!    are handed to the nearest live ancestor scope (DESIGN §3.12).
+//! 7. **Closing is atomic with idleness.** A scope closes with one CAS from `0` to
+//!    `CLOSED`, and a spawn counts itself with a CAS that fails on `CLOSED`: a spawn racing
+//!    the last child either is counted first (and awaited) or is refused. Never lost.
+//! 8. **Who catches.** In a task, the futures of nested nodes are polled outermost first. A
+//!    node's future catches when its node is hard on its own account (`OWN_HARD`) and not
+//!    by inheritance (`INH_HARD`): an inherited hard cancel is caught further out, by the
+//!    outermost cancelled node, or the spawned child is dropped by its task wrapper. A
+//!    catcher stops polling its inner future, waits until its `busy` count is zero (its
+//!    subtree is hard-cancelled, so that happens), then drops the inner future. A future
+//!    with a live shield inside it in the same task keeps being polled instead.
+
+pub(crate) mod busy;
+pub(crate) mod node;
+pub(crate) mod outcome;
+pub(crate) mod slab;
+
+pub(crate) use node::{Config, Node};

@@ -1,0 +1,442 @@
+//! A node of the cancel tree: its state word, its lock-protected inner state, attach and
+//! detach, cancellation and its propagation. The invariants cited here are listed in the
+//! module doc of [`crate::tree`].
+
+use std::borrow::Cow;
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::outcome::Outcome;
+use super::slab::WakerSlab;
+use crate::error::CancelReason;
+use crate::sync::{Arc, AtomicU32, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering, lock};
+
+/// The node itself was cancelled (it has a reason).
+pub(crate) const OWN_SOFT: u32 = 1 << 0;
+/// The node's own cancellation reached its hard phase (grace over).
+pub(crate) const OWN_HARD: u32 = 1 << 1;
+/// An unshielded ancestor is cancelled.
+pub(crate) const INH_SOFT: u32 = 1 << 2;
+/// An unshielded ancestor's cancellation reached its hard phase.
+pub(crate) const INH_HARD: u32 = 1 << 3;
+
+const SOFT: u32 = OWN_SOFT | INH_SOFT;
+const HARD: u32 = OWN_HARD | INH_HARD;
+
+/// A snapshot of a node's state word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct State(pub(crate) u32);
+
+impl State {
+    /// Effectively cancelled: `cancelled()` resolves, `checkpoint()` fails.
+    pub(crate) fn is_soft(self) -> bool {
+        self.0 & SOFT != 0
+    }
+    /// Effectively hard-cancelled: futures under the node are dropped at their next poll.
+    pub(crate) fn is_hard(self) -> bool {
+        self.0 & HARD != 0
+    }
+    pub(crate) fn own_soft(self) -> bool {
+        self.0 & OWN_SOFT != 0
+    }
+    pub(crate) fn own_hard(self) -> bool {
+        self.0 & OWN_HARD != 0
+    }
+    pub(crate) fn inherited_hard(self) -> bool {
+        self.0 & INH_HARD != 0
+    }
+    /// The inherited bits a child of a node in this state starts with.
+    fn for_child(self) -> u32 {
+        (if self.is_soft() { INH_SOFT } else { 0 }) | (if self.is_hard() { INH_HARD } else { 0 })
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Life {
+    /// Built (a `CancelScope` not yet run): not in the tree.
+    Fresh,
+    /// Its future runs: attached to its parent.
+    Entered,
+    /// Its future finished or was dropped: detached, cancels do nothing (invariant #6).
+    Done,
+}
+
+/// The configuration a node is built with.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) grace: Duration,
+    pub(crate) shield: bool,
+    pub(crate) collect: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: Option<Cow<'static, str>>,
+    /// The first reason this node was cancelled with (it sticks).
+    pub(crate) reason: Option<CancelReason>,
+    pub(crate) deadline: Option<Instant>,
+    /// A relative timeout, turned into `deadline` at entry.
+    timeout: Option<Duration>,
+    /// Bumped whenever `deadline` changes, so the node's future re-arms its timer.
+    pub(crate) deadline_gen: u64,
+    pub(crate) grace: Duration,
+    /// When the own cancellation's grace period ends (set by a soft cancel).
+    pub(crate) hard_at: Option<Instant>,
+    pub(crate) shield: bool,
+    pub(crate) life: Life,
+    pub(crate) cancel_called: bool,
+    pub(crate) caught: bool,
+    /// The nodes attached below this one; each knows its index here (`parent_idx`).
+    pub(crate) children: Vec<Arc<Node>>,
+    /// The waker of the future that drives this node.
+    owner: Option<Waker>,
+    /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
+    pub(crate) waiters: WakerSlab,
+    /// Spawned children parked under this node (drained when it becomes hard, #4).
+    pub(crate) parked: WakerSlab,
+    pub(crate) outcome: Outcome,
+}
+
+/// A node of the cancel tree. See the module doc of [`crate::tree`].
+pub(crate) struct Node {
+    /// `OWN_*` and `INH_*` bits. Written only under `inner`'s lock (#1); read anywhere.
+    state: AtomicU32,
+    /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
+    pub(super) busy: AtomicUsize,
+    /// Serialises this node's transitions of `busy` through zero (#5).
+    pub(super) busy_lock: Mutex<()>,
+    /// Set once, at entry; kept until the node is freed.
+    pub(super) parent: OnceLock<Arc<Node>>,
+    /// Index of this node in `parent.children`; written only under the parent's lock.
+    parent_idx: AtomicUsize,
+    /// The runtime a scope spawns its children on (scopes only).
+    pub(crate) runtime: OnceLock<tokio::runtime::Handle>,
+    pub(crate) inner: Mutex<Inner>,
+}
+
+/// Wakers collected under a lock, woken once every lock is released.
+#[derive(Default)]
+pub(crate) struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    pub(crate) fn push(&mut self, w: Waker) {
+        self.0.push(w);
+    }
+    pub(crate) fn list(&mut self) -> &mut Vec<Waker> {
+        &mut self.0
+    }
+    pub(crate) fn wake_all(self) {
+        for w in self.0 {
+            w.wake();
+        }
+    }
+}
+
+impl Inner {
+    /// Sets a relative timeout (resolved at entry); the shorter of two wins.
+    pub(crate) fn set_timeout(&mut self, d: Duration) {
+        self.timeout = Some(self.timeout.map_or(d, |t| t.min(d)));
+    }
+}
+
+impl Node {
+    pub(crate) fn new(config: Config) -> Arc<Node> {
+        Arc::new(Node {
+            state: AtomicU32::new(0),
+            busy: AtomicUsize::new(0),
+            busy_lock: Mutex::new(()),
+            parent: OnceLock::new(),
+            parent_idx: AtomicUsize::new(usize::MAX),
+            runtime: OnceLock::new(),
+            inner: Mutex::new(Inner {
+                name: config.name,
+                reason: None,
+                deadline: config.deadline,
+                timeout: config.timeout,
+                deadline_gen: 0,
+                grace: config.grace,
+                hard_at: None,
+                shield: config.shield,
+                life: Life::Fresh,
+                cancel_called: false,
+                caught: false,
+                children: Vec::new(),
+                owner: None,
+                waiters: WakerSlab::default(),
+                parked: WakerSlab::default(),
+                outcome: Outcome::new(config.collect),
+            }),
+        })
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Sets bits in the state word and collects the wakers that the change releases.
+    ///
+    /// Must be called with `inner` locked (#1). Waiters are drained when the node becomes
+    /// soft, parked children when it becomes hard (#4); the owner is woken on any change.
+    fn set_bits(&self, inner: &mut Inner, bits: u32, wakes: &mut Wakes) -> bool {
+        let old = State(self.state.load(Ordering::Relaxed));
+        if old.0 & bits == bits {
+            return false;
+        }
+        let new = State(self.state.fetch_or(bits, Ordering::AcqRel) | bits);
+        if new.is_soft() && !old.is_soft() {
+            inner.waiters.drain_into(wakes.list());
+        }
+        if new.is_hard() && !old.is_hard() {
+            inner.parked.drain_into(wakes.list());
+        }
+        if let Some(w) = &inner.owner {
+            wakes.push(w.clone());
+        }
+        true
+    }
+
+    /// Adds the owner's waker to `out` (the node became idle). Busy lock -> inner lock (#2).
+    pub(super) fn owner_into(&self, out: &mut Vec<Waker>) {
+        if let Some(w) = &self.lock().owner {
+            out.push(w.clone());
+        }
+    }
+
+    /// Registers (or refreshes) the waker of the future that drives this node.
+    pub(crate) fn set_owner(&self, waker: &Waker) {
+        let mut inner = self.lock();
+        match &inner.owner {
+            Some(w) if w.will_wake(waker) => {}
+            _ => {
+                let old = inner.owner.replace(waker.clone());
+                drop(inner);
+                drop(old);
+            }
+        }
+    }
+
+    /// Puts the node into the tree below `parent` (the ambient node at entry).
+    ///
+    /// Resolves a relative timeout into a deadline and returns it. The child inherits the
+    /// parent's cancellation under the parent's lock, so a cancel that runs concurrently
+    /// either sees the child in `children` or the child sees the cancel (#3).
+    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>, now: Instant) {
+        let mut wakes = Wakes::default();
+        match parent {
+            Some(p) => {
+                // Lock order: parent before child (#2).
+                let mut pi = p.lock();
+                let mut ci = self.lock();
+                self.enter_locked(&mut ci, now, &mut wakes);
+                if !ci.shield {
+                    let bits = p.state().for_child();
+                    if bits != 0 {
+                        self.set_bits(&mut ci, bits, &mut wakes);
+                    }
+                }
+                self.parent_idx.store(pi.children.len(), Ordering::Relaxed);
+                pi.children.push(self.clone());
+                let _ = self.parent.set(p.clone());
+            }
+            None => {
+                let mut ci = self.lock();
+                self.enter_locked(&mut ci, now, &mut wakes);
+            }
+        }
+        wakes.wake_all();
+    }
+
+    fn enter_locked(&self, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
+        ci.life = Life::Entered;
+        if let Some(t) = ci.timeout.take() {
+            // `None` on overflow: a timeout too long to represent never fires (D10).
+            let d = now.checked_add(t);
+            ci.deadline = match (ci.deadline, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if ci.deadline.is_some_and(|d| d <= now) {
+            // A deadline already past at entry cancels before the first poll (D9).
+            self.cancel_locked(ci, CancelReason::DeadlineExceeded, true, wakes);
+        }
+    }
+
+    /// Takes the node out of the tree for good: cancels and spawns are ignored from now on.
+    pub(crate) fn detach(&self) {
+        let old_owner;
+        {
+            let mut ci = self.lock();
+            if ci.life == Life::Done {
+                return;
+            }
+            ci.life = Life::Done;
+            old_owner = ci.owner.take();
+        }
+        drop(old_owner);
+        if let Some(p) = self.parent.get() {
+            let mut pi = p.lock();
+            let idx = self.parent_idx.load(Ordering::Relaxed);
+            if idx < pi.children.len() && std::ptr::eq(Arc::as_ptr(&pi.children[idx]), self) {
+                let me = pi.children.swap_remove(idx);
+                if let Some(moved) = pi.children.get(idx) {
+                    moved.parent_idx.store(idx, Ordering::Relaxed);
+                }
+                drop(pi);
+                drop(me);
+            }
+        }
+    }
+
+    /// Cancels this node with `reason`; `hard` skips the grace period.
+    ///
+    /// The first reason sticks. Cancelling a node that finished does nothing (#6).
+    pub(crate) fn cancel(self: &Arc<Self>, reason: CancelReason, hard: bool) {
+        let mut wakes = Wakes::default();
+        let spread = {
+            let mut inner = self.lock();
+            self.cancel_locked(&mut inner, reason, hard, &mut wakes)
+        };
+        if let Some((bits, children)) = spread {
+            propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+
+    /// The locked part of [`Node::cancel`]: returns what must still spread to the subtree.
+    pub(crate) fn cancel_locked(
+        &self,
+        inner: &mut Inner,
+        reason: CancelReason,
+        hard: bool,
+        wakes: &mut Wakes,
+    ) -> Option<(u32, Vec<Arc<Node>>)> {
+        if inner.life == Life::Done {
+            return None;
+        }
+        inner.cancel_called = true;
+        if inner.reason.is_none() {
+            inner.reason = Some(reason);
+            #[cfg(feature = "tracing")]
+            tracing::debug!(scope = inner.name.as_deref().unwrap_or(""), %reason, "cancel");
+        }
+        let hard = hard || inner.grace.is_zero();
+        if !hard && inner.hard_at.is_none() {
+            inner.hard_at = Instant::now().checked_add(inner.grace);
+        }
+        let bits = OWN_SOFT | if hard { OWN_HARD } else { 0 };
+        if !self.set_bits(inner, bits, wakes) {
+            return None;
+        }
+        let spread = INH_SOFT | if hard { INH_HARD } else { 0 };
+        Some((spread, inner.children.clone()))
+    }
+
+    /// Ends the grace period of this node's own cancellation: it becomes hard.
+    pub(crate) fn escalate(self: &Arc<Self>) {
+        let mut wakes = Wakes::default();
+        let spread = {
+            let mut inner = self.lock();
+            if inner.life == Life::Done || !self.state().own_soft() {
+                None
+            } else if self.set_bits(&mut inner, OWN_SOFT | OWN_HARD, &mut wakes) {
+                Some((INH_SOFT | INH_HARD, inner.children.clone()))
+            } else {
+                None
+            }
+        };
+        if let Some((bits, children)) = spread {
+            propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+
+    /// Moves the deadline; an earlier one that is already past cancels at once (D4).
+    pub(crate) fn set_deadline(self: &Arc<Self>, deadline: Option<Instant>) {
+        let mut wakes = Wakes::default();
+        let spread = {
+            let mut inner = self.lock();
+            inner.deadline = deadline;
+            inner.timeout = None;
+            inner.deadline_gen += 1;
+            if let Some(w) = &inner.owner {
+                wakes.push(w.clone());
+            }
+            let past = inner.life == Life::Entered && deadline.is_some_and(|d| d <= Instant::now());
+            if past {
+                self.cancel_locked(&mut inner, CancelReason::DeadlineExceeded, false, &mut wakes)
+            } else {
+                None
+            }
+        };
+        if let Some((bits, children)) = spread {
+            propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+
+    /// The reason a future under this node sees: its own, or `ParentCancelled`.
+    pub(crate) fn effective_reason(&self) -> CancelReason {
+        self.lock().reason.unwrap_or(CancelReason::ParentCancelled)
+    }
+
+    /// The effective deadline: the minimum over this node and its unshielded ancestors.
+    pub(crate) fn effective_deadline(&self) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let mut node = self;
+        loop {
+            let (deadline, shield) = {
+                let inner = node.lock();
+                (inner.deadline, inner.shield)
+            };
+            if let Some(d) = deadline {
+                best = Some(best.map_or(d, |b| b.min(d)));
+            }
+            match node.parent.get() {
+                Some(p) if !shield => node = p,
+                _ => return best,
+            }
+        }
+    }
+}
+
+/// Spreads inherited `bits` over the subtrees of `children`, iteratively (no recursion, so
+/// a chain of any depth is fine), stopping at shields and at nodes that already have them.
+///
+/// A node that already carries `bits` is skipped with its subtree: whoever set them there
+/// spreads them below it (#3).
+pub(super) fn propagate(bits: u32, children: Vec<Arc<Node>>, wakes: &mut Wakes) {
+    let mut stack = children;
+    while let Some(node) = stack.pop() {
+        let mut inner = node.lock();
+        if inner.shield || inner.life == Life::Done {
+            continue;
+        }
+        if node.set_bits(&mut inner, bits, wakes) {
+            stack.extend(inner.children.iter().cloned());
+        }
+    }
+}
+
+impl Drop for Node {
+    /// Frees a chain of parents iteratively: a 10,000-deep chain of nodes whose last
+    /// references are their children's `parent` pointers must not recurse.
+    fn drop(&mut self) {
+        let mut next = self.parent.take();
+        while let Some(p) = next {
+            match Arc::into_inner(p) {
+                Some(mut node) => next = node.parent.take(),
+                None => break,
+            }
+        }
+    }
+}

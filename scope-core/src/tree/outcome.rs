@@ -1,0 +1,151 @@
+//! What a scope's children left behind: the first panic, the first error, secondary errors.
+//!
+//! Child errors arrive type-erased (`Box<dyn Any + Send>`) because the tree is not generic;
+//! only children of the scope, which share its error type, write here, so the scope's
+//! downcast back to `E` cannot fail. The body's own error never leaves the scope future: it
+//! is recorded here as a marker (`Slot::Body`) to keep the order of outcomes.
+
+use std::any::Any;
+
+pub(crate) type Payload = Box<dyn Any + Send>;
+
+/// One recorded error, in the order of arrival.
+pub(crate) enum Slot {
+    Child(Payload),
+    /// The body returned `Err`; the value is held by the scope future.
+    Body,
+}
+
+pub(crate) struct Outcome {
+    pub(crate) collect: bool,
+    /// The first panic payload; later ones are counted in `extra_panics`.
+    pub(crate) panic: Option<Payload>,
+    pub(crate) extra_panics: u32,
+    /// The error recorded before the scope was cancelled, if any (default mode).
+    pub(crate) primary: Option<Slot>,
+    /// Collecting mode: every error, in order (the primary first).
+    pub(crate) all: Vec<Slot>,
+    /// Errors that arrived after the cancellation and were not returned.
+    pub(crate) suppressed: u32,
+}
+
+impl Outcome {
+    pub(crate) fn new(collect: bool) -> Self {
+        Outcome {
+            collect,
+            panic: None,
+            extra_panics: 0,
+            primary: None,
+            all: Vec::new(),
+            suppressed: 0,
+        }
+    }
+}
+
+use super::node::{Life, Node, Wakes};
+use crate::error::CancelReason;
+use crate::sync::Arc;
+
+/// What recording an error decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Recorded {
+    /// It came first, before any cancellation: it decides the scope's outcome.
+    Primary,
+    /// The scope was already cancelled or had failed: kept in collecting mode, otherwise
+    /// counted and reported.
+    Secondary,
+}
+
+impl Node {
+    /// Records an error returned by a child (`Some`) or by the body (`None`) and, if it is
+    /// the first outcome, cancels the scope with `ChildFailed`.
+    pub(crate) fn record_error(self: &Arc<Self>, err: Option<Payload>) -> Recorded {
+        let mut wakes = Wakes::default();
+        let mut dropped = None;
+        let (recorded, spread) = {
+            let mut inner = self.lock();
+            let first = !self.state().is_soft() && inner.outcome.primary.is_none();
+            let slot = match err {
+                Some(e) => Slot::Child(e),
+                None => Slot::Body,
+            };
+            let out = &mut inner.outcome;
+            if first {
+                if out.collect {
+                    out.all.push(slot);
+                    out.primary = Some(Slot::Body); // a marker: "there is a primary"
+                } else {
+                    out.primary = Some(slot);
+                }
+            } else if out.collect {
+                out.all.push(slot);
+            } else {
+                out.suppressed += 1;
+                dropped = Some(slot);
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    scope = inner.name.as_deref().unwrap_or(""),
+                    "secondary error in a cancelled scope (not returned; counted as suppressed)"
+                );
+            }
+            let spread = if first {
+                self.cancel_locked(&mut inner, CancelReason::ChildFailed, false, &mut wakes)
+            } else {
+                None
+            };
+            let recorded = if first {
+                Recorded::Primary
+            } else {
+                Recorded::Secondary
+            };
+            (recorded, spread)
+        };
+        drop(dropped);
+        if let Some((bits, children)) = spread {
+            super::node::propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+        recorded
+    }
+
+    /// Records a panic payload of a child or the body and cancels the scope with
+    /// `ChildPanicked`. The first payload is re-raised by the scope; later ones are counted.
+    pub(crate) fn record_panic(self: &Arc<Self>, payload: Payload) {
+        let mut wakes = Wakes::default();
+        let mut dropped = None;
+        let spread = {
+            let mut inner = self.lock();
+            if inner.life == Life::Done {
+                // The scope's future is gone (a dropped scope draining its children):
+                // nobody can re-raise it.
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    scope = inner.name.as_deref().unwrap_or(""),
+                    "a child of a dropped scope panicked; the payload cannot be re-raised"
+                );
+                dropped = Some(payload);
+                None
+            } else {
+                if inner.outcome.panic.is_none() {
+                    inner.outcome.panic = Some(payload);
+                } else {
+                    inner.outcome.extra_panics += 1;
+                    dropped = Some(payload);
+                    #[cfg(feature = "tracing")]
+                    tracing::error!(
+                        scope = inner.name.as_deref().unwrap_or(""),
+                        "a further child panicked; only the first payload is re-raised"
+                    );
+                }
+                self.cancel_locked(&mut inner, CancelReason::ChildPanicked, false, &mut wakes)
+            }
+        };
+        // A payload whose own Drop panics must not unwind out of here.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(dropped)));
+        if let Some((bits, children)) = spread {
+            super::node::propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+}

@@ -1,0 +1,4 @@
+//! Structured concurrency for tokio.
+#![forbid(unsafe_code)]
+
+pub use taskscope_core::*;
