@@ -1,0 +1,81 @@
+//! Shared test helpers: drop-counting guards and the three-runtime test macro.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Counts guards made and dropped; a leak is `alive() > 0` after the scope returned.
+#[derive(Clone, Default)]
+pub struct Census(Arc<Counts>);
+
+#[derive(Default)]
+pub struct Counts {
+    made: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Census {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A guard to move into a child; its drop is counted.
+    pub fn guard(&self) -> Guard {
+        self.0.made.fetch_add(1, Ordering::SeqCst);
+        Guard(self.clone())
+    }
+    pub fn made(&self) -> usize {
+        self.0.made.load(Ordering::SeqCst)
+    }
+    pub fn dropped(&self) -> usize {
+        self.0.dropped.load(Ordering::SeqCst)
+    }
+    pub fn alive(&self) -> usize {
+        self.made() - self.dropped()
+    }
+}
+
+pub struct Guard(Census);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        (self.0).0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A counter shared between a test and its children.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn inc(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Defines a test that runs on `current_thread`, `multi_thread(1)` and `multi_thread(4)`:
+/// `rt_test! { async fn l3_error_cancels_siblings() { .. } }` gives
+/// `l3_error_cancels_siblings::{current_thread, multi_thread_1, multi_thread_4}`.
+macro_rules! rt_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$meta])*
+            #[tokio::test(flavor = "current_thread")]
+            async fn current_thread() $body
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+            async fn multi_thread_1() $body
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn multi_thread_4() $body
+        }
+    };
+}
+pub(crate) use rt_test;
