@@ -219,6 +219,12 @@ impl CancelHandle {
         self.node.lock().reason
     }
 
+    /// How many errors of this scope were not returned (they arrived after it was
+    /// cancelled, in fail-fast mode) and were reported as `tracing` events instead.
+    pub fn suppressed_errors(&self) -> u32 {
+        self.node.lock().outcome.suppressed
+    }
+
     /// `true` once the scope's future finished or was dropped.
     pub fn is_finished(&self) -> bool {
         self.node.lock().life == Life::Done

@@ -1,0 +1,252 @@
+//! SCENARIOS "Cancel scopes": C1–C7.
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::{Counter, rt_test};
+use taskscope::{CancelReason, CancelScope, Cancelled, Scope, checkpoint, is_cancelled, scope};
+use tokio::time::sleep;
+
+rt_test! {
+    async fn c1_checkpoint_noop_until_cancelled_then_fails_every_time() {
+        // Soft phase (a grace period): checkpoint() reports the cancellation, every time.
+        let cs = CancelScope::new().grace(Duration::from_secs(3600));
+        let h = cs.handle();
+        let r = cs
+            .run(async move {
+                for _ in 0..3 {
+                    assert_eq!(checkpoint().await, Ok(()));
+                }
+                h.cancel();
+                for _ in 0..3 {
+                    let e = checkpoint().await.unwrap_err();
+                    assert_eq!(e.reason(), CancelReason::Explicit);
+                }
+                "finished during grace"
+            })
+            .await;
+        assert_eq!(r, Ok("finished during grace"));
+    }
+}
+
+rt_test! {
+    async fn c1_checkpoint_under_hard_cancel_never_returns() {
+        let after = Counter::new();
+        let a = after.clone();
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        let r = cs
+            .run(async move {
+                h.cancel();
+                let _ = checkpoint().await;
+                a.inc();
+            })
+            .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+        assert_eq!(after.get(), 0, "the future was dropped at the checkpoint");
+    }
+}
+
+rt_test! {
+    async fn c2_cancel_is_idempotent_and_does_nothing_after_exit() {
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        let h2 = h.clone();
+        let r = cs
+            .run(async move {
+                h2.cancel();
+                h2.cancel();
+                checkpoint().await
+            })
+            .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+        assert!(h.cancel_called() && h.cancelled_caught());
+
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        assert_eq!(cs.run(async { 1 }).await, Ok(1));
+        assert!(h.is_finished());
+        h.cancel();
+        h.cancel();
+        assert!(!h.cancel_called(), "a cancel after exit does nothing");
+        assert!(!h.is_cancelled());
+        assert_eq!(h.reason(), None);
+    }
+}
+
+rt_test! {
+    async fn c3_nested_outer_cancelled_catches() {
+        let s1 = CancelScope::new();
+        let s2 = CancelScope::new();
+        let s3 = CancelScope::new();
+        let (h1, h2, h3) = (s1.handle(), s2.handle(), s3.handle());
+        let (i2, i3) = (h2.clone(), h3.clone());
+        let r1 = s1
+            .run(async move {
+                s2.run(async move {
+                    s3.run(async move {
+                        i3.cancel();
+                        i2.cancel();
+                        checkpoint().await
+                    })
+                    .await
+                })
+                .await
+            })
+            .await;
+        let r2 = r1.expect("s1 untouched");
+        assert_eq!(r2.unwrap_err().reason(), CancelReason::Explicit);
+        assert!(h3.cancel_called());
+        assert!(!h3.cancelled_caught(), "s3 was cancelled but s2, further out, caught");
+        assert!(h2.cancel_called() && h2.cancelled_caught());
+        assert!(!h1.cancel_called() && !h1.cancelled_caught());
+    }
+}
+
+rt_test! {
+    async fn c4_undelivered_cancel_is_discarded_at_exit() {
+        let outer = CancelScope::new();
+        let oh = outer.handle();
+        let r = outer
+            .run(async {
+                let cs = CancelScope::new();
+                let h = cs.handle();
+                let inner = cs
+                    .run(async move {
+                        h.cancel(); // no checkpoint after this
+                        42
+                    })
+                    .await;
+                // The enclosing code is not affected.
+                (inner, is_cancelled(), checkpoint().await)
+            })
+            .await;
+        assert_eq!(r, Ok((Ok(42), false, Ok(()))));
+        assert!(!oh.cancel_called());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn c5_reasons_reported_and_first_sticks() {
+    // Explicit.
+    let r: Result<(), Cancelled> = scope(async |s| {
+        s.cancel();
+        pending::<()>().await;
+        Ok(())
+    })
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+
+    // Deadline.
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(Duration::from_secs(1))
+        .run(async |_s| {
+            pending::<()>().await;
+            Ok(())
+        })
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+
+    // Child failure: the scope's node records ChildFailed; a sibling's handle says it was
+    // cancelled from above.
+    let mut handle = None;
+    let r: Result<(), Cancelled> = scope(async |s| {
+        handle = Some(s.cancel_handle());
+        let sib = s.spawn(async {
+            pending::<()>().await;
+            Ok(())
+        });
+        s.spawn(async { Err::<(), _>(Cancelled::new(CancelReason::Shutdown)) });
+        let e = sib.await.unwrap_err();
+        assert_eq!(e.reason(), CancelReason::ParentCancelled);
+        Ok(())
+    })
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Shutdown, "the child's own error");
+    assert_eq!(handle.unwrap().reason(), Some(CancelReason::ChildFailed));
+
+    // First reason sticks: an explicit cancel, then the deadline passes during the grace.
+    let cs = CancelScope::new()
+        .timeout(Duration::from_secs(1))
+        .grace(Duration::from_secs(10));
+    let h = cs.handle();
+    let r = cs
+        .run(async move {
+            h.cancel();
+            sleep(Duration::from_secs(5)).await; // past the deadline, within the grace
+            pending::<()>().await
+        })
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+}
+
+rt_test! {
+    async fn c6_cancelled_before_entry_cancels_at_once() {
+        let polled = Counter::new();
+        let p = polled.clone();
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        h.cancel();
+        assert!(h.cancel_called());
+        let r = cs.run(async move { p.inc() }).await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+        assert_eq!(polled.get(), 0, "the inner future was never polled");
+        assert!(h.cancelled_caught());
+    }
+}
+
+rt_test! {
+    async fn c7_cancelling_middle_node_cancels_only_its_subtree() {
+        let s1 = CancelScope::new();
+        let s2 = CancelScope::new().grace(Duration::from_secs(3600));
+        let h1 = s1.handle();
+        let h2 = s2.handle();
+        let r = s1
+            .run(async move {
+                let middle = s2.run(async move {
+                    h2.cancel();
+                    let in_s2 = is_cancelled();
+                    let in_s3 = CancelScope::new().run(async { is_cancelled() }).await;
+                    (in_s2, in_s3)
+                });
+                let sibling = CancelScope::new().run(async { is_cancelled() });
+                let (m, sib) = tokio::join!(middle, sibling);
+                (m, sib, is_cancelled())
+            })
+            .await;
+        assert_eq!(r, Ok((Ok((true, Ok(true))), Ok(false), false)));
+        assert!(!h1.cancel_called());
+    }
+}
+
+rt_test! {
+    async fn c7_cancelling_middle_scope_spares_parent_and_sibling_scopes() {
+        let survived = Counter::new();
+        let r: Result<(), Cancelled> = scope(async |outer| {
+            let sv = survived.clone();
+            outer.spawn(async move {
+                // Sibling subtree: keeps running after the middle node is cancelled.
+                tokio::task::yield_now().await;
+                sv.inc();
+                Ok(())
+            });
+            let middle: Result<(), Cancelled> = scope(async |m| {
+                m.spawn(async {
+                    pending::<()>().await;
+                    Ok(())
+                });
+                m.cancel();
+                Ok(())
+            })
+            .await;
+            assert_eq!(middle, Ok(()));
+            assert!(!is_cancelled(), "the parent is untouched");
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(survived.get(), 1);
+    }
+}

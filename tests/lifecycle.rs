@@ -1,0 +1,444 @@
+//! SCENARIOS "Lifecycle and errors": L1–L12.
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::{Census, Counter, rt_test};
+use taskscope::{
+    CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, move_on_after, scope,
+};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep};
+
+#[derive(Debug, PartialEq)]
+enum Error {
+    Boom(u32),
+    Cancelled(CancelReason),
+}
+
+impl From<Cancelled> for Error {
+    fn from(c: Cancelled) -> Self {
+        Error::Cancelled(c.reason())
+    }
+}
+
+rt_test! {
+    async fn l1_child_error_is_returned() {
+        let r: Result<(), Error> = scope(async |s| {
+            s.spawn(async { Err::<(), _>(Error::Boom(1)) });
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Err(Error::Boom(1)));
+    }
+}
+
+rt_test! {
+    async fn l2_body_error_without_children_is_returned_as_is() {
+        let r: Result<(), Error> = scope(async |_s| Err(Error::Boom(2))).await;
+        assert_eq!(r, Err(Error::Boom(2)));
+    }
+}
+
+rt_test! {
+    async fn l3_error_cancels_siblings() {
+        let census = Census::new();
+        let loops = Counter::new();
+        let r = Scope::builder()
+            .collect_errors()
+            .run(async |s| {
+                let (tx, rx) = oneshot::channel();
+                let g = census.guard();
+                let l = loops.clone();
+                s.spawn(async move {
+                    let _g = g;
+                    let mut tx = Some(tx);
+                    loop {
+                        checkpoint().await?;
+                        if l.inc() == 10 {
+                            let _ = tx.take().map(|tx| tx.send(()));
+                        }
+                        if l.get() == usize::MAX {
+                            return Ok::<(), Error>(());
+                        }
+                    }
+                });
+                s.spawn(async move {
+                    let _ = rx.await;
+                    Err::<(), _>(Error::Boom(3))
+                });
+                Ok(())
+            })
+            .await;
+        let errors = r.unwrap_err().into_vec();
+        // Only the failure: the sibling's cancellation is not reported as an error.
+        assert_eq!(errors, vec![Error::Boom(3)]);
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.dropped(), 1, "the sibling was cancelled (dropped) once");
+        assert!(loops.get() >= 10);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn l4_body_and_child_fail_first_wins_other_kept() {
+    // The child fails first; the body fails afterwards, during the grace period.
+    let r = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .collect_errors()
+        .run(async |s| {
+            s.spawn(async { Err::<(), _>(Error::Boom(1)) });
+            cancelled().await;
+            Err::<(), _>(Error::Boom(2))
+        })
+        .await;
+    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(1), Error::Boom(2)]);
+
+    // The body fails first; the child fails in its cleanup.
+    let r = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .collect_errors()
+        .run(async |s| {
+            s.spawn(async {
+                cancelled().await;
+                Err::<(), _>(Error::Boom(4))
+            });
+            tokio::task::yield_now().await;
+            Err::<(), _>(Error::Boom(3))
+        })
+        .await;
+    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(3), Error::Boom(4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn l4_two_children_fail_default_mode_loses_nothing_silently() {
+    let mut handle = None;
+    let r: Result<(), Error> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |s| {
+            handle = Some(s.cancel_handle());
+            s.spawn(async {
+                sleep(Duration::from_millis(10)).await;
+                Err::<(), _>(Error::Boom(1))
+            });
+            s.spawn(async {
+                cancelled().await;
+                Err::<(), _>(Error::Boom(2))
+            });
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(1)));
+    let h = handle.unwrap();
+    assert_eq!(h.suppressed_errors(), 1, "the second error is counted, not lost");
+    assert_eq!(h.reason(), Some(CancelReason::ChildFailed));
+
+    // Collecting mode returns both, in order.
+    let r = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .collect_errors()
+        .run(async |s| {
+            s.spawn(async {
+                sleep(Duration::from_millis(10)).await;
+                Err::<(), _>(Error::Boom(1))
+            });
+            s.spawn(async {
+                cancelled().await;
+                Err::<(), _>(Error::Boom(2))
+            });
+            Ok(())
+        })
+        .await;
+    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(1), Error::Boom(2)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn l5_child_error_wakes_a_body_that_awaits_forever() {
+    let t0 = Instant::now();
+    let r: Result<(), Error> = scope(async |s| {
+        s.spawn(async {
+            sleep(Duration::from_millis(5)).await;
+            Err::<(), _>(Error::Boom(5))
+        });
+        pending::<()>().await;
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Err(Error::Boom(5)));
+    assert_eq!(t0.elapsed(), Duration::from_millis(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn l6_body_returns_while_child_sleeps_scope_exits_when_child_done() {
+    let t0 = Instant::now();
+    let done = Counter::new();
+    let d = done.clone();
+    let r: Result<&str, Cancelled> = scope(async |s| {
+        s.spawn(async move {
+            sleep(Duration::from_secs(5)).await;
+            d.inc();
+            Ok(())
+        });
+        Ok("body done")
+    })
+    .await;
+    assert_eq!(r, Ok("body done"));
+    assert_eq!(t0.elapsed(), Duration::from_secs(5));
+    assert_eq!(done.get(), 1, "the child ran to completion, it was not cancelled");
+}
+
+rt_test! {
+    async fn l7_cancel_reaches_grandchildren_through_nested_scopes() {
+        let census = Census::new();
+        let (tx, rx) = oneshot::channel::<()>();
+        let c = census.clone();
+        let r: Result<(), Cancelled> = scope(async |s| {
+            s.spawn(async move {
+                scope(async |inner| {
+                    let g = c.guard();
+                    inner.spawn(async move {
+                        let _g = g;
+                        let _ = tx.send(());
+                        pending::<()>().await;
+                        Ok::<(), Cancelled>(())
+                    });
+                    Ok(())
+                })
+                .await
+            });
+            let _ = rx.await;
+            s.cancel();
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()), "the body completed: its value is kept");
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.alive(), 0, "the grandchild is gone before the scope returned");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn l8_timeout_around_spawn_only_has_no_effect_on_child() {
+    let t0 = Instant::now();
+    let done = Counter::new();
+    let d = done.clone();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let moved = move_on_after(Duration::from_secs(1), async {
+            s.spawn(async move {
+                sleep(Duration::from_secs(5)).await;
+                d.inc();
+                Ok(())
+            });
+            sleep(Duration::from_secs(2)).await;
+        })
+        .await;
+        assert_eq!(moved, None, "the timeout fired around the spawn call");
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(done.get(), 1, "the child inherits the scope's cancellation, not the spawner's");
+    assert_eq!(t0.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn l8_timeout_around_whole_scope_cancels_child() {
+    let t0 = Instant::now();
+    let census = Census::new();
+    let done = Counter::new();
+    let d = done.clone();
+    let r = move_on_after(Duration::from_secs(1), async {
+        let g = census.guard();
+        scope(async |s| {
+            s.spawn(async move {
+                let _g = g;
+                sleep(Duration::from_secs(5)).await;
+                d.inc();
+                Ok::<(), Cancelled>(())
+            });
+            Ok::<(), Cancelled>(())
+        })
+        .await
+    })
+    .await;
+    assert_eq!(r, None);
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    assert_eq!(done.get(), 0);
+    assert_eq!(census.alive(), 0);
+}
+
+rt_test! {
+    async fn l9_locals_of_cancelled_child_dropped_before_scope_returns() {
+        let census = Census::new();
+        let c = census.clone();
+        let r: Result<(), Cancelled> = scope(async |s| {
+            for _ in 0..16 {
+                let g = c.guard();
+                s.spawn(async move {
+                    let _local = g;
+                    pending::<()>().await;
+                    Ok(())
+                });
+            }
+            tokio::task::yield_now().await;
+            s.cancel();
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(census.made(), 16);
+        assert_eq!(census.alive(), 0);
+    }
+}
+
+/// `n` nested cancel scopes in one task, boxed to keep each level's future small.
+fn nest(
+    n: usize,
+    census: Census,
+    entered: std::sync::mpsc::Sender<()>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _ = CancelScope::new()
+            .run(async move {
+                if n == 0 {
+                    let _g = census.guard();
+                    let _ = entered.send(());
+                    pending::<()>().await;
+                } else {
+                    nest(n - 1, census, entered).await;
+                }
+            })
+            .await;
+    })
+}
+
+#[test]
+fn l10_five_thousand_nested_cancel_scopes_cancel_outermost() {
+    // Polling 5,000 nested futures recurses 5,000 levels whatever the library does, so the
+    // test thread gets a big stack; the cancel itself spreads iteratively.
+    let census = Census::new();
+    let c = census.clone();
+    let r = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async move {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let outer = CancelScope::new();
+                let h = outer.handle();
+                let run = outer.run(nest(5_000, c, tx));
+                tokio::pin!(run);
+                assert!(futures_util::poll!(run.as_mut()).is_pending());
+                rx.try_recv().expect("the innermost scope was entered");
+                h.cancel();
+                run.await
+            })
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(census.made(), 1);
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn l11_body_error_children_cleanup_ran_before_caller_sees_error() {
+    let census = Census::new();
+    let cleaned = Counter::new();
+    let r: Result<(), Error> = Scope::builder()
+        .grace(Duration::from_millis(50))
+        .run(async |s| {
+            for _ in 0..3 {
+                let g = census.guard();
+                let cleaned = cleaned.clone();
+                s.spawn(async move {
+                    let _g = g;
+                    cancelled().await;
+                    sleep(Duration::from_millis(10)).await; // async cleanup
+                    cleaned.inc();
+                    Ok(())
+                });
+            }
+            tokio::task::yield_now().await;
+            Err(Error::Boom(11))
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(11)));
+    assert_eq!(cleaned.get(), 3, "every child's cleanup ran before the error was returned");
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn l12_error_then_own_cancel_returns_the_error() {
+    let r: Result<(), Error> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |s| {
+            s.spawn(async { Err::<(), _>(Error::Boom(12)) });
+            sleep(Duration::from_millis(1)).await;
+            s.cancel();
+            pending::<()>().await;
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(12)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn l12_error_then_deadline_returns_the_error() {
+    let r: Result<(), Error> = Scope::builder()
+        .timeout(Duration::from_secs(1))
+        .grace(Duration::from_secs(5))
+        .run(async |s| {
+            s.spawn(async {
+                sleep(Duration::from_millis(500)).await;
+                Err::<(), _>(Error::Boom(12))
+            });
+            s.spawn(async {
+                // Ignores the soft cancel: keeps the scope open past its deadline.
+                sleep(Duration::from_secs(3)).await;
+                Ok(())
+            });
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(12)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn l12_child_failing_after_cancel_is_secondary() {
+    let mut handle = None;
+    let r: Result<u32, Error> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |s| {
+            handle = Some(s.cancel_handle());
+            s.spawn(async {
+                cancelled().await;
+                Err::<(), _>(Error::Boom(99))
+            });
+            tokio::task::yield_now().await;
+            s.cancel();
+            Ok(5)
+        })
+        .await;
+    assert_eq!(r, Ok(5), "the body's value is kept; the late error is secondary");
+    let h = handle.unwrap();
+    assert_eq!(h.reason(), Some(CancelReason::Explicit));
+    assert_eq!(h.suppressed_errors(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn l12_own_deadline_after_body_completed_is_a_broken_promise() {
+    let r: Result<u32, Error> = Scope::builder()
+        .timeout(Duration::from_secs(1))
+        .run(async |s| {
+            s.spawn(async {
+                sleep(Duration::from_secs(10)).await;
+                Ok(())
+            });
+            Ok(7)
+        })
+        .await;
+    assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
+}
