@@ -1,0 +1,134 @@
+//! Pins which public types and futures are `Send`, `Sync` and `Unpin` (tokio's
+//! `async_send_sync.rs` pattern): a change of an auto trait is a compile error here.
+#![allow(dead_code, clippy::diverging_sub_expression)]
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use taskscope::*;
+
+fn require_send<T: Send>(_: &T) {}
+fn require_sync<T: Sync>(_: &T) {}
+fn require_unpin<T: Unpin>(_: &T) {}
+
+// `<T as AmbiguousIfSend<_>>::some_item()` compiles only if `T` is *not* Send (for a Send
+// type both impls apply and the call is ambiguous).
+trait AmbiguousIfSend<A> {
+    fn some_item(&self) {}
+}
+impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+impl<T: ?Sized + Send> AmbiguousIfSend<u8> for T {}
+
+trait AmbiguousIfSync<A> {
+    fn some_item(&self) {}
+}
+impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[test]
+fn handles_and_values() {
+    let cs = CancelScope::new();
+    require_send(&cs);
+    require_sync(&cs);
+    let h = cs.handle();
+    require_send(&h);
+    require_sync(&h);
+    let c = Cancelled::new(CancelReason::Explicit);
+    require_send(&c);
+    require_sync(&c);
+    require_send(&SpawnError::Closed);
+    require_sync(&SpawnError::Closed);
+    let errs: Errors<std::io::Error> = Errors::from(c);
+    require_send(&errs);
+    require_sync(&errs);
+    let b = Scope::builder().name("x");
+    require_send(&b);
+    require_sync(&b);
+}
+
+#[tokio::test]
+async fn scope_types() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        require_send(&s);
+        require_sync(&s);
+        let h = s.handle();
+        require_send(&h);
+        require_sync(&h);
+        let t = s.spawn(async { Ok(1u8) });
+        require_send(&t);
+        require_sync(&t);
+        require_unpin(&t);
+        // A handle to a `!Sync` (but `Send`) value is still `Send`.
+        let cell = s.spawn(async { Ok(std::cell::Cell::new(1)) });
+        require_send(&cell);
+        let _ = t.await;
+        let _ = cell.await;
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[test]
+fn futures_are_send_when_their_contents_are() {
+    let f = scope(async |s| {
+        s.spawn(async { Ok::<_, BoxError>(()) });
+        tokio::task::yield_now().await;
+        Ok::<_, BoxError>(())
+    });
+    require_send(&f);
+    require_sync(&f);
+
+    let f = Scope::builder()
+        .timeout(Duration::from_secs(1))
+        .collect_errors()
+        .run(async |_s| Ok::<_, std::io::Error>(()));
+    require_send(&f);
+
+    require_send(&move_on_after(Duration::from_secs(1), async {}));
+    require_send(&fail_after(Duration::from_secs(1), async {}));
+    require_send(&shield(async {}));
+    require_send(&CancelScope::new().run(async {}));
+    require_send(&cancelled());
+    require_sync(&cancelled());
+    require_unpin(&cancelled());
+    require_send(&checkpoint());
+    require_send(&cancelable(async {}));
+}
+
+// Built in their own functions: auto traits of a coroutine are only known outside the body
+// that defines it.
+fn rc_scope() -> impl std::future::Future<Output = Result<(), Cancelled>> {
+    scope(async |_s| {
+        let rc = Rc::new(1);
+        tokio::task::yield_now().await;
+        drop(rc);
+        Ok::<_, Cancelled>(())
+    })
+}
+
+fn rc_cancel_scope() -> impl std::future::Future<Output = Result<(), Cancelled>> {
+    CancelScope::new().run(async {
+        let rc = Rc::new(1);
+        tokio::task::yield_now().await;
+        drop(rc);
+    })
+}
+
+fn rc_shield() -> impl std::future::Future<Output = ()> {
+    shield(async {
+        let rc = Rc::new(1);
+        tokio::task::yield_now().await;
+        drop(rc);
+    })
+}
+
+#[test]
+fn futures_are_not_send_when_their_contents_are_not() {
+    AmbiguousIfSend::some_item(&rc_scope());
+    AmbiguousIfSend::some_item(&rc_cancel_scope());
+    AmbiguousIfSend::some_item(&rc_shield());
+    AmbiguousIfSync::some_item(&rc_shield());
+}
