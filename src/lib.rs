@@ -1,4 +1,104 @@
-//! Structured concurrency for tokio.
+//! Structured concurrency for tokio: every task belongs to a scope, every scope belongs to a
+//! tree, and no scope returns while anything it started is still running.
+//!
+//! `tokio::spawn` escapes its caller, a dropped `JoinSet` aborts its tasks but does not wait
+//! for them, and cancellation, deadlines and errors are wired by hand. The result is zombie
+//! tasks: work for requests nobody waits for, held connections, stale results. taskscope
+//! gives tasks a structure instead:
+//!
+//! - [`scope`] is a nursery: it returns only after its body and every child finished, on
+//!   every path (success, error, panic, cancel, deadline, drop).
+//! - Every scope and [`CancelScope`] is a node of a **cancel tree**. Code nests into its
+//!   caller's tree through an ambient (task-local) context, without passing anything:
+//!   cancelling a node reaches its whole subtree, except below a [`shield`], with a
+//!   [`CancelReason`].
+//! - **Deadlines** nest trio-style (the earliest wins): [`move_on_after`], [`fail_after`],
+//!   [`ScopeBuilder::timeout`], with a grace period between "please stop"
+//!   ([`cancelled`], [`checkpoint`], [`is_cancelled`]) and "dropped".
+//! - **Errors and panics**: the first error cancels the siblings and is returned; later ones
+//!   are never lost silently; a child's panic is re-raised in the caller with its original
+//!   payload after all children are gone.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use taskscope::{Cancelled, Scope};
+//!
+//! async fn fetch(id: u32) -> Result<String, std::io::Error> {
+//!     tokio::time::sleep(Duration::from_millis(10 * id as u64)).await;
+//!     Ok(format!("page {id}"))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), std::io::Error> {
+//! // Fetch three pages in parallel; give up on all of them after two seconds.
+//! let pages = Scope::builder()
+//!     .name("fetch_all")
+//!     .timeout(Duration::from_secs(2))
+//!     .run(async |s| {
+//!         let handles: Vec<_> = (1..=3).map(|id| s.spawn(fetch(id))).collect();
+//!         let mut pages = Vec::new();
+//!         for h in handles {
+//!             pages.push(h.await?); // `Cancelled` converts into `io::Error`
+//!         }
+//!         Ok(pages)
+//!     })
+//!     .await?;
+//! assert_eq!(pages, ["page 1", "page 2", "page 3"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! If a fetch fails, the others are cancelled and the scope returns that error once they are
+//! gone. If the deadline passes, every fetch is cancelled and the scope returns
+//! `Err(Cancelled)` with [`CancelReason::DeadlineExceeded`] (as an `io::Error` of kind
+//! `TimedOut` here). Library code called inside the scope that opens its own scopes or
+//! timeouts nests below it and is cancelled with it.
+//!
+//! # How cancellation works
+//!
+//! Cancellation in Rust is dropping a future. taskscope separates the *signal* from the
+//! *drop*: when a node is cancelled, the code under it first sees the soft signal
+//! ([`cancelled`] resolves, [`is_cancelled`] turns true, [`checkpoint`] fails); after the
+//! node's grace period (default zero) the futures under it are dropped at their next poll.
+//! The cancelled node nearest the root catches: it waits until every task spawned below it
+//! has finished, then drops its inner future and returns the cancellation
+//! (`CancelScope::run` gives `Err(Cancelled)`, [`move_on_after`] gives `None`, a scope
+//! `Err(E::from(Cancelled))`). Blocking children cannot be dropped; they poll
+//! [`is_cancelled`] and are always awaited. A [`shield`] protects cleanup from cancellation
+//! of its ancestors.
+//!
+//! See `docs/cancel-tree.md` in the repository for the tree's invariants and why no wakeup
+//! can be lost.
+//!
+//! # Comparison to `JoinSet` and `TaskTracker`
+//!
+//! | | `JoinSet` | `TaskTracker` + `CancellationToken` | taskscope |
+//! |---|---|---|---|
+//! | wait for all tasks | `join_next` loop | `close` + `wait` | the scope's `.await` |
+//! | on drop | aborts, returns at once: tasks may still run | nothing: tasks detach | cancels, and the nearest live ancestor scope awaits them |
+//! | first error cancels siblings | by hand | by hand | yes, and the error is returned |
+//! | panics | `JoinError` per task | lost unless joined | re-raised in the caller with the original payload |
+//! | cancellation reaches nested work | no | if the token is passed down | yes, through the ambient tree |
+//! | deadlines | `tokio::time::timeout` per call | by hand | nested, the earliest wins, `current_deadline()` |
+//! | cleanup time before the drop | no | cooperative only | grace period, shields |
+//!
+//! Use `JoinSet` when tasks are independent and may outlive the code that spawned them;
+//! `TaskTracker` for a server's graceful shutdown where you own every task. Use a scope when
+//! work belongs to a request or an operation: nothing it started outlives it.
+//!
+//! # Features
+//!
+//! - `tracing` (default): secondary errors, cancellations and dropped scopes are reported
+//!   as `tracing` events.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub use taskscope_core::*;
+
+/// Paths the macros expand to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use taskscope_core::*;
+}

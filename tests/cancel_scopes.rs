@@ -164,7 +164,11 @@ async fn c5_reasons_reported_and_first_sticks() {
         Ok(())
     })
     .await;
-    assert_eq!(r.unwrap_err().reason(), CancelReason::Shutdown, "the child's own error");
+    assert_eq!(
+        r.unwrap_err().reason(),
+        CancelReason::Shutdown,
+        "the child's own error"
+    );
     assert_eq!(handle.unwrap().reason(), Some(CancelReason::ChildFailed));
 
     // First reason sticks: an explicit cancel, then the deadline passes during the grace.

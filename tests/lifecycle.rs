@@ -93,7 +93,10 @@ async fn l4_body_and_child_fail_first_wins_other_kept() {
             Err::<(), _>(Error::Boom(2))
         })
         .await;
-    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(1), Error::Boom(2)]);
+    assert_eq!(
+        r.unwrap_err().into_vec(),
+        vec![Error::Boom(1), Error::Boom(2)]
+    );
 
     // The body fails first; the child fails in its cleanup.
     let r = Scope::builder()
@@ -108,7 +111,10 @@ async fn l4_body_and_child_fail_first_wins_other_kept() {
             Err::<(), _>(Error::Boom(3))
         })
         .await;
-    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(3), Error::Boom(4)]);
+    assert_eq!(
+        r.unwrap_err().into_vec(),
+        vec![Error::Boom(3), Error::Boom(4)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -131,7 +137,11 @@ async fn l4_two_children_fail_default_mode_loses_nothing_silently() {
         .await;
     assert_eq!(r, Err(Error::Boom(1)));
     let h = handle.unwrap();
-    assert_eq!(h.suppressed_errors(), 1, "the second error is counted, not lost");
+    assert_eq!(
+        h.suppressed_errors(),
+        1,
+        "the second error is counted, not lost"
+    );
     assert_eq!(h.reason(), Some(CancelReason::ChildFailed));
 
     // Collecting mode returns both, in order.
@@ -150,7 +160,10 @@ async fn l4_two_children_fail_default_mode_loses_nothing_silently() {
             Ok(())
         })
         .await;
-    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(1), Error::Boom(2)]);
+    assert_eq!(
+        r.unwrap_err().into_vec(),
+        vec![Error::Boom(1), Error::Boom(2)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -185,7 +198,11 @@ async fn l6_body_returns_while_child_sleeps_scope_exits_when_child_done() {
     .await;
     assert_eq!(r, Ok("body done"));
     assert_eq!(t0.elapsed(), Duration::from_secs(5));
-    assert_eq!(done.get(), 1, "the child ran to completion, it was not cancelled");
+    assert_eq!(
+        done.get(),
+        1,
+        "the child ran to completion, it was not cancelled"
+    );
 }
 
 rt_test! {
@@ -238,7 +255,11 @@ async fn l8_timeout_around_spawn_only_has_no_effect_on_child() {
     })
     .await;
     assert_eq!(r, Ok(()));
-    assert_eq!(done.get(), 1, "the child inherits the scope's cancellation, not the spawner's");
+    assert_eq!(
+        done.get(),
+        1,
+        "the child inherits the scope's cancellation, not the spawner's"
+    );
     assert_eq!(t0.elapsed(), Duration::from_secs(5));
 }
 
@@ -322,7 +343,9 @@ fn l10_five_thousand_nested_cancel_scopes_cancel_outermost() {
     let r = std::thread::Builder::new()
         .stack_size(256 << 20)
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let (tx, rx) = std::sync::mpsc::channel();
                 let outer = CancelScope::new();
@@ -366,7 +389,11 @@ async fn l11_body_error_children_cleanup_ran_before_caller_sees_error() {
         })
         .await;
     assert_eq!(r, Err(Error::Boom(11)));
-    assert_eq!(cleaned.get(), 3, "every child's cleanup ran before the error was returned");
+    assert_eq!(
+        cleaned.get(),
+        3,
+        "every child's cleanup ran before the error was returned"
+    );
     assert_eq!(census.alive(), 0);
 }
 
@@ -422,7 +449,11 @@ async fn l12_child_failing_after_cancel_is_secondary() {
             Ok(5)
         })
         .await;
-    assert_eq!(r, Ok(5), "the body's value is kept; the late error is secondary");
+    assert_eq!(
+        r,
+        Ok(5),
+        "the body's value is kept; the late error is secondary"
+    );
     let h = handle.unwrap();
     assert_eq!(h.reason(), Some(CancelReason::Explicit));
     assert_eq!(h.suppressed_errors(), 1);

@@ -120,7 +120,9 @@ impl Driver {
                 self.armed = want;
                 match (want, &mut self.timer) {
                     (None, _) => self.timer = None,
-                    (Some(Armed::Deadline(at) | Armed::HardAt(at)), Some(t)) => t.as_mut().reset(at),
+                    (Some(Armed::Deadline(at) | Armed::HardAt(at)), Some(t)) => {
+                        t.as_mut().reset(at)
+                    }
                     (Some(Armed::Deadline(at) | Armed::HardAt(at)), None) => {
                         self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
                     }

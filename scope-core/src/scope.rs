@@ -252,8 +252,11 @@ impl<M> ScopeBuilder<M> {
 /// [`handle`](Scope::handle) for that (nursery passing).
 pub struct Scope<'env, E> {
     node: Arc<Node>,
-    _marker: PhantomData<(fn(&'env ()) -> &'env (), fn() -> E)>,
+    _marker: PhantomData<(Invariant<'env>, fn() -> E)>,
 }
+
+/// Makes `'env` invariant (neither shortened nor lengthened by subtyping).
+type Invariant<'env> = fn(&'env ()) -> &'env ();
 
 impl Scope<'static, Cancelled> {
     /// A [`ScopeBuilder`]: `Scope::builder().name("x").timeout(d).run(async |s| ..)`.
@@ -459,7 +462,7 @@ pin_project! {
         body: Option<Fut>,
         out: BodyOut<T, E>,
         driver: Driver,
-        _marker: PhantomData<(fn(&'env ()) -> &'env (), M)>,
+        _marker: PhantomData<(Invariant<'env>, M)>,
     }
 
     impl<'env, F, Fut, T, E, M> PinnedDrop for ScopeFuture<'env, F, Fut, T, E, M> {
@@ -544,9 +547,7 @@ where
                     Step::Run => {
                         let body = this.body.as_mut();
                         let polled = this.driver.poll_inner(|| {
-                            catch_unwind(AssertUnwindSafe(|| {
-                                body.as_pin_mut().map(|b| b.poll(cx))
-                            }))
+                            catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx))))
                         });
                         let node = this.driver.node();
                         match polled {
@@ -598,15 +599,15 @@ where
 {
     let (panic, primary, all, suppressed, reason) = {
         let mut inner = node.lock();
+        let reason = inner.reason;
         let o = &mut inner.outcome;
-        let parts = (
+        (
             o.panic.take(),
             o.primary.take(),
             std::mem::take(&mut o.all),
             o.suppressed,
-            inner.reason,
-        );
-        parts
+            reason,
+        )
     };
     if let Some(payload) = panic {
         resume_unwind(payload);

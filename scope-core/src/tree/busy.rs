@@ -31,7 +31,10 @@ impl Node {
             if cur == 0 {
                 return self.transition(true);
             }
-            match self.busy.compare_exchange_weak(cur, cur + 1, AcqRel, Relaxed) {
+            match self
+                .busy
+                .compare_exchange_weak(cur, cur + 1, AcqRel, Relaxed)
+            {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
@@ -46,7 +49,10 @@ impl Node {
                 self.transition(false);
                 return;
             }
-            match self.busy.compare_exchange_weak(cur, cur - 1, AcqRel, Relaxed) {
+            match self
+                .busy
+                .compare_exchange_weak(cur, cur - 1, AcqRel, Relaxed)
+            {
                 Ok(_) => return,
                 Err(actual) => cur = actual,
             }
@@ -63,7 +69,10 @@ impl Node {
     /// A spawn racing this either counted itself first (and the close fails, so the scope
     /// waits for it) or sees `CLOSED` and is refused: never accepted-but-not-awaited.
     pub(crate) fn try_close(&self) -> bool {
-        self.busy.compare_exchange(0, CLOSED, AcqRel, Acquire).is_ok() || self.is_closed()
+        self.busy
+            .compare_exchange(0, CLOSED, AcqRel, Acquire)
+            .is_ok()
+            || self.is_closed()
     }
 
     /// Closes the node whether or not it is busy (its future was dropped).

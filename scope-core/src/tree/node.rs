@@ -373,7 +373,12 @@ impl Node {
             }
             let past = inner.life == Life::Entered && deadline.is_some_and(|d| d <= Instant::now());
             if past {
-                self.cancel_locked(&mut inner, CancelReason::DeadlineExceeded, false, &mut wakes)
+                self.cancel_locked(
+                    &mut inner,
+                    CancelReason::DeadlineExceeded,
+                    false,
+                    &mut wakes,
+                )
             } else {
                 None
             }

@@ -1,0 +1,118 @@
+//! Secondary errors are never lost silently: with the `tracing` feature (on by default)
+//! each is reported as an event naming its scope (DESIGN §3.2).
+#![cfg(feature = "tracing")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use taskscope::{CancelReason, Cancelled, Scope, cancelled};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Captured {
+    level: Level,
+    message: String,
+    scope: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+struct Fields {
+    message: String,
+    scope: Option<String>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "scope" {
+            self.scope = Some(value.to_owned());
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "scope" => self.scope = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields {
+            message: String::new(),
+            scope: None,
+        };
+        event.record(&mut f);
+        self.0.lock().unwrap().push(Captured {
+            level: *event.metadata().level(),
+            message: f.message,
+            scope: f.scope,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[derive(Debug, PartialEq)]
+enum Error {
+    Boom(u32),
+    Cancelled(CancelReason),
+}
+
+impl From<Cancelled> for Error {
+    fn from(c: Cancelled) -> Self {
+        Error::Cancelled(c.reason())
+    }
+}
+
+#[test]
+fn secondary_error_is_reported_as_an_event_naming_the_scope() {
+    let capture = Capture::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let r: Result<(), Error> = tracing::subscriber::with_default(capture.clone(), || {
+        rt.block_on(
+            Scope::builder()
+                .name("fetch")
+                .grace(Duration::from_secs(1))
+                .run(async |s| {
+                    s.spawn(async { Err::<(), _>(Error::Boom(1)) });
+                    s.spawn(async {
+                        cancelled().await;
+                        Err::<(), _>(Error::Boom(2))
+                    });
+                    Ok(())
+                }),
+        )
+    });
+    assert_eq!(r, Err(Error::Boom(1)));
+    let events = capture.0.lock().unwrap().clone();
+    let secondary: Vec<_> = events
+        .iter()
+        .filter(|e| e.level == Level::WARN && e.message.contains("secondary error"))
+        .collect();
+    assert_eq!(
+        secondary.len(),
+        1,
+        "one event per secondary error: {events:?}"
+    );
+    assert_eq!(secondary[0].scope.as_deref(), Some("fetch"));
+    let cancels: Vec<_> = events.iter().filter(|e| e.message == "cancel").collect();
+    assert_eq!(cancels.len(), 1, "the scope was cancelled once: {events:?}");
+    assert_eq!(cancels[0].scope.as_deref(), Some("fetch"));
+}
