@@ -183,6 +183,30 @@ impl CancelHandle {
 
     /// Moves the deadline. Earlier and already past: the scope is cancelled at once.
     /// Later: the scope's cancellation is postponed (if it has not fired yet).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use tokio::time::{sleep, Instant};
+    /// use taskscope_core::CancelScope;
+    ///
+    /// let start = Instant::now();
+    /// let cs = CancelScope::new().timeout(Duration::from_secs(1));
+    /// let h = cs.handle();
+    /// let r = cs
+    ///     .run(async move {
+    ///         h.set_deadline(start + Duration::from_secs(5)); // postpone
+    ///         sleep(Duration::from_secs(3)).await;
+    ///         "done"
+    ///     })
+    ///     .await;
+    /// assert_eq!(r, Ok("done"));
+    /// assert_eq!(start.elapsed(), Duration::from_secs(3));
+    /// # }
+    /// ```
     pub fn set_deadline(&self, at: Instant) {
         self.node.set_deadline(Some(at));
     }

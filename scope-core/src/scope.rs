@@ -190,6 +190,31 @@ impl ScopeBuilder {
     }
 
     /// Return every error in order ([`Errors`]) instead of only the first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use taskscope_core::{cancelled, Cancelled, CancelReason, Scope};
+    ///
+    /// let r = Scope::builder()
+    ///     .grace(Duration::from_secs(1))
+    ///     .collect_errors()
+    ///     .run(async |s| {
+    ///         s.spawn(async { Err::<(), _>(Cancelled::new(CancelReason::Shutdown)) });
+    ///         s.spawn(async {
+    ///             cancelled().await; // fails again while cleaning up
+    ///             Err::<(), _>(Cancelled::new(CancelReason::Explicit))
+    ///         });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// let reasons: Vec<_> = r.unwrap_err().iter().map(|e| e.reason()).collect();
+    /// assert_eq!(reasons, [CancelReason::Shutdown, CancelReason::Explicit]);
+    /// # }
+    /// ```
     pub fn collect_errors(self) -> ScopeBuilder<CollectErrors> {
         ScopeBuilder {
             config: self.config,
@@ -304,6 +329,29 @@ impl<'env, E> Scope<'env, E> {
     /// Spawning into a cancelled scope does not start the child: it is dropped without
     /// being polled and its handle resolves to `ParentCancelled`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{scope, CancelReason, Cancelled};
+    ///
+    /// let r: Result<u32, Cancelled> = scope(async |s| {
+    ///     let winner = s.spawn(async { Ok(1) });
+    ///     let loser = s.spawn(async {
+    ///         std::future::pending::<()>().await;
+    ///         Ok(2)
+    ///     });
+    ///     let v = winner.await?;
+    ///     loser.cancel(); // this child alone; the scope goes on
+    ///     assert_eq!(loser.await.unwrap_err().reason(), CancelReason::Explicit);
+    ///     Ok(v)
+    /// })
+    /// .await;
+    /// assert_eq!(r, Ok(1));
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If the scope already finished (the `Scope` escaped its body through the return
@@ -325,6 +373,31 @@ impl<'env, E> Scope<'env, E> {
     /// sees cancellation through [`is_cancelled`](crate::is_cancelled) and should return
     /// early when that turns `true`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{is_cancelled, scope, Cancelled};
+    ///
+    /// let r: Result<u64, Cancelled> = scope(async |s| {
+    ///     let sum = s.spawn_blocking(|| {
+    ///         let mut sum = 0u64;
+    ///         for i in 0..1_000_000 {
+    ///             if i % 10_000 == 0 && is_cancelled() {
+    ///                 break; // stop early when the scope is cancelled
+    ///             }
+    ///             sum += i;
+    ///         }
+    ///         Ok(sum)
+    ///     });
+    ///     sum.await
+    /// })
+    /// .await;
+    /// assert_eq!(r, Ok(499_999_500_000));
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// As [`spawn`](Scope::spawn).
@@ -340,6 +413,27 @@ impl<'env, E> Scope<'env, E> {
 
     /// A `'static`, clonable handle to this scope, to spawn from children (nursery
     /// passing) or cancel the scope from anywhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{scope, Cancelled};
+    ///
+    /// let r: Result<(), Cancelled> = scope(async |s| {
+    ///     let h = s.handle();
+    ///     s.spawn(async move {
+    ///         // A child spawns a sibling: it is awaited by the same scope.
+    ///         h.spawn(async { Ok(()) }).expect("the scope is running");
+    ///         Ok(())
+    ///     });
+    ///     Ok(())
+    /// })
+    /// .await;
+    /// assert!(r.is_ok());
+    /// # }
+    /// ```
     pub fn handle(&self) -> ScopeHandle<E> {
         ScopeHandle {
             node: self.node.clone(),
@@ -372,6 +466,25 @@ impl<'env, E> Scope<'env, E> {
 ///
 /// Spawning fails with [`SpawnError::Closed`] once the scope finished; while the scope runs
 /// (also while it waits for its last children) a spawned child is accepted and awaited.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use taskscope_core::{scope, Cancelled, SpawnError};
+///
+/// let mut escaped = None;
+/// let r: Result<(), Cancelled> = scope(async |s| {
+///     escaped = Some(s.handle());
+///     Ok(())
+/// })
+/// .await;
+/// assert!(r.is_ok());
+/// let late = escaped.unwrap().spawn(async { Ok::<(), Cancelled>(()) });
+/// assert_eq!(late.unwrap_err(), SpawnError::Closed);
+/// # }
+/// ```
 pub struct ScopeHandle<E> {
     node: Arc<Node>,
     _marker: PhantomData<fn() -> E>,
