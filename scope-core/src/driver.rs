@@ -37,6 +37,10 @@ pub(crate) struct Driver {
     node: Option<Arc<Node>>,
     timer: Option<Pin<Box<Sleep>>>,
     armed: Option<Armed>,
+    /// The node's timer generation and own bits when `armed` was last decided.
+    seen: Option<(u32, bool, bool)>,
+    /// The waker last registered as the node's owner.
+    owner: Option<Waker>,
     /// Live shields inside the inner future (in this task).
     shields: u32,
     /// Entered the tree and not yet finished.
@@ -52,6 +56,8 @@ impl Driver {
             node: Some(node),
             timer: None,
             armed: None,
+            seen: None,
+            owner: None,
             shields: 0,
             active: false,
             finished: false,
@@ -96,26 +102,40 @@ impl Driver {
         }
     }
 
-    pub(crate) fn set_owner(&self, waker: &Waker) {
+    /// Registers the waker of this poll as the node's owner (a lock only when it changed).
+    pub(crate) fn set_owner(&mut self, waker: &Waker) {
+        if self.owner.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
         self.node().set_owner(waker);
+        self.owner = Some(waker.clone());
     }
 
     /// Keeps the node's one timer armed for what it waits for next (its deadline, or the end
     /// of its grace period) and fires it when due.
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) {
         loop {
-            let node = self.node().clone();
-            let want = {
+            let node = self.node();
+            let st = node.state();
+            let seen = (node.timer_gen(), st.own_soft(), st.own_hard());
+            if self.seen == Some(seen) && self.timer.is_none() {
+                return; // nothing changed and nothing to wait for: no lock taken
+            }
+            let want = if self.seen == Some(seen) {
+                self.armed
+            } else {
+                // Read the generation before the values (above): a change after this read
+                // bumps it again and wakes the owner, so it is seen on the next poll.
                 let inner = node.lock();
-                let st = node.state();
-                if !st.own_soft() {
+                if !seen.1 {
                     inner.deadline.map(Armed::Deadline)
-                } else if !st.own_hard() {
+                } else if !seen.2 {
                     inner.hard_at.map(Armed::HardAt)
                 } else {
                     None
                 }
             };
+            self.seen = Some(seen);
             if want != self.armed {
                 self.armed = want;
                 match (want, &mut self.timer) {
@@ -133,11 +153,13 @@ impl Driver {
                 return;
             }
             self.timer = None;
+            let node = self.node().clone();
             match self.armed.take() {
                 Some(Armed::Deadline(_)) => node.cancel(CancelReason::DeadlineExceeded, false),
                 Some(Armed::HardAt(_)) => node.escalate(),
                 None => return,
             }
+            self.seen = None;
             // Loop: a deadline with a grace period now waits for the grace to end.
         }
     }

@@ -82,8 +82,6 @@ pub(crate) struct Inner {
     pub(crate) deadline: Option<Instant>,
     /// A relative timeout, turned into `deadline` at entry.
     timeout: Option<Duration>,
-    /// Bumped whenever `deadline` changes, so the node's future re-arms its timer.
-    pub(crate) deadline_gen: u64,
     pub(crate) grace: Duration,
     /// When the own cancellation's grace period ends (set by a soft cancel).
     pub(crate) hard_at: Option<Instant>,
@@ -106,6 +104,9 @@ pub(crate) struct Inner {
 pub(crate) struct Node {
     /// `OWN_*` and `INH_*` bits. Written only under `inner`'s lock (#1); read anywhere.
     state: AtomicU32,
+    /// Bumped (under `inner`'s lock) whenever `deadline` or `hard_at` changes, so the
+    /// node's future re-reads them only when they changed.
+    timer_gen: AtomicU32,
     /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
     pub(super) busy: AtomicUsize,
     /// Serialises this node's transitions of `busy` through zero (#5).
@@ -148,6 +149,7 @@ impl Node {
     pub(crate) fn new(config: Config) -> Arc<Node> {
         Arc::new(Node {
             state: AtomicU32::new(0),
+            timer_gen: AtomicU32::new(0),
             busy: AtomicUsize::new(0),
             busy_lock: Mutex::new(()),
             parent: OnceLock::new(),
@@ -158,7 +160,6 @@ impl Node {
                 reason: None,
                 deadline: config.deadline,
                 timeout: config.timeout,
-                deadline_gen: 0,
                 grace: config.grace,
                 hard_at: None,
                 shield: config.shield,
@@ -176,6 +177,15 @@ impl Node {
 
     pub(crate) fn state(&self) -> State {
         State(self.state.load(Ordering::Acquire))
+    }
+
+    /// The generation of the node's timer settings (deadline, end of grace).
+    pub(crate) fn timer_gen(&self) -> u32 {
+        self.timer_gen.load(Ordering::Acquire)
+    }
+
+    fn bump_timer(&self) {
+        self.timer_gen.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -257,6 +267,7 @@ impl Node {
 
     fn enter_locked(&self, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
         ci.life = Life::Entered;
+        self.bump_timer();
         if let Some(t) = ci.timeout.take() {
             // `None` on overflow: a timeout too long to represent never fires (D10).
             let d = now.checked_add(t);
@@ -332,6 +343,7 @@ impl Node {
         let hard = hard || inner.grace.is_zero();
         if !hard && inner.hard_at.is_none() {
             inner.hard_at = Instant::now().checked_add(inner.grace);
+            self.bump_timer();
         }
         let bits = OWN_SOFT | if hard { OWN_HARD } else { 0 };
         if !self.set_bits(inner, bits, wakes) {
@@ -367,7 +379,7 @@ impl Node {
             let mut inner = self.lock();
             inner.deadline = deadline;
             inner.timeout = None;
-            inner.deadline_gen += 1;
+            self.bump_timer();
             if let Some(w) = &inner.owner {
                 wakes.push(w.clone());
             }
