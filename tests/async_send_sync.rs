@@ -26,6 +26,7 @@ impl<T: ?Sized> AmbiguousIfSync<()> for T {}
 impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxedSend<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 #[test]
 fn handles_and_values() {
@@ -131,4 +132,63 @@ fn futures_are_not_send_when_their_contents_are_not() {
     AmbiguousIfSend::some_item(&rc_cancel_scope());
     AmbiguousIfSend::some_item(&rc_shield());
     AmbiguousIfSync::some_item(&rc_shield());
+}
+
+/// Cancel scopes wrapped around a scope, inside a spawned (`Send + 'static`) task: the
+/// output is a type parameter of `Run`, not a projection `F::Output`, so proving `Send`
+/// does not go through higher-ranked inference over the scope's `'env`.
+#[tokio::test]
+async fn scopes_inside_cancel_scopes_in_spawned_tasks() {
+    let r = tokio::spawn(async move {
+        let a = move_on_after(
+            Duration::from_secs(1),
+            scope(async |_s| Ok::<u32, Cancelled>(4)),
+        );
+        let a = a.await;
+        let b = fail_after(
+            Duration::from_secs(1),
+            scope(async move |s| {
+                s.spawn(async { Ok::<_, Cancelled>(()) });
+                Ok::<u32, Cancelled>(5)
+            }),
+        )
+        .await;
+        let c = shield(scope(async |_s| Ok::<u32, Cancelled>(6))).await;
+        let d = CancelScope::new()
+            .run(scope(async |_s| Ok::<u32, Cancelled>(7)))
+            .await;
+        (a, b, c, d)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r, (Some(Ok(4)), Ok(Ok(5)), Ok(6), Ok(Ok(7))));
+
+    let boxed: BoxedSend<Option<Result<u32, BoxError>>> = Box::pin(move_on_after(
+        Duration::from_secs(1),
+        scope(async |s| {
+            s.spawn(async { Ok::<_, BoxError>(()) });
+            Ok::<u32, BoxError>(8)
+        }),
+    ));
+    assert_eq!(boxed.await.map(|r| r.unwrap()), Some(8));
+}
+
+/// The body as a plain closure returning an async block, in a spawned task.
+#[tokio::test]
+async fn closure_returning_async_block_in_spawned_task() {
+    let r = tokio::spawn(async move {
+        let plain = scope(|_s| async move { Ok::<u32, Cancelled>(1) }).await;
+        let timed = move_on_after(
+            Duration::from_secs(1),
+            scope(|s| {
+                s.spawn(async { Ok(()) });
+                async move { Ok::<u32, Cancelled>(2) }
+            }),
+        )
+        .await;
+        (plain, timed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(r, (Ok(1), Some(Ok(2))));
 }

@@ -136,7 +136,7 @@ impl CancelScope {
     ///
     /// Dropping the returned future drops `fut`; nested scopes inside it then hand their
     /// still-running children to the nearest live ancestor scope.
-    pub fn run<F: Future>(self, fut: F) -> Run<F> {
+    pub fn run<F: Future>(self, fut: F) -> Run<F, F::Output> {
         Run {
             fut: Some(fut),
             out: None,
@@ -258,15 +258,15 @@ impl CancelHandle {
 pin_project! {
     /// The future of [`CancelScope::run`] and [`fail_after`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct Run<F: Future> {
+    pub struct Run<F, T> {
         #[pin]
         fut: Option<F>,
-        out: Option<F::Output>,
+        out: Option<T>,
         caught: Option<Cancelled>,
         driver: Driver,
     }
 
-    impl<F: Future> PinnedDrop for Run<F> {
+    impl<F, T> PinnedDrop for Run<F, T> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.driver.is_active() {
@@ -277,7 +277,7 @@ pin_project! {
     }
 }
 
-impl<F: Future> fmt::Debug for Run<F> {
+impl<F, T> fmt::Debug for Run<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run")
             .field("active", &self.driver.is_active())
@@ -286,8 +286,8 @@ impl<F: Future> fmt::Debug for Run<F> {
     }
 }
 
-impl<F: Future> Future for Run<F> {
-    type Output = Result<F::Output, Cancelled>;
+impl<F: Future<Output = T>, T> Future for Run<F, T> {
+    type Output = Result<T, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -358,14 +358,14 @@ impl<F: Future> Future for Run<F> {
 /// assert_eq!(r, None);
 /// # }
 /// ```
-pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F> {
+pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
         run: CancelScope::new().timeout(d).run(fut),
     }
 }
 
 /// Like [`move_on_after`] with an absolute deadline.
-pub fn move_on_at<F: Future>(at: Instant, fut: F) -> MoveOnAfter<F> {
+pub fn move_on_at<F: Future>(at: Instant, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
         run: CancelScope::new().deadline(at).run(fut),
     }
@@ -375,14 +375,14 @@ pin_project! {
     /// The future of [`move_on_after`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     #[derive(Debug)]
-    pub struct MoveOnAfter<F: Future> {
+    pub struct MoveOnAfter<F, T> {
         #[pin]
-        run: Run<F>,
+        run: Run<F, T>,
     }
 }
 
-impl<F: Future> Future for MoveOnAfter<F> {
-    type Output = Option<F::Output>;
+impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
+    type Output = Option<T>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().run.poll(cx).map(Result::ok)
     }
@@ -410,12 +410,12 @@ impl<F: Future> Future for MoveOnAfter<F> {
 /// assert_eq!(fail_after(Duration::from_secs(100), async { 7 }).await, Ok(7));
 /// # }
 /// ```
-pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F> {
+pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F, F::Output> {
     CancelScope::new().timeout(d).run(fut)
 }
 
 /// Like [`fail_after`] with an absolute deadline.
-pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F> {
+pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F, F::Output> {
     CancelScope::new().deadline(at).run(fut)
 }
 
@@ -454,7 +454,7 @@ pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F> {
 /// assert_eq!(r, Ok(false));
 /// # }
 /// ```
-pub fn shield<F: Future>(fut: F) -> Shield<F> {
+pub fn shield<F: Future>(fut: F) -> Shield<F, F::Output> {
     Shield {
         run: CancelScope::new().shield(true).run(fut),
     }
@@ -464,15 +464,15 @@ pin_project! {
     /// The future of [`shield`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     #[derive(Debug)]
-    pub struct Shield<F: Future> {
+    pub struct Shield<F, T> {
         #[pin]
-        run: Run<F>,
+        run: Run<F, T>,
     }
 }
 
-impl<F: Future> Future for Shield<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+impl<F: Future<Output = T>, T> Future for Shield<F, T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         self.project().run.poll(cx).map(|r| match r {
             Ok(v) => v,
             Err(_) => unreachable!("a shield has no handle and no deadline: it is never cancelled"),

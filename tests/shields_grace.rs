@@ -1,0 +1,614 @@
+//! SCENARIOS "Shields and grace": S1–S5.
+//!
+//! S1–S4 are time-based and run under `start_paused = true` with exact instants. S5 has a
+//! blocking child on a real thread, so it runs on the three runtimes without paused time and
+//! synchronises with channels.
+
+mod common;
+
+use std::future::pending;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use common::{Census, Counter, rt_test};
+use taskscope::{
+    CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, current_deadline,
+    is_cancelled, move_on_after, scope, shield,
+};
+use tokio::time::{Instant, sleep};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Values a future under test records and the test reads after it returned.
+#[derive(Clone)]
+struct Slot<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(Arc::new(Mutex::new(Vec::new())))
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    fn push(&self, v: T) {
+        self.0.lock().unwrap().push(v);
+    }
+    fn get(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Records, when dropped, how long after `t0` that happened.
+struct DropTime {
+    t0: Instant,
+    at: Slot<Duration>,
+}
+
+impl DropTime {
+    fn new(t0: Instant, at: &Slot<Duration>) -> Self {
+        DropTime { t0, at: at.clone() }
+    }
+}
+
+impl Drop for DropTime {
+    fn drop(&mut self) {
+        self.at.push(self.t0.elapsed());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
+    // (a) No grace: the scope is hard-cancelled at 100ms while a child is inside
+    //     `shield(sleep(1s))`. The shielded work completes; the child is dropped at its
+    //     first await after the shield.
+    let t0 = Instant::now();
+    let census = Census::new();
+    let shielded: Slot<(Duration, bool)> = Slot::default();
+    let after_shield: Slot<bool> = Slot::default();
+    let after_checkpoint = Counter::new();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (g, sh, ash, ac) = (
+            census.guard(),
+            shielded.clone(),
+            after_shield.clone(),
+            after_checkpoint.clone(),
+        );
+        s.spawn(async move {
+            let _g = g;
+            let v = shield(async {
+                sleep(secs(1)).await;
+                (t0.elapsed(), is_cancelled())
+            })
+            .await;
+            sh.push(v);
+            ash.push(is_cancelled());
+            let _ = checkpoint().await; // the cancellation lands here
+            ac.inc();
+            Ok(())
+        });
+        sleep(ms(100)).await;
+        s.cancel();
+        pending::<()>().await;
+        Ok(())
+    })
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(
+        t0.elapsed(),
+        secs(1),
+        "the scope waited for the shielded work"
+    );
+    assert_eq!(
+        shielded.get(),
+        vec![(secs(1), false)],
+        "the shielded sleep ran to its end, not cancelled inside"
+    );
+    assert_eq!(after_shield.get(), vec![true]);
+    assert_eq!(after_checkpoint.get(), 0, "dropped at the first checkpoint");
+    assert_eq!(census.alive(), 0);
+
+    // (b) With a grace period the next checkpoint returns the error (soft cancel).
+    let t0 = Instant::now();
+    let census = Census::new();
+    let shielded: Slot<(Duration, bool)> = Slot::default();
+    let checkpoints: Slot<Result<(), CancelReason>> = Slot::default();
+    let r: Result<&str, Cancelled> = Scope::builder()
+        .grace(secs(10))
+        .run(async |s| {
+            let (g, sh, cp) = (census.guard(), shielded.clone(), checkpoints.clone());
+            s.spawn(async move {
+                let _g = g;
+                let v = shield(async {
+                    sleep(secs(1)).await;
+                    (t0.elapsed(), is_cancelled())
+                })
+                .await;
+                sh.push(v);
+                cp.push(checkpoint().await.map_err(|c| c.reason()));
+                cp.push(checkpoint().await.map_err(|c| c.reason()));
+                Ok(())
+            });
+            sleep(ms(100)).await;
+            s.cancel();
+            Ok("body done")
+        })
+        .await;
+    assert_eq!(r, Ok("body done"));
+    assert_eq!(t0.elapsed(), secs(1));
+    assert_eq!(shielded.get(), vec![(secs(1), false)]);
+    assert_eq!(
+        checkpoints.get(),
+        vec![Err(CancelReason::Explicit), Err(CancelReason::Explicit)]
+    );
+    assert_eq!(census.alive(), 0);
+
+    // (c) In one task: a hard-cancelled cancel scope with a live shield inside keeps polling
+    //     until the shield finished, then drops its future.
+    let t0 = Instant::now();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let canceller = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            sleep(ms(100)).await;
+            h.cancel();
+        })
+    };
+    let shielded: Slot<Duration> = Slot::default();
+    let after_checkpoint = Counter::new();
+    let r = {
+        let (sh, ac) = (shielded.clone(), after_checkpoint.clone());
+        cs.run(async move {
+            shield(async {
+                sleep(secs(1)).await;
+                sh.push(t0.elapsed());
+            })
+            .await;
+            let _ = checkpoint().await;
+            ac.inc();
+        })
+        .await
+    };
+    canceller.await.unwrap();
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), secs(1));
+    assert_eq!(shielded.get(), vec![secs(1)]);
+    assert_eq!(after_checkpoint.get(), 0);
+    assert!(h.cancelled_caught());
+
+    // (d) The shielded work is a scope with a spawned child (another task): it completes
+    //     too, then the cancellation lands at the next checkpoint.
+    let t0 = Instant::now();
+    let census = Census::new();
+    let shielded: Slot<(Result<u32, Cancelled>, Duration)> = Slot::default();
+    let after_checkpoint = Counter::new();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (g, sh, ac) = (census.guard(), shielded.clone(), after_checkpoint.clone());
+        s.spawn(async move {
+            // Written `shield(async { scope(..).await })`: the direct `shield(scope(..))`
+            // inside a spawned child does not compile yet (`Run<F>` stores `F::Output`).
+            let v: Result<u32, Cancelled> = shield(async {
+                scope(async |inner| {
+                    let c = inner.spawn(async move {
+                        let _g = g;
+                        sleep(secs(1)).await;
+                        Ok(4)
+                    });
+                    c.await
+                })
+                .await
+            })
+            .await;
+            sh.push((v, t0.elapsed()));
+            let _ = checkpoint().await;
+            ac.inc();
+            Ok(())
+        });
+        sleep(ms(100)).await;
+        s.cancel();
+        pending::<()>().await;
+        Ok(())
+    })
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), secs(1));
+    assert_eq!(shielded.get(), vec![(Ok(4), secs(1))]);
+    assert_eq!(after_checkpoint.get(), 0);
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires() {
+    let t0 = Instant::now();
+    let outer = CancelScope::new();
+    let ho = outer.handle();
+    let sh = CancelScope::new().shield(true).timeout(secs(2));
+    let hs = sh.handle();
+    let seen_cancelled: Slot<bool> = Slot::default();
+    let inner_result: Slot<(Result<(), CancelReason>, Duration)> = Slot::default();
+    let moved_on: Slot<(Option<()>, Duration)> = Slot::default();
+    let nested_scope: Slot<(Result<u32, Cancelled>, Duration)> = Slot::default();
+    let shield_result: Slot<(Result<(), CancelReason>, Duration)> = Slot::default();
+    let after = Counter::new();
+    let r = {
+        let (ho, sc, ir, mo, ns, sr, after) = (
+            ho.clone(),
+            seen_cancelled.clone(),
+            inner_result.clone(),
+            moved_on.clone(),
+            nested_scope.clone(),
+            shield_result.clone(),
+            after.clone(),
+        );
+        outer
+            .run(async move {
+                let res = sh
+                    .run(async move {
+                        ho.cancel(); // the outer is now hard-cancelled
+                        sc.push(is_cancelled());
+                        // A cancel scope inside the shield still cancels.
+                        let inner = CancelScope::new();
+                        let hi = inner.handle();
+                        let r = inner
+                            .run(async move {
+                                hi.cancel();
+                                let _ = checkpoint().await;
+                            })
+                            .await;
+                        ir.push((r.map_err(|c| c.reason()), t0.elapsed()));
+                        // A timeout inside the shield still fires.
+                        let m = move_on_after(ms(500), pending::<()>()).await;
+                        mo.push((m, t0.elapsed()));
+                        // A scope opened inside the shield runs its children normally.
+                        let v: Result<u32, Cancelled> = scope(async |s| {
+                            let c = s.spawn(async {
+                                sleep(ms(500)).await;
+                                Ok(5)
+                            });
+                            c.await
+                        })
+                        .await;
+                        ns.push((v, t0.elapsed()));
+                        // The shield's own 2s deadline fires.
+                        pending::<()>().await
+                    })
+                    .await;
+                sr.push((res.map_err(|c| c.reason()), t0.elapsed()));
+                let _ = checkpoint().await; // the outer cancellation lands here
+                after.inc();
+            })
+            .await
+    };
+    assert_eq!(seen_cancelled.get(), vec![false]);
+    assert_eq!(
+        inner_result.get(),
+        vec![(Err(CancelReason::Explicit), Duration::ZERO)]
+    );
+    assert_eq!(moved_on.get(), vec![(None, ms(500))]);
+    assert_eq!(nested_scope.get(), vec![(Ok(5), secs(1))]);
+    assert_eq!(
+        shield_result.get(),
+        vec![(Err(CancelReason::DeadlineExceeded), secs(2))]
+    );
+    assert!(hs.cancel_called() && hs.cancelled_caught());
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), secs(2));
+    assert_eq!(after.get(), 0);
+    assert!(ho.cancelled_caught());
+
+    // A shield's own explicit cancel still works while the outer is cancelled.
+    let t0 = Instant::now();
+    let outer = CancelScope::new();
+    let ho = outer.handle();
+    let sh = CancelScope::new().shield(true);
+    let hs = sh.handle();
+    let canceller = {
+        let hs = hs.clone();
+        tokio::spawn(async move {
+            sleep(secs(1)).await;
+            hs.cancel();
+        })
+    };
+    let shield_result: Slot<(Result<(), CancelReason>, Duration)> = Slot::default();
+    let r = {
+        let (ho, sr) = (ho.clone(), shield_result.clone());
+        outer
+            .run(async move {
+                let res = sh
+                    .run(async move {
+                        ho.cancel();
+                        sleep(secs(100)).await;
+                    })
+                    .await;
+                sr.push((res.map_err(|c| c.reason()), t0.elapsed()));
+                checkpoint().await
+            })
+            .await
+    };
+    canceller.await.unwrap();
+    assert_eq!(
+        shield_result.get(),
+        vec![(Err(CancelReason::Explicit), secs(1))]
+    );
+    assert!(hs.cancelled_caught());
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_current_deadline_inside_shield_ignores_outer() {
+    let t0 = Instant::now();
+    let at = |d: Duration| Some(t0 + d);
+    let r = move_on_after(secs(5), async {
+        let mut v = vec![current_deadline()];
+        // A bare shield: no deadline at all.
+        v.push(shield(async { current_deadline() }).await);
+        // A shield with a later deadline of its own: that one, not the outer 5s.
+        v.push(
+            CancelScope::new()
+                .shield(true)
+                .timeout(secs(10))
+                .run(async { current_deadline() })
+                .await
+                .unwrap(),
+        );
+        // Nodes inside the shield see the shield as their root.
+        v.push(
+            shield(move_on_after(secs(20), async { current_deadline() }))
+                .await
+                .flatten(),
+        );
+        v.push(
+            CancelScope::new()
+                .shield(true)
+                .timeout(secs(10))
+                .run(move_on_after(secs(20), async { current_deadline() }))
+                .await
+                .unwrap()
+                .flatten(),
+        );
+        // So do spawned children of a scope opened inside the shield.
+        let child: Result<Option<Instant>, Cancelled> = shield(scope(async |s| {
+            let c = s.spawn(async { Ok(current_deadline()) });
+            c.await
+        }))
+        .await;
+        v.push(child.unwrap());
+        v
+    })
+    .await;
+    assert_eq!(
+        r,
+        Some(vec![
+            at(secs(5)),
+            None,
+            at(secs(10)),
+            at(secs(20)),
+            at(secs(10)),
+            None,
+        ])
+    );
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+
+    // And the outer deadline does not reach the shielded work when it fires.
+    let t0 = Instant::now();
+    let r = move_on_after(
+        secs(1),
+        shield(async {
+            sleep(secs(3)).await;
+            (is_cancelled(), current_deadline(), t0.elapsed())
+        }),
+    )
+    .await;
+    assert_eq!(r, Some((false, None, secs(3))));
+    assert_eq!(t0.elapsed(), secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn s4_grace_lets_cleanup_finish_then_drops() {
+    // (a) Explicit cancel at t=1s with a 100ms grace period.
+    let t0 = Instant::now();
+    let census = Census::new();
+    let cleaned: Slot<(CancelReason, Duration)> = Slot::default();
+    let a_dropped: Slot<Duration> = Slot::default();
+    let b_dropped: Slot<Duration> = Slot::default();
+    let b_after = Counter::new();
+    let r: Result<&str, Cancelled> = Scope::builder()
+        .grace(ms(100))
+        .run(async |s| {
+            // A reacts to the soft cancel and cleans up asynchronously.
+            let (g, d, c) = (
+                census.guard(),
+                DropTime::new(t0, &a_dropped),
+                cleaned.clone(),
+            );
+            s.spawn(async move {
+                let (_g, _d) = (g, d);
+                let why = cancelled().await;
+                sleep(ms(50)).await;
+                c.push((why.reason(), t0.elapsed()));
+                Ok(())
+            });
+            // B ignores cancellation.
+            let (g, d, a) = (
+                census.guard(),
+                DropTime::new(t0, &b_dropped),
+                b_after.clone(),
+            );
+            s.spawn(async move {
+                let (_g, _d) = (g, d);
+                sleep(secs(3600)).await;
+                a.inc();
+                Ok(())
+            });
+            sleep(secs(1)).await;
+            s.cancel();
+            Ok("body done")
+        })
+        .await;
+    assert_eq!(r, Ok("body done"), "the body completed: its value is kept");
+    assert_eq!(t0.elapsed(), ms(1100));
+    assert_eq!(cleaned.get(), vec![(CancelReason::Explicit, ms(1050))]);
+    assert_eq!(a_dropped.get(), vec![ms(1050)], "A finished its cleanup");
+    assert_eq!(
+        b_dropped.get(),
+        vec![ms(1100)],
+        "B dropped when the grace ended"
+    );
+    assert_eq!(b_after.get(), 0);
+    assert_eq!(census.made(), 2);
+    assert_eq!(census.alive(), 0, "both awaited before the scope returned");
+
+    // (b) Deadline at 1s with a 100ms grace period; the body ignores cancellation too.
+    let t0 = Instant::now();
+    let census = Census::new();
+    let cleaned: Slot<(CancelReason, Duration)> = Slot::default();
+    let b_dropped: Slot<Duration> = Slot::default();
+    let body_dropped: Slot<Duration> = Slot::default();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .grace(ms(100))
+        .run(async |s| {
+            let _d = DropTime::new(t0, &body_dropped);
+            let (g, c) = (census.guard(), cleaned.clone());
+            s.spawn(async move {
+                let _g = g;
+                let why = cancelled().await;
+                sleep(ms(50)).await;
+                c.push((why.reason(), t0.elapsed()));
+                Ok(())
+            });
+            let (g, d) = (census.guard(), DropTime::new(t0, &b_dropped));
+            s.spawn(async move {
+                let (_g, _d) = (g, d);
+                pending::<()>().await;
+                Ok(())
+            });
+            pending::<()>().await;
+            Ok(())
+        })
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+    assert_eq!(t0.elapsed(), ms(1100));
+    assert_eq!(
+        cleaned.get(),
+        vec![(CancelReason::DeadlineExceeded, ms(1050))]
+    );
+    assert_eq!(b_dropped.get(), vec![ms(1100)]);
+    assert_eq!(body_dropped.get(), vec![ms(1100)]);
+    assert_eq!(census.alive(), 0);
+
+    // (c) The grace period reaches grandchildren in a nested scope: soft at once, hard when
+    //     the outer scope's grace period ends.
+    let t0 = Instant::now();
+    let census = Census::new();
+    let cleaned: Slot<(CancelReason, Duration)> = Slot::default();
+    let b_dropped: Slot<Duration> = Slot::default();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .grace(ms(100))
+        .run(async |s| {
+            let (ga, gb, c, d) = (
+                census.guard(),
+                census.guard(),
+                cleaned.clone(),
+                DropTime::new(t0, &b_dropped),
+            );
+            s.spawn(async move {
+                scope(async |inner| {
+                    inner.spawn(async move {
+                        let _g = ga;
+                        let why = cancelled().await;
+                        sleep(ms(50)).await;
+                        c.push((why.reason(), t0.elapsed()));
+                        Ok(())
+                    });
+                    inner.spawn(async move {
+                        let (_g, _d) = (gb, d);
+                        pending::<()>().await;
+                        Ok(())
+                    });
+                    pending::<()>().await;
+                    Ok(())
+                })
+                .await
+            });
+            sleep(secs(1)).await;
+            s.cancel();
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(t0.elapsed(), ms(1100));
+    assert_eq!(
+        cleaned.get(),
+        vec![(CancelReason::ParentCancelled, ms(1050))]
+    );
+    assert_eq!(b_dropped.get(), vec![ms(1100)]);
+    assert_eq!(census.made(), 2);
+    assert_eq!(census.alive(), 0);
+}
+
+rt_test! {
+    async fn s5_blocking_child_awaited_on_cancel_sees_is_cancelled() {
+        let census = Census::new();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<bool>();
+        let (saw_tx, saw_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let scope_returned = Arc::new(AtomicBool::new(false));
+        let child_done = Arc::new(AtomicBool::new(false));
+        let saw_cancel = Arc::new(AtomicBool::new(false));
+        // Releases the child once it saw the cancellation, and notes whether the scope had
+        // already returned by then (it must not have: it awaits the blocking child).
+        let helper = {
+            let scope_returned = scope_returned.clone();
+            std::thread::spawn(move || {
+                saw_rx.recv().unwrap();
+                let returned = scope_returned.load(Ordering::SeqCst);
+                release_tx.send(()).unwrap();
+                returned
+            })
+        };
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let (g, child_done, saw_cancel) =
+                (census.guard(), child_done.clone(), saw_cancel.clone());
+            s.spawn_blocking(move || {
+                let _g = g;
+                started_tx.send(is_cancelled()).unwrap();
+                // A safety valve so a broken library fails the test instead of hanging it.
+                let start = std::time::Instant::now();
+                while start.elapsed() < Duration::from_secs(30) {
+                    if is_cancelled() {
+                        saw_cancel.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                saw_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                child_done.store(true, Ordering::SeqCst);
+                Ok(())
+            });
+            let cancelled_at_start = started_rx.await.unwrap();
+            assert!(!cancelled_at_start);
+            s.cancel();
+            pending::<()>().await;
+            Ok(())
+        })
+        .await;
+        let done_when_returned = child_done.load(Ordering::SeqCst);
+        scope_returned.store(true, Ordering::SeqCst);
+        assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+        assert!(saw_cancel.load(Ordering::SeqCst), "the blocking child saw is_cancelled()");
+        assert!(done_when_returned, "the scope returned only after the blocking child");
+        assert!(!helper.join().unwrap(), "the scope had not returned while the child ran");
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.alive(), 0);
+    }
+}
