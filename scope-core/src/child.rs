@@ -1,9 +1,11 @@
 //! Spawned children: the task wrapper that runs a child under its scope's node, the
 //! blocking variant, and [`TaskHandle`].
 //!
-//! A child has no node of its own. Its per-task state is the scope's node pointer, a slab
-//! key (set only if it ever parks) and its shield count: the cancellation check on each poll
-//! is one atomic load of the node's state word, and nothing is allocated per poll.
+//! A child has no node of its own, and its wrapper holds nothing but the child's future and
+//! the scope's node pointer, so a small child still fits tokio's smallest task cell. The
+//! cancellation check on each poll is one atomic load of the node's state word; a hard
+//! cancel reaches a parked child through its `AbortHandle`, registered with the scope at
+//! spawn (see `tree/tasks.rs`).
 
 use std::fmt;
 use std::future::Future;
@@ -21,8 +23,6 @@ use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
 use crate::tree::outcome::Payload;
 
-const NOT_PARKED: u32 = u32::MAX;
-
 pin_project! {
     /// The root future of a spawned child's task.
     pub(crate) struct Child<F> {
@@ -30,8 +30,6 @@ pin_project! {
         fut: Option<F>,
         // `None` only while lent to the ambient frame, or after the child was uncounted.
         node: Option<Arc<Node>>,
-        parked: u32,
-        shields: u32,
     }
 
     impl<F> PinnedDrop for Child<F> {
@@ -46,25 +44,9 @@ pin_project! {
                     node.record_panic(p);
                 }
             }
-            unpark(&node, *this.parked);
             node.task_done();
         }
     }
-}
-
-/// Removes a parked child's waker, unless the hard cancel already drained it (#4).
-fn unpark(node: &Node, key: u32) {
-    if key == NOT_PARKED {
-        return;
-    }
-    let mut inner = node.lock();
-    let w = if node.state().is_hard() {
-        None
-    } else {
-        inner.parked.remove(key)
-    };
-    drop(inner);
-    drop(w);
 }
 
 impl<F> Child<F> {
@@ -72,10 +54,13 @@ impl<F> Child<F> {
         Child {
             fut: Some(fut),
             node: Some(node),
-            parked: NOT_PARKED,
-            shields: 0,
         }
     }
+}
+
+/// The child must stop: its scope is hard-cancelled and the task runs no shield.
+fn must_stop(node: &Node) -> bool {
+    node.state().is_hard() && !node.task_shielded(tokio::task::try_id())
 }
 
 impl<F, T, E> Future for Child<F>
@@ -90,11 +75,12 @@ where
         let Some(node) = this.node.as_ref() else {
             return Poll::Pending;
         };
-        if node.state().is_hard() && *this.shields == 0 {
+        // Also covers a child spawned just as its scope became hard: it is never polled.
+        if must_stop(node) {
             return Poll::Ready(Err(drop_cancelled(this.fut, node)));
         }
         let fut = this.fut.as_mut();
-        let polled = context::enter(this.node, this.shields, false, || {
+        let polled = context::enter_task(this.node, || {
             catch_unwind(AssertUnwindSafe(|| fut.as_pin_mut().map(|f| f.poll(cx))))
         });
         let Some(node) = this.node.as_ref() else {
@@ -103,6 +89,12 @@ where
         match polled {
             Ok(Some(Poll::Ready(Ok(v)))) => {
                 drop_quietly(this.fut, node);
+                if must_stop(node) {
+                    // Completed as the hard cancel came: the value is dropped here, before
+                    // the scope can see the child as finished, not later in the task cell.
+                    drop_quietly_value(v, node);
+                    return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
+                }
                 Poll::Ready(Ok(v))
             }
             Ok(Some(Poll::Ready(Err(e)))) => {
@@ -110,31 +102,18 @@ where
                 let _ = node.record_error(Some(Box::new(e)));
                 Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
             }
-            Ok(None) => Poll::Pending,
             Err(payload) => {
                 drop_quietly(this.fut, node);
                 node.record_panic(payload);
                 Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
             }
-            Ok(Some(Poll::Pending)) => {
-                if *this.shields > 0 {
-                    return Poll::Pending;
+            Ok(Some(Poll::Pending) | None) => {
+                // Hard-cancelled while it ran (or its last shield just ended): drop it now.
+                // A parked child is reached by the abort instead.
+                if must_stop(node) {
+                    return Poll::Ready(Err(drop_cancelled(this.fut, node)));
                 }
-                if *this.parked == NOT_PARKED {
-                    let mut inner = node.lock();
-                    // The hard bit is checked under the lock that drains `parked` with it
-                    // (invariant #4): either we see it now, or our waker is drained and
-                    // woken. A task's root future is always polled with its own task's
-                    // waker, so the registration never needs refreshing.
-                    if !node.state().is_hard() {
-                        *this.parked = inner.parked.insert(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                } else if !node.state().is_hard() {
-                    return Poll::Pending;
-                }
-                // Hard-cancelled while it ran: drop it now rather than on the next poll.
-                Poll::Ready(Err(drop_cancelled(this.fut, node)))
+                Poll::Pending
             }
         }
     }
@@ -144,6 +123,12 @@ where
 fn drop_quietly<F>(fut: Pin<&mut Option<F>>, node: &Arc<Node>) {
     let mut fut = fut;
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
+        node.record_panic(p);
+    }
+}
+
+fn drop_quietly_value<T>(v: T, node: &Arc<Node>) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
         node.record_panic(p);
     }
 }
@@ -163,6 +148,9 @@ where
     let Some(rt) = node.runtime.get() else {
         return Err(SpawnError::NoRuntime);
     };
+    if node.is_closed() {
+        return Err(SpawnError::Closed);
+    }
     if node.state().is_soft() {
         // Spawning into a cancelled scope: the child is never polled (R8).
         drop(fut);
@@ -172,6 +160,7 @@ where
         return Err(SpawnError::Closed);
     }
     let join = rt.spawn(Child::new(node.clone(), fut));
+    node.register_task(join.abort_handle());
     Ok(TaskHandle::task(join))
 }
 
@@ -197,6 +186,9 @@ where
     let Some(rt) = node.runtime.get() else {
         return Err(SpawnError::NoRuntime);
     };
+    if node.is_closed() {
+        return Err(SpawnError::Closed);
+    }
     if node.state().is_soft() {
         drop(f);
         return Ok(TaskHandle::refused());
@@ -208,10 +200,7 @@ where
     let join = rt.spawn_blocking(move || {
         let guard = guard;
         let mut lent = Some(guard.0.clone());
-        let mut shields = 0;
-        let r = context::enter(&mut lent, &mut shields, false, || {
-            catch_unwind(AssertUnwindSafe(f))
-        });
+        let r = context::enter_task(&mut lent, || catch_unwind(AssertUnwindSafe(f)));
         let node = &guard.0;
         match r {
             Ok(Ok(v)) => Ok(v),
@@ -238,10 +227,9 @@ where
 /// - [`ChildPanicked`](CancelReason::ChildPanicked): the child panicked; the scope re-raises
 ///   the payload once every child finished;
 /// - [`ParentCancelled`](CancelReason::ParentCancelled): the scope (or an ancestor) was
-///   cancelled and the child was dropped, or it was spawned into a cancelled scope and
-///   never ran;
-/// - [`Explicit`](CancelReason::Explicit): [`TaskHandle::cancel`] was called;
-/// - [`Shutdown`](CancelReason::Shutdown): the runtime shut down.
+///   cancelled and the child was dropped, it was spawned into a cancelled scope and never
+///   ran, or the runtime shut down;
+/// - [`Explicit`](CancelReason::Explicit): [`TaskHandle::cancel`] was called.
 ///
 /// Because the error is [`Cancelled`], `handle.await?` works in any scope body.
 ///
@@ -321,7 +309,8 @@ impl<T> Future for TaskHandle<T> {
                 Err(_) if cancel_requested.load(Ordering::Relaxed) => {
                     Err(Cancelled::new(CancelReason::Explicit))
                 }
-                Err(_) => Err(Cancelled::new(CancelReason::Shutdown)),
+                // Aborted by the scope's hard cancel, or dropped by a runtime shutdown.
+                Err(_) => Err(Cancelled::new(CancelReason::ParentCancelled)),
             }),
             HandleInner::Refused => Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled))),
         }

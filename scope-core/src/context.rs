@@ -21,65 +21,104 @@ use crate::sync::Arc;
 use crate::tree::Node;
 
 struct Frame {
+    /// The innermost in-task node future being polled (a scope, a cancel scope).
     node: Option<Arc<Node>>,
+    /// The scope the current task was spawned into, lent by the child's task wrapper.
+    task_root: Option<Arc<Node>>,
     /// Live shields inside the innermost node future being polled (in this task).
     shields: u32,
 }
 
 thread_local! {
-    static FRAME: RefCell<Frame> = const { RefCell::new(Frame { node: None, shields: 0 }) };
+    static FRAME: RefCell<Frame> = const {
+        RefCell::new(Frame { node: None, task_root: None, shields: 0 })
+    };
 }
 
-/// Lends `node` (and the future's shield count) to the frame while `f` runs.
-///
-/// `nested` is true for node futures inside a task: the change of their shield count is
-/// added to the enclosing frame, so every enclosing node knows about a shield inside it.
-/// A task root (the spawned child's wrapper) passes `false`.
-pub(crate) fn enter<R>(
-    node: &mut Option<Arc<Node>>,
-    shields: &mut u32,
-    nested: bool,
-    f: impl FnOnce() -> R,
-) -> R {
-    struct Lent<'a> {
-        slot: &'a mut Option<Arc<Node>>,
-        shields: &'a mut u32,
-        saved: Option<(Option<Arc<Node>>, u32)>,
-        nested: bool,
+/// What a lender puts into the frame, and gets back.
+enum Lend<'a> {
+    /// A node future inside a task: its node, and its count of live shields inside it,
+    /// whose change is added to the enclosing frame's count so that every enclosing node
+    /// future knows about a shield inside it.
+    Node(&'a mut u32),
+    /// A spawned child's task wrapper (or a blocking child): the scope it runs under.
+    TaskRoot,
+}
+
+fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -> R {
+    struct Saved {
+        node: Option<Arc<Node>>,
+        /// `None` when the lender leaves the task root alone (a node future).
+        task_root: Option<Option<Arc<Node>>>,
+        shields: u32,
     }
-    impl Drop for Lent<'_> {
+    struct Guard<'a, 'b> {
+        slot: &'a mut Option<Arc<Node>>,
+        how: Lend<'b>,
+        saved: Option<Saved>,
+    }
+    impl Drop for Guard<'_, '_> {
         fn drop(&mut self) {
-            let Some((saved_node, saved_shields)) = self.saved.take() else {
+            let Some(saved) = self.saved.take() else {
                 return;
             };
             let _ = FRAME.try_with(|frame| {
                 let mut frame = frame.borrow_mut();
-                *self.slot = std::mem::replace(&mut frame.node, saved_node);
-                let now = std::mem::replace(&mut frame.shields, saved_shields);
-                if self.nested {
-                    let delta = now.wrapping_sub(*self.shields);
-                    frame.shields = saved_shields.wrapping_add(delta);
+                let node = std::mem::replace(&mut frame.node, saved.node);
+                let now = std::mem::replace(&mut frame.shields, saved.shields);
+                match &mut self.how {
+                    Lend::Node(shields) => {
+                        *self.slot = node;
+                        frame.shields = saved.shields.wrapping_add(now.wrapping_sub(**shields));
+                        **shields = now;
+                    }
+                    Lend::TaskRoot => {
+                        let outer = saved.task_root.flatten();
+                        *self.slot = std::mem::replace(&mut frame.task_root, outer);
+                    }
                 }
-                *self.shields = now;
             });
         }
     }
-    let own = *shields;
-    let mut lent = Lent {
-        slot: node,
-        shields,
+    let mut guard = Guard {
+        slot,
+        how,
         saved: None,
-        nested,
     };
     let _ = FRAME.try_with(|frame| {
         let mut frame = frame.borrow_mut();
-        let saved_node = std::mem::replace(&mut frame.node, lent.slot.take());
-        let saved_shields = std::mem::replace(&mut frame.shields, own);
-        lent.saved = Some((saved_node, saved_shields));
+        let lent = guard.slot.take();
+        let saved = match &guard.how {
+            Lend::Node(shields) => Saved {
+                node: std::mem::replace(&mut frame.node, lent),
+                task_root: None,
+                shields: std::mem::replace(&mut frame.shields, **shields),
+            },
+            Lend::TaskRoot => Saved {
+                node: frame.node.take(),
+                task_root: Some(std::mem::replace(&mut frame.task_root, lent)),
+                shields: std::mem::replace(&mut frame.shields, 0),
+            },
+        };
+        guard.saved = Some(saved);
     });
     let r = f();
-    drop(lent);
+    drop(guard);
     r
+}
+
+/// Lends a node future's node (and its shield count) to the frame while `f` runs.
+pub(crate) fn enter_node<R>(
+    node: &mut Option<Arc<Node>>,
+    shields: &mut u32,
+    f: impl FnOnce() -> R,
+) -> R {
+    lend(node, Lend::Node(shields), f)
+}
+
+/// Lends a spawned child's scope to the frame, as the task's root, while `f` runs.
+pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R) -> R {
+    lend(root, Lend::TaskRoot, f)
 }
 
 /// Runs `f` with the ambient node (if any).
@@ -87,7 +126,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
     let mut f = Some(f);
     let r = FRAME.try_with(|frame| {
         let frame = frame.borrow();
-        (f.take().expect("called once"))(frame.node.as_ref())
+        (f.take().expect("called once"))(frame.node.as_ref().or(frame.task_root.as_ref()))
     });
     match r {
         Ok(r) => r,
@@ -100,17 +139,34 @@ pub(crate) fn current() -> Option<Arc<Node>> {
     with_current(|n| n.cloned())
 }
 
-/// Counts a shield that starts in the enclosing node future.
-pub(crate) fn shield_entered() {
-    let _ = FRAME.try_with(|frame| frame.borrow_mut().shields += 1);
+/// A shield starts in the enclosing node future: count it there, and tell the scope the
+/// task was spawned into (if any) not to abort this task while the shield runs. Returns
+/// that scope and the task, to undo it with [`shield_exited`].
+pub(crate) fn shield_entered() -> Option<(Arc<Node>, tokio::task::Id)> {
+    FRAME
+        .try_with(|frame| {
+            let mut frame = frame.borrow_mut();
+            frame.shields += 1;
+            let root = frame.task_root.clone()?;
+            let id = tokio::task::try_id()?;
+            Some((root, id))
+        })
+        .ok()
+        .flatten()
+        .inspect(|(root, id)| root.shield_task(*id, true))
 }
 
-/// Uncounts a shield that ended (or was dropped) in the enclosing node future.
-pub(crate) fn shield_exited() {
-    let _ = FRAME.try_with(|frame| {
-        let mut frame = frame.borrow_mut();
-        frame.shields = frame.shields.saturating_sub(1);
-    });
+/// A shield ended (or was dropped) in the enclosing node future.
+pub(crate) fn shield_exited(root: Option<(Arc<Node>, tokio::task::Id)>, counted_here: bool) {
+    if counted_here {
+        let _ = FRAME.try_with(|frame| {
+            let mut frame = frame.borrow_mut();
+            frame.shields = frame.shields.saturating_sub(1);
+        });
+    }
+    if let Some((root, id)) = root {
+        root.shield_task(id, false);
+    }
 }
 
 /// Returns `true` if the code calling it runs under a cancelled node.

@@ -32,6 +32,12 @@ enum Armed {
     HardAt(Instant),
 }
 
+/// A live shield's bookkeeping.
+struct ShieldMark {
+    task: Option<tokio::task::Id>,
+    root: Option<(Arc<Node>, tokio::task::Id)>,
+}
+
 pub(crate) struct Driver {
     /// `None` only while lent to the ambient frame.
     node: Option<Arc<Node>>,
@@ -46,8 +52,9 @@ pub(crate) struct Driver {
     /// Entered the tree and not yet finished.
     active: bool,
     finished: bool,
-    /// A shield counts itself in the enclosing frame while it runs; the task it did so in.
-    shield_task: Option<Option<tokio::task::Id>>,
+    /// A shield counts itself in the enclosing frame while it runs (the task it did so in),
+    /// and registers with the scope its task was spawned into.
+    shield: Option<ShieldMark>,
 }
 
 impl Driver {
@@ -61,7 +68,7 @@ impl Driver {
             shields: 0,
             active: false,
             finished: false,
-            shield_task: None,
+            shield: None,
         }
     }
 
@@ -97,8 +104,10 @@ impl Driver {
         let shield = node.lock().shield;
         node.attach(parent.as_ref(), Instant::now());
         if shield {
-            context::shield_entered();
-            self.shield_task = Some(tokio::task::try_id());
+            self.shield = Some(ShieldMark {
+                task: tokio::task::try_id(),
+                root: context::shield_entered(),
+            });
         }
     }
 
@@ -180,7 +189,7 @@ impl Driver {
 
     /// Runs `f` (the inner poll) with the node as the ambient node.
     pub(crate) fn poll_inner<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        context::enter(&mut self.node, &mut self.shields, true, f)
+        context::enter_node(&mut self.node, &mut self.shields, f)
     }
 
     /// Ready once nothing spawned below the node is alive. The owner waker must already be
@@ -210,10 +219,11 @@ impl Driver {
         self.finished = true;
         self.active = false;
         self.timer = None;
-        if let Some(task) = self.shield_task.take() {
-            if tokio::task::try_id() == task {
-                context::shield_exited();
-            }
+        if let Some(mark) = self.shield.take() {
+            // Uncount it in the enclosing frame only from the task that counted it (a drop
+            // outside any poll must not touch an unrelated frame).
+            let here = tokio::task::try_id() == mark.task;
+            context::shield_exited(mark.root, here);
         }
         if let Some(node) = &self.node {
             node.detach();

@@ -3,7 +3,8 @@
 //! Every scope and cancel scope owns a [`Node`]. A node is attached, when its future is
 //! first polled, below the *ambient* node (the innermost node whose future is being polled
 //! on this thread, see [`crate::context`]). Spawned children have no node of their own: they
-//! run under their scope's node, so the per-child cost is one pointer and a counter.
+//! run under their scope's node, so the per-child cost is one pointer in the task, one
+//! `AbortHandle` in the scope's registry ([`tasks`]) and a count.
 //!
 //! A node's state is one word of bits: `OWN_SOFT`/`OWN_HARD` (the node was cancelled, and
 //! its grace period is over) and `INH_SOFT`/`INH_HARD` (the same for an unshielded
@@ -30,11 +31,13 @@
 //!    that already carries the bits is skipped with its subtree: whoever set them there
 //!    spreads them further.
 //! 4. **No lost wakeup.** `waiters` (the `cancelled()` futures) is empty whenever the node
-//!    is soft; `parked` (spawned children that returned `Pending`) is empty whenever it is
-//!    hard. Both are drained in the critical section that sets the bit, and a registrant
-//!    checks the bit under the same lock before it inserts. So a waiter either sees the bit
-//!    or is in the slab when the drain happens. A registrant knows its key was drained
-//!    exactly when the bit is set, so it never removes a stale key.
+//!    is soft: it is drained in the critical section that sets the bit, and a waiter checks
+//!    the bit under the same lock before it inserts, so it either sees the bit or is in the
+//!    slab when the drain happens (and knows its key was drained exactly when the bit is
+//!    set). Spawned children are reached by abort instead: the hard bit is set before
+//!    `abort_tasks` takes the registry lock, and `register_task` checks it under that lock,
+//!    so a child is either aborted by the sweep or aborts itself on registration; a child
+//!    that is running when the bit is set checks it after its poll.
 //! 5. **Busy counting.** `busy` counts a node's live spawned children plus its child nodes
 //!    whose own count is above zero; a node contributes exactly one unit to its parent while
 //!    its count is above zero. Transitions through zero are serialised by the node's
@@ -55,11 +58,17 @@
 //!    outermost cancelled node, or the spawned child is dropped by its task wrapper. A
 //!    catcher stops polling its inner future, waits until its `busy` count is zero (its
 //!    subtree is hard-cancelled, so that happens), then drops the inner future. A future
-//!    with a live shield inside it in the same task keeps being polled instead.
+//!    with a live shield inside it in the same task keeps being polled instead, and a
+//!    spawned child that runs a shield is not aborted (it registers the shield with the
+//!    scope it was spawned into) until the shield ended.
+//!
+//! Lock order, in one line: `inner` (parent, then child) and `busy_lock` (child, then
+//! parent) and `tasks` are never held together, except `busy_lock` then `inner`.
 
 pub(crate) mod busy;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod slab;
+pub(crate) mod tasks;
 
 pub(crate) use node::{Config, Node};

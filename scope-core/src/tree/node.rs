@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::outcome::Outcome;
 use super::slab::WakerSlab;
+use super::tasks::Registry;
 use crate::error::CancelReason;
 use crate::sync::{Arc, AtomicU32, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering, lock};
 
@@ -95,20 +96,36 @@ pub(crate) struct Inner {
     owner: Option<Waker>,
     /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
     pub(crate) waiters: WakerSlab,
-    /// Spawned children parked under this node (drained when it becomes hard, #4).
-    pub(crate) parked: WakerSlab,
     pub(crate) outcome: Outcome,
 }
 
+/// Keeps a value on cache lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A node of the cancel tree. See the module doc of [`crate::tree`].
+///
+/// `state` (read on every poll of every child) lives on its own cache line, away from the
+/// reference count and from `busy` (written by every spawn and every finishing child).
+#[repr(align(128))]
 pub(crate) struct Node {
     /// `OWN_*` and `INH_*` bits. Written only under `inner`'s lock (#1); read anywhere.
     state: AtomicU32,
+    /// How many child tasks of this scope run a shield right now (see `tasks.rs`).
+    pub(super) shielded: AtomicU32,
     /// Bumped (under `inner`'s lock) whenever `deadline` or `hard_at` changes, so the
     /// node's future re-reads them only when they changed.
     timer_gen: AtomicU32,
     /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
-    pub(super) busy: AtomicUsize,
+    pub(super) busy: Padded<AtomicUsize>,
     /// Serialises this node's transitions of `busy` through zero (#5).
     pub(super) busy_lock: Mutex<()>,
     /// Set once, at entry; kept until the node is freed.
@@ -118,21 +135,30 @@ pub(crate) struct Node {
     /// The runtime a scope spawns its children on (scopes only).
     pub(crate) runtime: OnceLock<tokio::runtime::Handle>,
     pub(crate) inner: Mutex<Inner>,
+    /// The spawned children, for aborting them (see `tasks.rs`). Never held with `inner`.
+    pub(super) tasks: Mutex<Registry>,
 }
 
-/// Wakers collected under a lock, woken once every lock is released.
+/// Work collected under a lock and done once every lock is released: wakers to wake and
+/// nodes whose children must be aborted (they became hard).
 #[derive(Default)]
-pub(crate) struct Wakes(Vec<Waker>);
+pub(crate) struct Wakes {
+    wakers: Vec<Waker>,
+    aborts: Vec<Arc<Node>>,
+}
 
 impl Wakes {
     pub(crate) fn push(&mut self, w: Waker) {
-        self.0.push(w);
+        self.wakers.push(w);
     }
     pub(crate) fn list(&mut self) -> &mut Vec<Waker> {
-        &mut self.0
+        &mut self.wakers
     }
     pub(crate) fn wake_all(self) {
-        for w in self.0 {
+        for node in self.aborts {
+            node.abort_tasks();
+        }
+        for w in self.wakers {
             w.wake();
         }
     }
@@ -149,8 +175,9 @@ impl Node {
     pub(crate) fn new(config: Config) -> Arc<Node> {
         Arc::new(Node {
             state: AtomicU32::new(0),
+            shielded: AtomicU32::new(0),
             timer_gen: AtomicU32::new(0),
-            busy: AtomicUsize::new(0),
+            busy: Padded(AtomicUsize::new(0)),
             busy_lock: Mutex::new(()),
             parent: OnceLock::new(),
             parent_idx: AtomicUsize::new(usize::MAX),
@@ -169,9 +196,9 @@ impl Node {
                 children: Vec::new(),
                 owner: None,
                 waiters: WakerSlab::default(),
-                parked: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
             }),
+            tasks: Mutex::new(Registry::default()),
         })
     }
 
@@ -195,8 +222,9 @@ impl Node {
     /// Sets bits in the state word and collects the wakers that the change releases.
     ///
     /// Must be called with `inner` locked (#1). Waiters are drained when the node becomes
-    /// soft, parked children when it becomes hard (#4); the owner is woken on any change.
-    fn set_bits(&self, inner: &mut Inner, bits: u32, wakes: &mut Wakes) -> bool {
+    /// soft (#4), its spawned children are aborted (after the lock is released) when it
+    /// becomes hard, and the owner is woken on any change.
+    fn set_bits(self: &Arc<Self>, inner: &mut Inner, bits: u32, wakes: &mut Wakes) -> bool {
         let old = State(self.state.load(Ordering::Relaxed));
         if old.0 & bits == bits {
             return false;
@@ -206,7 +234,7 @@ impl Node {
             inner.waiters.drain_into(wakes.list());
         }
         if new.is_hard() && !old.is_hard() {
-            inner.parked.drain_into(wakes.list());
+            wakes.aborts.push(self.clone());
         }
         if let Some(w) = &inner.owner {
             wakes.push(w.clone());
@@ -265,7 +293,7 @@ impl Node {
         wakes.wake_all();
     }
 
-    fn enter_locked(&self, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
+    fn enter_locked(self: &Arc<Self>, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
         ci.life = Life::Entered;
         self.bump_timer();
         if let Some(t) = ci.timeout.take() {
@@ -325,7 +353,7 @@ impl Node {
 
     /// The locked part of [`Node::cancel`]: returns what must still spread to the subtree.
     pub(crate) fn cancel_locked(
-        &self,
+        self: &Arc<Self>,
         inner: &mut Inner,
         reason: CancelReason,
         hard: bool,

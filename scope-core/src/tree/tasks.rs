@@ -1,0 +1,90 @@
+//! The spawned children of a scope, as far as cancellation needs them: one `AbortHandle`
+//! each, and which of them have a live shield.
+//!
+//! A child registers when it is spawned and never deregisters: finished handles are swept
+//! out when the list has doubled since the last sweep, so the list stays within twice the
+//! live children (plus a constant) and a finishing child touches nothing here. Becoming
+//! hard aborts every registered child that has no live shield: tokio drops it at its next
+//! poll, exactly like `JoinSet::abort_all`, and the child's wrapper uncounts it from `busy`
+//! when its future is dropped.
+
+use tokio::task::{AbortHandle, Id};
+
+use super::node::Node;
+use crate::sync::{Ordering, lock};
+
+const MIN_SWEEP: usize = 64;
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    handles: Vec<AbortHandle>,
+    /// Sweep finished handles once `handles` reaches this length.
+    sweep_at: usize,
+    /// Tasks spawned into this scope that run a shield right now, with their shield count.
+    shielded: Vec<(Id, u32)>,
+}
+
+impl Registry {
+    fn is_shielded(&self, id: Id) -> bool {
+        self.shielded.iter().any(|(t, _)| *t == id)
+    }
+}
+
+impl Node {
+    /// Registers a child just spawned into this scope. If the scope became hard meanwhile
+    /// the child is aborted at once: a cancel either sees it here or is seen by it (the
+    /// hard bit is set before `abort_tasks` takes this lock).
+    pub(crate) fn register_task(&self, handle: AbortHandle) {
+        let mut reg = lock(&self.tasks);
+        if reg.handles.len() >= reg.sweep_at {
+            reg.handles.retain(|h| !h.is_finished());
+            reg.sweep_at = (reg.handles.len() * 2).max(MIN_SWEEP);
+        }
+        if self.state().is_hard() {
+            handle.abort();
+        }
+        reg.handles.push(handle);
+    }
+
+    /// Aborts every registered child without a live shield (the node became hard).
+    pub(crate) fn abort_tasks(&self) {
+        let reg = lock(&self.tasks);
+        for h in &reg.handles {
+            if !h.is_finished() && !reg.is_shielded(h.id()) {
+                h.abort();
+            }
+        }
+    }
+
+    /// A shield started (`entered`) or ended in the child task `id` of this scope.
+    pub(crate) fn shield_task(&self, id: Id, entered: bool) {
+        let mut reg = lock(&self.tasks);
+        let pos = reg.shielded.iter().position(|(t, _)| *t == id);
+        match (pos, entered) {
+            (Some(i), true) => reg.shielded[i].1 += 1,
+            (None, true) => {
+                reg.shielded.push((id, 1));
+                self.shielded.fetch_add(1, Ordering::AcqRel);
+            }
+            (Some(i), false) => {
+                reg.shielded[i].1 -= 1;
+                if reg.shielded[i].1 == 0 {
+                    reg.shielded.swap_remove(i);
+                    self.shielded.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// `true` if the child task `id` runs a shield now. One atomic load unless some child
+    /// of this scope does.
+    pub(crate) fn task_shielded(&self, id: Option<Id>) -> bool {
+        match id {
+            Some(id) if self.shielded.load(Ordering::Acquire) != 0 => {
+                lock(&self.tasks).is_shielded(id)
+            }
+            _ => false,
+        }
+    }
+}
