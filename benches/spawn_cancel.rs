@@ -64,7 +64,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    rt.block_on(rt.spawn(fut)).expect("the driver task panicked")
+    rt.block_on(rt.spawn(fut))
+        .expect("the driver task panicked")
 }
 
 /// The trivial child of `spawn_join`.
@@ -84,6 +85,30 @@ mod spawn_join {
                 let mut handles = Vec::with_capacity(N);
                 for i in 0..N {
                     handles.push(tokio::spawn(trivial(i)));
+                }
+                for h in handles {
+                    black_box(h.await.expect("child").expect("child ok"));
+                }
+            })
+        });
+    }
+
+    /// Diagnostic baseline, not a peer: `tokio_spawn` with a 32-byte child future instead of a
+    /// 16-byte one. Tokio allocates a task as one cell aligned to 128 bytes (x86_64,
+    /// aarch64); the trivial child fits a 128-byte cell, this one (like the trivial child
+    /// inside taskscope's wrapper) needs a 256-byte cell. The difference to `tokio_spawn` is
+    /// the cost of that size class alone.
+    #[divan::bench]
+    fn tokio_spawn_256b_cell(b: Bencher<'_, '_>) {
+        let rt = runtime();
+        b.counter(ItemsCount::new(N)).bench_local(|| {
+            run(&rt, async {
+                let mut handles = Vec::with_capacity(N);
+                for i in 0..N {
+                    let pad = [i as u64; 3];
+                    handles.push(tokio::spawn(async move {
+                        Ok::<_, Cancelled>(black_box(pad)[0] as usize)
+                    }));
                 }
                 for h in handles {
                     black_box(h.await.expect("child").expect("child ok"));
@@ -129,7 +154,8 @@ mod spawn_join {
         let rt = runtime();
         b.counter(ItemsCount::new(N)).bench_local(|| {
             run(&rt, async {
-                let mut all: FuturesUnordered<_> = (0..N).map(|i| tokio::spawn(trivial(i))).collect();
+                let mut all: FuturesUnordered<_> =
+                    (0..N).map(|i| tokio::spawn(trivial(i))).collect();
                 while let Some(r) = all.next().await {
                     black_box(r.expect("child").expect("child ok"));
                 }
@@ -202,7 +228,11 @@ mod cancel {
     }
 
     fn begin_setup() {
-        assert_eq!(LIVE.load(Ordering::Relaxed), 0, "a child outlived its round");
+        assert_eq!(
+            LIVE.load(Ordering::Relaxed),
+            0,
+            "a child outlived its round"
+        );
         PARKED.store(0, Ordering::Relaxed);
     }
 

@@ -24,36 +24,46 @@ use crate::tree::Node;
 use crate::tree::outcome::Payload;
 
 pin_project! {
-    /// The root future of a spawned child's task.
+    /// The root future of a spawned child's task: the child's future and the guard that
+    /// uncounts it. Nothing else, so that a small child still fits tokio's smallest cell.
+    ///
+    /// The fields drop in order: the child's future (its locals) first, then the guard, so
+    /// the scope sees the child finished only once its locals are gone (L9), whether the
+    /// child completed, was aborted by a hard cancel, or the runtime shut down.
     pub(crate) struct Child<F> {
         #[pin]
-        fut: Option<F>,
-        // `None` only while lent to the ambient frame, or after the child was uncounted.
-        node: Option<Arc<Node>>,
+        fut: F,
+        guard: TaskGuard,
     }
+}
 
-    impl<F> PinnedDrop for Child<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            let Some(node) = this.node.take() else { return };
-            // Drop the child's future first: its locals are gone before the scope can see
-            // the child as finished (L9). A panicking `Drop` is reported to the scope, not
-            // unwound into the runtime (R10).
-            if this.fut.is_some() {
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| this.fut.set(None))) {
-                    node.record_panic(p);
-                }
-            }
-            node.task_done();
+/// Uncounts a spawned child when its task drops it.
+pub(crate) struct TaskGuard {
+    /// `None` only while lent to the ambient frame during a poll.
+    node: Option<Arc<Node>>,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let Some(node) = self.node.take() else { return };
+        if std::thread::panicking() {
+            // The child's future panicked in its `Drop` just now (the guard drops right
+            // after it). The runtime catches that panic and keeps its payload for the
+            // task's handle; the scope still learns of it and re-raises (R10).
+            node.record_panic(Box::new(
+                "taskscope: a child panicked in `Drop` while it was dropped \
+                 (the original payload went to its TaskHandle)",
+            ));
         }
+        node.task_done();
     }
 }
 
 impl<F> Child<F> {
     fn new(node: Arc<Node>, fut: F) -> Self {
         Child {
-            fut: Some(fut),
-            node: Some(node),
+            fut,
+            guard: TaskGuard { node: Some(node) },
         }
     }
 }
@@ -71,71 +81,51 @@ where
     type Output = Result<T, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(node) = this.node.as_ref() else {
+        let this = self.project();
+        let slot = &mut this.guard.node;
+        let Some(node) = slot.as_ref() else {
             return Poll::Pending;
         };
         // Also covers a child spawned just as its scope became hard: it is never polled.
+        // The child's future is dropped by the runtime right after, before its guard.
         if must_stop(node) {
-            return Poll::Ready(Err(drop_cancelled(this.fut, node)));
+            return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
         }
-        let fut = this.fut.as_mut();
-        let polled = context::enter_task(this.node, || {
-            catch_unwind(AssertUnwindSafe(|| fut.as_pin_mut().map(|f| f.poll(cx))))
-        });
-        let Some(node) = this.node.as_ref() else {
+        let fut = this.fut;
+        let polled = context::enter_task(slot, || catch_unwind(AssertUnwindSafe(|| fut.poll(cx))));
+        let Some(node) = slot.as_ref() else {
             return Poll::Pending;
         };
         match polled {
-            Ok(Some(Poll::Ready(Ok(v)))) => {
-                drop_quietly(this.fut, node);
+            Ok(Poll::Ready(Ok(v))) => {
                 if must_stop(node) {
                     // Completed as the hard cancel came: the value is dropped here, before
                     // the scope can see the child as finished, not later in the task cell.
-                    drop_quietly_value(v, node);
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
+                        node.record_panic(p);
+                    }
                     return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
                 }
                 Poll::Ready(Ok(v))
             }
-            Ok(Some(Poll::Ready(Err(e)))) => {
-                drop_quietly(this.fut, node);
+            Ok(Poll::Ready(Err(e))) => {
                 let _ = node.record_error(Some(Box::new(e)));
                 Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
             }
             Err(payload) => {
-                drop_quietly(this.fut, node);
                 node.record_panic(payload);
                 Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
             }
-            Ok(Some(Poll::Pending) | None) => {
-                // Hard-cancelled while it ran (or its last shield just ended): drop it now.
+            Ok(Poll::Pending) => {
+                // Hard-cancelled while it ran (or its last shield just ended): stop now.
                 // A parked child is reached by the abort instead.
                 if must_stop(node) {
-                    return Poll::Ready(Err(drop_cancelled(this.fut, node)));
+                    return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
                 }
                 Poll::Pending
             }
         }
     }
-}
-
-/// Drops the child's future (reporting a panicking `Drop` to the scope).
-fn drop_quietly<F>(fut: Pin<&mut Option<F>>, node: &Arc<Node>) {
-    let mut fut = fut;
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| fut.set(None))) {
-        node.record_panic(p);
-    }
-}
-
-fn drop_quietly_value<T>(v: T, node: &Arc<Node>) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
-        node.record_panic(p);
-    }
-}
-
-fn drop_cancelled<F>(fut: Pin<&mut Option<F>>, node: &Arc<Node>) -> Cancelled {
-    drop_quietly(fut, node);
-    Cancelled::new(CancelReason::ParentCancelled)
 }
 
 /// Spawns `fut` as a child of the scope whose node is `node`.
