@@ -59,8 +59,11 @@ use crate::tree::{Config, Node};
 ///
 /// # Panics
 ///
-/// Resumes the first panic of the body or a child once everything finished. Deadlines need
-/// a runtime with the time driver enabled (`enable_time`).
+/// Resumes the first panic of the body or a child once everything finished, with its
+/// original payload. A child that panics in its `Drop` while it is being dropped (cancelled,
+/// or aborted by the runtime) is a panic too; the runtime catches that one and keeps its
+/// payload for the child's [`TaskHandle`], so the scope resumes with a message that says
+/// so. Deadlines need a runtime with the time driver enabled (`enable_time`).
 ///
 /// # Examples
 ///
