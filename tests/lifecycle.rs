@@ -473,3 +473,32 @@ async fn l12_own_deadline_after_body_completed_is_a_broken_promise() {
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
 }
+
+rt_test! {
+    /// The body closure runs when the scope future is built; children it spawns then are
+    /// counted by the enclosing scope once the scope is entered below it.
+    async fn children_spawned_before_entry_keep_the_parent_waiting() {
+        let census = Census::new();
+        let done = Counter::new();
+        let (c, d) = (census.clone(), done.clone());
+        let r: Result<u32, Cancelled> = scope(async |outer| {
+            let g = c.guard();
+            let inner = scope(move |s| {
+                s.spawn(async move {
+                    let _g = g;
+                    tokio::task::yield_now().await;
+                    d.inc();
+                    Ok(())
+                });
+                async move { Ok::<u32, Cancelled>(2) }
+            });
+            let inner = move_on_after(Duration::from_secs(3600), inner).await;
+            assert_eq!(done.get(), 1, "the inner scope awaited its early child");
+            outer.spawn(async { Ok(()) });
+            Ok(inner.unwrap()? + 1)
+        })
+        .await;
+        assert_eq!(r, Ok(3));
+        assert_eq!(census.alive(), 0);
+    }
+}

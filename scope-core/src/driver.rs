@@ -95,7 +95,7 @@ impl Driver {
         }
         self.active = true;
         let node = self.node().clone();
-        if with_runtime {
+        if with_runtime && node.runtime.get().is_none() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let _ = node.runtime.set(rt);
             }

@@ -80,7 +80,7 @@ use crate::tree::{Config, Node};
 /// # Ok(())
 /// # }
 /// ```
-pub fn scope<'env, F, Fut, T, E>(body: F) -> ScopeFuture<'env, F, Fut, T, E>
+pub fn scope<'env, F, Fut, T, E>(body: F) -> ScopeFuture<'env, Fut>
 where
     F: FnOnce(Scope<'env, E>) -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -101,41 +101,91 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::FailFast {}
     impl Sealed for super::CollectErrors {}
+    impl<T, E> Sealed for Result<T, E> {}
+}
+
+/// The body's output: a `Result`. Lets the scope future name `T` and `E` as projections of
+/// the body future's output instead of as type parameters of its own.
+pub trait BodyResult: sealed::Sealed {
+    /// The value of a successful body.
+    type Ok;
+    /// The scope's error type.
+    type Err;
+    #[doc(hidden)]
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+}
+
+impl<T, E> BodyResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_result(self) -> Self {
+        self
+    }
 }
 
 /// How a scope reports errors: [`FailFast`] or [`CollectErrors`].
-pub trait Mode<T, E>: sealed::Sealed {
+///
+/// Its impls have no bounds on `T` and `E`, and the scope future's `Future` impl names
+/// them only as projections of the body's output: proving that a scope future is a `Future`
+/// (and `Send`) never equates two independently erased lifetimes inside `E` (a
+/// `Box<dyn Error + Send + Sync>`), so rustc's higher-ranked inference cannot fail on it when
+/// the scope is passed through generic `async fn`s inside spawned tasks.
+pub trait Mode<R: BodyResult>: sealed::Sealed {
     /// What the scope's future resolves to.
     type Output;
     #[doc(hidden)]
     const COLLECT: bool;
+    /// `Err` holds the first error and the others, in order.
     #[doc(hidden)]
-    fn output(r: Result<T, Vec<E>>) -> Self::Output;
+    fn output(r: Outcome<R::Ok, R::Err>) -> Self::Output;
 }
 
-impl<T, E: From<Cancelled>> Mode<T, E> for FailFast {
+/// A scope's result before its error mode shapes it: the value, or the first error and the
+/// others in order.
+#[doc(hidden)]
+pub type Outcome<T, E> = Result<T, (E, Vec<E>)>;
+
+impl<T, E> Mode<Result<T, E>> for FailFast {
     type Output = Result<T, E>;
     const COLLECT: bool = false;
-    fn output(r: Result<T, Vec<E>>) -> Result<T, E> {
-        r.map_err(|errors| {
-            errors
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| E::from(Cancelled::new(CancelReason::ChildFailed)))
+    fn output(r: Outcome<T, E>) -> Result<T, E> {
+        r.map_err(|(first, _)| first)
+    }
+}
+
+impl<T, E> Mode<Result<T, E>> for CollectErrors {
+    type Output = Result<T, Errors<E>>;
+    const COLLECT: bool = true;
+    fn output(r: Outcome<T, E>) -> Result<T, Errors<E>> {
+        r.map_err(|(first, rest)| {
+            let mut all = Vec::with_capacity(1 + rest.len());
+            all.push(first);
+            all.extend(rest);
+            Errors::new(all)
         })
     }
 }
 
-impl<T, E: From<Cancelled>> Mode<T, E> for CollectErrors {
-    type Output = Result<T, Errors<E>>;
-    const COLLECT: bool = true;
-    fn output(r: Result<T, Vec<E>>) -> Result<T, Errors<E>> {
-        r.map_err(|mut errors| {
-            if errors.is_empty() {
-                errors.push(E::from(Cancelled::new(CancelReason::ChildFailed)));
-            }
-            Errors::new(errors)
-        })
+/// What the scope future needs to know about `E`, captured where `E`'s bounds are proven
+/// (at construction), so that its `Future` impl needs none.
+struct ErrorKind<E> {
+    from_cancelled: fn(Cancelled) -> E,
+    downcast: fn(Payload) -> Option<E>,
+}
+
+impl<E> Clone for ErrorKind<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E> Copy for ErrorKind<E> {}
+
+impl<E: From<Cancelled> + 'static> ErrorKind<E> {
+    fn new() -> Self {
+        ErrorKind {
+            from_cancelled: E::from,
+            downcast: |p| p.downcast::<E>().ok().map(|e| *e),
+        }
     }
 }
 
@@ -255,20 +305,30 @@ impl<M> ScopeBuilder<M> {
     }
 
     /// Runs `body` in the configured scope; see [`scope`].
-    pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, F, Fut, T, E, M>
+    ///
+    /// The closure is called right away, to build the body's future; an async closure runs
+    /// nothing until the scope is awaited. (Building the future eagerly keeps the closure's
+    /// type out of the future's `Future` impl, so a scope future can be passed to any generic
+    /// `async fn` inside a spawned task without rustc's higher-ranked inference failing.)
+    pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, Fut, M>
     where
         F: FnOnce(Scope<'env, E>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: From<Cancelled> + 'static,
-        M: Mode<T, E>,
+        M: Mode<Result<T, E>>,
     {
         let mut config = self.config;
         config.collect = M::COLLECT;
+        let node = Node::new(config);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let _ = node.runtime.set(rt);
+        }
+        let body = body(Scope::new(node.clone()));
         ScopeFuture {
-            init: Some(body),
-            body: None,
+            kind: ErrorKind::new(),
+            body: Some(body),
             out: BodyOut::Running,
-            driver: Driver::new(Node::new(config)),
+            driver: Driver::new(node),
             _marker: PhantomData,
         }
     }
@@ -572,19 +632,27 @@ pin_project! {
     ///
     /// It is `Send` exactly when the body closure, its future, `T` and `E` are.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ScopeFuture<'env, F, Fut, T, E, M = FailFast> {
-        init: Option<F>,
+    pub struct ScopeFuture<'env, Fut, M = FailFast>
+    where
+        Fut: Future,
+        Fut::Output: BodyResult,
+    {
+        kind: ErrorKind<<Fut::Output as BodyResult>::Err>,
         #[pin]
         body: Option<Fut>,
-        out: BodyOut<T, E>,
+        out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         driver: Driver,
         _marker: PhantomData<(Invariant<'env>, M)>,
     }
 
-    impl<'env, F, Fut, T, E, M> PinnedDrop for ScopeFuture<'env, F, Fut, T, E, M> {
+    impl<'env, Fut, M> PinnedDrop for ScopeFuture<'env, Fut, M>
+    where
+        Fut: Future,
+        Fut::Output: BodyResult,
+    {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !this.driver.is_active() {
+            if this.driver.is_finished() {
                 return;
             }
             let node = this.driver.node().clone();
@@ -614,10 +682,14 @@ pin_project! {
     }
 }
 
-impl<F, Fut, T, E, M> fmt::Debug for ScopeFuture<'_, F, Fut, T, E, M> {
+impl<Fut, M> fmt::Debug for ScopeFuture<'_, Fut, M>
+where
+    Fut: Future,
+    Fut::Output: BodyResult,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeFuture")
-            .field("started", &self.init.is_none())
+            .field("started", &self.driver.is_active())
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
     }
@@ -632,12 +704,11 @@ fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
     }
 }
 
-impl<'env, F, Fut, T, E, M> Future for ScopeFuture<'env, F, Fut, T, E, M>
+impl<Fut, M> Future for ScopeFuture<'_, Fut, M>
 where
-    F: FnOnce(Scope<'env, E>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: From<Cancelled> + 'static,
-    M: Mode<T, E>,
+    Fut: Future,
+    Fut::Output: BodyResult,
+    M: Mode<Fut::Output>,
 {
     type Output = M::Output;
 
@@ -647,12 +718,7 @@ where
             !this.driver.is_finished(),
             "`ScopeFuture` polled after completion"
         );
-        if let Some(f) = this.init.take() {
-            this.driver.enter(true);
-            let scope = Scope::new(this.driver.node().clone());
-            let body = this.driver.poll_inner(|| f(scope));
-            this.body.set(Some(body));
-        }
+        this.driver.enter(true);
         this.driver.set_owner(cx.waker());
         loop {
             this.driver.poll_timer(cx);
@@ -667,14 +733,15 @@ where
                         });
                         let node = this.driver.node();
                         match polled {
-                            Ok(Some(Poll::Ready(Ok(v)))) => {
+                            Ok(Some(Poll::Ready(r))) => {
                                 drop_body(this.body.as_mut(), node);
-                                *this.out = BodyOut::Ok(v);
-                            }
-                            Ok(Some(Poll::Ready(Err(e)))) => {
-                                drop_body(this.body.as_mut(), node);
-                                let _ = node.record_error(None);
-                                *this.out = BodyOut::Err(e);
+                                match r.into_result() {
+                                    Ok(v) => *this.out = BodyOut::Ok(v),
+                                    Err(e) => {
+                                        let _ = node.record_error(None);
+                                        *this.out = BodyOut::Err(e);
+                                    }
+                                }
                             }
                             Err(payload) => {
                                 drop_body(this.body.as_mut(), node);
@@ -698,21 +765,26 @@ where
             if !this.driver.node().try_close() {
                 continue; // a child was spawned at the last moment: it is awaited too
             }
+            if !this.driver.node().tasks_settled() {
+                // Every child's future is gone, but a task may not yet be marked complete:
+                // its output is about to be stored. Wait for that (a few instructions on
+                // another worker), so a handle dropped with the body below drops the output
+                // itself, before the scope returns.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let node = this.driver.node().clone();
             // A caught body is dropped only now, after its subtree drained (invariant #8).
             drop_body(this.body.as_mut(), &node);
             this.driver.finish();
             let out = std::mem::replace(this.out, BodyOut::Running);
-            return Poll::Ready(M::output(finish(&node, out)));
+            return Poll::Ready(M::output(finish(&node, out, *this.kind)));
         }
     }
 }
 
 /// Decides the scope's result once everything below it finished (DESIGN §3.2, §3.3, §3.8).
-fn finish<T, E>(node: &Node, out: BodyOut<T, E>) -> Result<T, Vec<E>>
-where
-    E: From<Cancelled> + 'static,
-{
+fn finish<T, E>(node: &Node, out: BodyOut<T, E>, kind: ErrorKind<E>) -> Outcome<T, E> {
     let (panic, primary, all, suppressed, reason) = {
         let mut inner = node.lock();
         let reason = inner.reason;
@@ -728,6 +800,12 @@ where
     if let Some(payload) = panic {
         resume_unwind(payload);
     }
+    let cancelled =
+        |r: CancelReason| (kind.from_cancelled)(Cancelled::with_suppressed(r, suppressed));
+    // Only children of this scope, which share its `E`, record errors here, so the downcast
+    // cannot fail; if it did, the error would still not vanish without a trace.
+    let child =
+        |p: Payload| (kind.downcast)(p).unwrap_or_else(|| cancelled(CancelReason::ChildFailed));
     let mut body_err = None;
     let body = match out {
         BodyOut::Err(e) => {
@@ -736,45 +814,37 @@ where
         }
         other => Some(other),
     };
-    let cancelled = |r: CancelReason| E::from(Cancelled::with_suppressed(r, suppressed));
     let mut errors: Vec<E> = Vec::new();
     if !all.is_empty() {
         // Collecting mode: every error in order; the body's own takes its place.
         for slot in all {
             match slot {
-                Slot::Child(p) => errors.push(downcast(p)),
+                Slot::Child(p) => errors.push(child(p)),
                 Slot::Body => errors.extend(body_err.take()),
             }
         }
     } else {
         match primary {
-            Some(Slot::Child(p)) => errors.push(downcast(p)),
+            Some(Slot::Child(p)) => errors.push(child(p)),
             Some(Slot::Body) => errors.extend(body_err.take()),
             None => {}
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    let mut errors = errors.into_iter();
+    if let Some(first) = errors.next() {
+        return Err((first, errors.collect()));
     }
     if let Some(e) = body_err {
-        return Err(vec![e]);
+        return Err((e, Vec::new()));
     }
-    match body {
-        Some(BodyOut::Ok(v)) if reason == Some(CancelReason::DeadlineExceeded) => {
-            // The scope's own deadline fired before everything finished: a broken promise.
-            let _ = v;
-            Err(vec![cancelled(CancelReason::DeadlineExceeded)])
+    let reason = match body {
+        // The scope's own deadline fired before everything finished: a broken promise.
+        Some(BodyOut::Ok(_)) if reason == Some(CancelReason::DeadlineExceeded) => {
+            CancelReason::DeadlineExceeded
         }
-        Some(BodyOut::Ok(v)) => Ok(v),
-        Some(BodyOut::Caught(c)) => Err(vec![cancelled(c.reason())]),
-        _ => Err(vec![cancelled(reason.unwrap_or(CancelReason::Explicit))]),
-    }
-}
-
-fn downcast<E: From<Cancelled> + 'static>(p: Payload) -> E {
-    match p.downcast::<E>() {
-        Ok(e) => *e,
-        // Only children of this scope, which share its `E`, record errors here.
-        Err(_) => E::from(Cancelled::new(CancelReason::ChildFailed)),
-    }
+        Some(BodyOut::Ok(v)) => return Ok(v),
+        Some(BodyOut::Caught(c)) => c.reason(),
+        _ => reason.unwrap_or(CancelReason::Explicit),
+    };
+    Err((cancelled(reason), Vec::new()))
 }

@@ -89,7 +89,7 @@ impl Node {
     #[cold]
     fn transition(&self, inc: bool) -> bool {
         let mut idle: Vec<Waker> = Vec::new();
-        let mut guard = lock(&self.busy_lock);
+        let guard = lock(&self.busy_lock);
         // The first level respects CLOSED on increments; the count may have moved meanwhile.
         let mut cur = self.busy.load(Relaxed);
         let prev = loop {
@@ -102,7 +102,7 @@ impl Node {
                 Err(actual) => cur = actual,
             }
         };
-        let mut through_zero = if inc {
+        let through_zero = if inc {
             prev & !CLOSED == 0
         } else {
             prev & !CLOSED == 1
@@ -110,7 +110,28 @@ impl Node {
         if !inc && through_zero {
             self.owner_into(&mut idle);
         }
+        if through_zero {
+            self.carry_up(guard, inc, &mut idle);
+        } else {
+            drop(guard);
+        }
+        for w in idle {
+            w.wake();
+        }
+        true
+    }
+
+    /// Sends one unit (`inc`) to the parent, and on through every ancestor whose count
+    /// passes through zero by it, hand over hand. `guard` is this node's `busy_lock`.
+    pub(super) fn carry_up<'a>(
+        &'a self,
+        guard: std::sync::MutexGuard<'a, ()>,
+        inc: bool,
+        idle: &mut Vec<Waker>,
+    ) {
+        let mut guard = guard;
         let mut node: &Node = self;
+        let mut through_zero = true;
         while through_zero {
             let Some(parent) = node.parent.get() else {
                 break;
@@ -131,14 +152,10 @@ impl Node {
                 prev & !CLOSED == 1
             };
             if !inc && through_zero {
-                parent.owner_into(&mut idle);
+                parent.owner_into(idle);
             }
             node = parent;
         }
         drop(guard);
-        for w in idle {
-            w.wake();
-        }
-        true
     }
 }

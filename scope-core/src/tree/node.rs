@@ -269,6 +269,10 @@ impl Node {
     /// either sees the child in `children` or the child sees the cancel (#3).
     pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>, now: Instant) {
         let mut wakes = Wakes::default();
+        // Children spawned before entry (by the body closure's synchronous part) already
+        // count here: the parent must count this node as busy from now on (#5). The busy
+        // lock is held across setting `parent`, so no transition of this node slips between.
+        let busy_guard = crate::sync::lock(&self.busy_lock);
         match parent {
             Some(p) => {
                 // Lock order: parent before child (#2).
@@ -289,6 +293,12 @@ impl Node {
                 let mut ci = self.lock();
                 self.enter_locked(&mut ci, now, &mut wakes);
             }
+        }
+        if parent.is_some() && !self.is_idle() {
+            let mut idle = Vec::new();
+            self.carry_up(busy_guard, true, &mut idle);
+        } else {
+            drop(busy_guard);
         }
         wakes.wake_all();
     }

@@ -101,11 +101,17 @@ impl Node {
             };
             (recorded, spread)
         };
-        drop(dropped);
         if let Some((bits, children)) = spread {
             super::node::propagate(bits, children, &mut wakes);
         }
         wakes.wake_all();
+        // A secondary error whose `Drop` panics: that panic is the scope's to re-raise, with
+        // its payload, and must not unwind into the child's task.
+        if let Err(p) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(dropped)))
+        {
+            self.record_panic(p);
+        }
         recorded
     }
 

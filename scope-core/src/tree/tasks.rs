@@ -46,6 +46,15 @@ impl Node {
         reg.handles.push(handle);
     }
 
+    /// `true` once every registered child is marked complete by the runtime (its output
+    /// stored, or dropped). Sweeps the finished ones out.
+    pub(crate) fn tasks_settled(&self) -> bool {
+        let mut reg = lock(&self.tasks);
+        reg.handles.retain(|h| !h.is_finished());
+        reg.sweep_at = (reg.handles.len() * 2).max(MIN_SWEEP);
+        reg.handles.is_empty()
+    }
+
     /// Aborts every registered child without a live shield (the node became hard).
     pub(crate) fn abort_tasks(&self) {
         let reg = lock(&self.tasks);
