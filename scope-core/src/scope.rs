@@ -41,8 +41,12 @@ use crate::tree::{Config, Node};
 ///   `Err(E::from(Cancelled))`.
 ///
 /// The scope is a node of the cancel tree: it nests below the scope or cancel scope the
-/// caller runs in, so cancelling that (or its deadline) reaches this scope's body and
-/// children too.
+/// caller runs in when it is first polled, so cancelling that (or its deadline) reaches this
+/// scope's body and children too.
+///
+/// `body` is called right away to build the body's future (an async closure runs nothing
+/// until the scope is awaited; children spawned by a plain closure before it returns its
+/// future start at once and are awaited like the others).
 ///
 /// # Drop
 ///
