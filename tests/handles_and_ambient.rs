@@ -1,0 +1,123 @@
+//! Task handles (value, failed, panicked, cancelled one by one), the ambient functions
+//! outside any scope, and the error conversions.
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::{Census, Counter, rt_test};
+use futures_util::FutureExt;
+use taskscope::{
+    CancelReason, Cancelled, cancelled, checkpoint, current_deadline, is_cancelled, scope,
+};
+
+rt_test! {
+    async fn task_handle_cancel_cancels_one_child_only() {
+        let census = Census::new();
+        let finished = Counter::new();
+        let (c, f) = (census.clone(), finished.clone());
+        let mut cancel_called = None;
+        let r: Result<u32, Cancelled> = scope(async |s| {
+            cancel_called = Some(s.cancel_handle());
+            let g = c.guard();
+            let stuck = s.spawn(async move {
+                let _g = g;
+                pending::<()>().await;
+                Ok(0)
+            });
+            let fine = s.spawn(async move {
+                tokio::task::yield_now().await;
+                f.inc();
+                Ok(7)
+            });
+            stuck.cancel();
+            stuck.cancel(); // idempotent
+            assert_eq!(stuck.await.unwrap_err().reason(), CancelReason::Explicit);
+            assert!(!taskscope::is_cancelled(), "the scope is not cancelled");
+            fine.await
+        })
+        .await;
+        assert_eq!(r, Ok(7));
+        assert_eq!(finished.get(), 1);
+        assert_eq!(census.alive(), 0);
+        assert!(!cancel_called.unwrap().cancel_called(), "the scope itself was never cancelled");
+    }
+}
+
+rt_test! {
+    async fn task_handle_tells_failed_from_panicked_from_cancelled() {
+        #[derive(Debug, PartialEq)]
+        struct Boom;
+        impl From<Cancelled> for Boom {
+            fn from(_: Cancelled) -> Self {
+                Boom
+            }
+        }
+        // Failed: the error goes to the scope, the handle says ChildFailed.
+        let r: Result<(), Boom> = scope(async |s| {
+            let h = s.spawn(async { Err::<(), _>(Boom) });
+            let sibling = s.spawn(async {
+                pending::<()>().await;
+                Ok(())
+            });
+            assert_eq!(h.await.unwrap_err().reason(), CancelReason::ChildFailed);
+            assert_eq!(sibling.await.unwrap_err().reason(), CancelReason::ParentCancelled);
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Err(Boom));
+
+        // Panicked: the handle says ChildPanicked, the scope re-raises the payload.
+        let caught = std::panic::AssertUnwindSafe(scope(async |s| {
+            let h = s.spawn(async {
+                if true {
+                    std::panic::panic_any(42u32);
+                }
+                Ok::<(), Cancelled>(())
+            });
+            assert_eq!(h.await.unwrap_err().reason(), CancelReason::ChildPanicked);
+            Ok::<(), Cancelled>(())
+        }))
+        .catch_unwind()
+        .await;
+        assert_eq!(caught.unwrap_err().downcast_ref::<u32>(), Some(&42));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambient_functions_outside_any_scope_are_harmless() {
+    assert!(!is_cancelled());
+    assert_eq!(checkpoint().await, Ok(()));
+    assert_eq!(current_deadline(), None);
+    let never = tokio::time::timeout(Duration::from_secs(3600), cancelled()).await;
+    assert!(never.is_err(), "outside a scope nothing is ever cancelled");
+    // And in a plain spawned task.
+    let r = tokio::spawn(async { (is_cancelled(), current_deadline()) })
+        .await
+        .unwrap();
+    assert_eq!(r, (false, None));
+    // In a blocking thread.
+    let r = tokio::task::spawn_blocking(is_cancelled).await.unwrap();
+    assert!(!r);
+}
+
+#[test]
+fn cancelled_is_an_error_and_converts_into_io_error() {
+    fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    let c = Cancelled::new(CancelReason::DeadlineExceeded);
+    is_error(&c);
+    assert_eq!(c.to_string(), "cancelled: deadline exceeded");
+    let io: std::io::Error = c.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    let inner = io.get_ref().and_then(|e| e.downcast_ref::<Cancelled>());
+    assert_eq!(inner, Some(&c));
+    let io: std::io::Error = Cancelled::new(CancelReason::Explicit).into();
+    assert_eq!(
+        io.kind(),
+        std::io::ErrorKind::Other,
+        "never Interrupted (I/O loops retry it)"
+    );
+    let boxed: Box<dyn std::error::Error + Send + Sync> = c.into();
+    assert!(boxed.downcast_ref::<Cancelled>().is_some());
+}
