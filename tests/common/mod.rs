@@ -30,7 +30,10 @@ impl Census {
         self.0.dropped.load(Ordering::SeqCst)
     }
     pub fn alive(&self) -> usize {
-        self.made() - self.dropped()
+        // `dropped` first: a guard made and dropped between the two loads then counts in
+        // neither, never in `dropped` alone.
+        let dropped = self.dropped();
+        self.made() - dropped
     }
 }
 
