@@ -6,10 +6,9 @@
 mod common;
 
 use std::future::pending;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Census, Counter};
+use common::{Census, Counter, Slot, ms, secs};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, checkpoint, current_deadline, fail_after, fail_at,
     is_cancelled, move_on_after, move_on_at, scope,
@@ -17,33 +16,6 @@ use taskscope::{
 use tokio::time::{Instant, sleep};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A slot a future under test writes into and the test reads after it returned.
-#[derive(Clone)]
-struct Slot<T>(Arc<Mutex<Vec<T>>>);
-
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot(Arc::new(Mutex::new(Vec::new())))
-    }
-}
-
-impl<T: Clone> Slot<T> {
-    fn push(&self, v: T) {
-        self.0.lock().unwrap().push(v);
-    }
-    fn get(&self) -> Vec<T> {
-        self.0.lock().unwrap().clone()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn d1_deadline_after_exit_does_nothing() {

@@ -8,42 +8,15 @@ mod common;
 
 use std::future::pending;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use common::{Census, Counter, rt_test};
+use common::{Census, Counter, Slot, ms, rt_test, secs};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, current_deadline,
     is_cancelled, move_on_after, scope, shield,
 };
 use tokio::time::{Instant, sleep};
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Values a future under test records and the test reads after it returned.
-#[derive(Clone)]
-struct Slot<T>(Arc<Mutex<Vec<T>>>);
-
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot(Arc::new(Mutex::new(Vec::new())))
-    }
-}
-
-impl<T: Clone> Slot<T> {
-    fn push(&self, v: T) {
-        self.0.lock().unwrap().push(v);
-    }
-    fn get(&self) -> Vec<T> {
-        self.0.lock().unwrap().clone()
-    }
-}
 
 /// Records, when dropped, how long after `t0` that happened.
 struct DropTime {

@@ -128,13 +128,16 @@ where
     }
 }
 
-/// Spawns `fut` as a child of the scope whose node is `node`.
-pub(crate) fn spawn<F, T, E>(node: &Arc<Node>, fut: F) -> Result<TaskHandle<T>, SpawnError>
-where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: Send + 'static,
-{
+/// Whether a new child may start, and where.
+enum Admission<'a> {
+    /// Counted in `busy`: spawn it on this runtime.
+    Start(&'a tokio::runtime::Handle),
+    /// The scope is cancelled: the child is dropped without ever running (R8).
+    Refuse,
+}
+
+/// Decides whether the scope whose node is `node` takes a new child, and counts it if so.
+fn admit(node: &Node) -> Result<Admission<'_>, SpawnError> {
     let Some(rt) = node.runtime.get() else {
         return Err(SpawnError::NoRuntime);
     };
@@ -142,13 +145,25 @@ where
         return Err(SpawnError::Closed);
     }
     if node.state().is_soft() {
-        // Spawning into a cancelled scope: the child is never polled (R8).
-        drop(fut);
-        return Ok(TaskHandle::refused());
+        return Ok(Admission::Refuse);
     }
     if !node.try_add_task() {
         return Err(SpawnError::Closed);
     }
+    Ok(Admission::Start(rt))
+}
+
+/// Spawns `fut` as a child of the scope whose node is `node`.
+pub(crate) fn spawn<F, T, E>(node: &Arc<Node>, fut: F) -> Result<TaskHandle<T>, SpawnError>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let rt = match admit(node)? {
+        Admission::Start(rt) => rt,
+        Admission::Refuse => return Ok(TaskHandle::refused()),
+    };
     let join = rt.spawn(Child::new(node.clone(), fut));
     node.register_task(join.abort_handle());
     Ok(TaskHandle::task(join))
@@ -173,19 +188,10 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    let Some(rt) = node.runtime.get() else {
-        return Err(SpawnError::NoRuntime);
+    let rt = match admit(node)? {
+        Admission::Start(rt) => rt,
+        Admission::Refuse => return Ok(TaskHandle::refused()),
     };
-    if node.is_closed() {
-        return Err(SpawnError::Closed);
-    }
-    if node.state().is_soft() {
-        drop(f);
-        return Ok(TaskHandle::refused());
-    }
-    if !node.try_add_task() {
-        return Err(SpawnError::Closed);
-    }
     let guard = BlockingGuard(node.clone());
     let join = rt.spawn_blocking(move || {
         let guard = guard;

@@ -1,8 +1,36 @@
 //! Shared test helpers: drop-counting guards and the three-runtime test macro.
 #![allow(dead_code, unused_macros, unused_imports)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A slot a future under test writes into and the test reads after it returned.
+#[derive(Clone)]
+pub struct Slot<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(Arc::new(Mutex::new(Vec::new())))
+    }
+}
+
+impl<T: Clone> Slot<T> {
+    pub fn push(&self, v: T) {
+        self.0.lock().unwrap().push(v);
+    }
+    pub fn get(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+}
 
 /// Counts guards made and dropped; a leak is `alive() > 0` after the scope returned.
 #[derive(Clone, Default)]
