@@ -6,7 +6,7 @@
 //! tasks: work for requests nobody waits for, held connections, stale results. taskscope
 //! gives tasks a structure instead:
 //!
-//! - [`scope`] is a nursery: it returns only after its body and every child finished, on
+//! - [`scope()`] is a nursery: it returns only after its body and every child finished, on
 //!   every path (success, error, panic, cancel, deadline, drop).
 //! - Every scope and [`CancelScope`] is a node of a **cancel tree**. Code nests into its
 //!   caller's tree through an ambient (task-local) context, without passing anything:
@@ -97,8 +97,148 @@
 
 pub use taskscope_core::*;
 
+/// Runs the body of an `async fn` in a scope that nests in the caller's cancel tree.
+///
+/// The signature is kept exactly; only the body is wrapped. The scope is a child of the
+/// scope or cancel scope the function is called in, so cancelling the caller (or its
+/// deadline) reaches everything the function does, and the function returns only after
+/// every child it spawned has finished, also on an early `return` or `?`.
+///
+/// Options, in any order, each at most once:
+///
+/// - a bare identifier binds the scope handle in the body: `#[scoped(s)]`, then
+///   `s.spawn(..)`;
+/// - `timeout = "2s"` or `timeout = <expr of type Duration>`; `deadline = <tokio Instant>`;
+/// - `name = "..."` (default: the function's name); `grace = "100ms"` or `<expr>`;
+/// - `crate = "path"`: where the taskscope crate is, if it was renamed or re-exported.
+///
+/// Durations are string literals of a number and a unit (`"250ms"`, `"2s"`, `"1.5s"`,
+/// `"1m"`, `"1h"`; units ns, us, ms, s, m, h), checked at compile time.
+///
+/// The return type decides what a timeout does: `Result<T, E>` with `E: From<Cancelled>`
+/// fails with `E::from(Cancelled)` (reason `DeadlineExceeded`); `Option<T>` moves on with
+/// `None`. Any other return type cannot say "timed out", so it takes no `timeout` or
+/// `deadline`. With such a return type the children's error type is [`Cancelled`]; if the
+/// scope itself fails (a child returned an error, or the body was cancelled by `s.cancel()`)
+/// there is no value to return, and the function panics saying so.
+///
+/// # Examples
+///
+/// ```
+/// use taskscope::{scoped, Cancelled};
+///
+/// #[scoped(s, timeout = "2s")]
+/// async fn fetch_all(ids: Vec<u32>) -> Result<Vec<u32>, Cancelled> {
+///     let handles: Vec<_> = ids.into_iter().map(|id| s.spawn(async move { Ok(id * 10) })).collect();
+///     let mut out = Vec::new();
+///     for h in handles {
+///         out.push(h.await?);
+///     }
+///     Ok(out)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// assert_eq!(fetch_all(vec![1, 2]).await, Ok(vec![10, 20]));
+/// # }
+/// ```
+///
+/// The same, written by hand:
+///
+/// ```
+/// use std::time::Duration;
+/// use taskscope::{Cancelled, Scope};
+///
+/// async fn fetch_all(ids: Vec<u32>) -> Result<Vec<u32>, Cancelled> {
+///     Scope::builder()
+///         .name("fetch_all")
+///         .timeout(Duration::from_secs(2))
+///         .run(async move |s| -> Result<Vec<u32>, Cancelled> {
+///             let handles: Vec<_> =
+///                 ids.into_iter().map(|id| s.spawn(async move { Ok(id * 10) })).collect();
+///             let mut out = Vec::new();
+///             for h in handles {
+///                 out.push(h.await?);
+///             }
+///             Ok(out)
+///         })
+///         .await
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// # assert_eq!(fetch_all(vec![1, 2]).await, Ok(vec![10, 20]));
+/// # }
+/// ```
+pub use taskscope_macros::scoped;
+
+/// Runs a scope as an expression and awaits it (use it inside `async` code).
+///
+/// `scope!(|s| { .. })` runs the block as the scope's body with the handle `s`;
+/// `scope!(timeout = "2s", name = "x", |s| { .. })` configures it (the options of
+/// [`macro@scoped`] except the handle, which is the closure's parameter); `scope!({ .. })` is a
+/// scope nobody spawns into, i.e. a cancel scope with those options. The body is a closure:
+/// `move |s|` moves captured variables in, `|s| -> Result<T, E>` names its type.
+///
+/// `return` and `?` end the scope's body, as in a closure, and the scope still waits for
+/// its children before the `scope!` expression has a value. `break` and `continue` cannot
+/// jump out of the body to an enclosing loop: that is a compile error.
+///
+/// # Examples
+///
+/// ```
+/// use taskscope::{scope, Cancelled};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Cancelled> {
+/// let total = scope!(|s| {
+///     let a = s.spawn(async { Ok(1) });
+///     let b = s.spawn(async { Ok(2) });
+///     if a.await? == 0 {
+///         return Ok(0); // ends the body; the scope still waits for `b`'s child
+///     }
+///     Ok::<_, Cancelled>(1 + b.await?)
+/// })?;
+/// assert_eq!(total, 3);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The same, written by hand:
+///
+/// ```
+/// use taskscope::{Cancelled, Scope};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Cancelled> {
+/// let total = Scope::builder()
+///     .run(async |s| {
+///         let a = s.spawn(async { Ok(1) });
+///         let b = s.spawn(async { Ok(2) });
+///         if a.await? == 0 {
+///             return Ok(0);
+///         }
+///         Ok::<_, Cancelled>(1 + b.await?)
+///     })
+///     .await?;
+/// assert_eq!(total, 3);
+/// # Ok(())
+/// # }
+/// ```
+pub use taskscope_macros::scope;
+
 /// Paths the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use core::option::Option::None;
+    pub use core::result::Result::{Err, Ok};
+    pub use std::time::Duration;
     pub use taskscope_core::*;
+
+    /// A `#[scoped]` function whose return type cannot carry a failure lost its scope.
+    #[track_caller]
+    pub fn unrepresentable(cancelled: Cancelled, function: &str) -> ! {
+        panic!(
+            "taskscope: the scope of `{function}` ended with `{cancelled}`, but its return type              cannot carry that; return `Result<T, E>` with `E: From<taskscope::Cancelled>` or              `Option<T>` to handle it"
+        )
+    }
 }

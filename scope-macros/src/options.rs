@@ -1,0 +1,167 @@
+//! The options both macros take: `s` (the handle), `timeout`, `deadline`, `name`, `grace`,
+//! `crate`. Parsing collects every error instead of stopping at the first.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta, Path, Token};
+
+use crate::duration::DurationArg;
+
+/// Every key, for the "unknown key" error.
+pub(crate) const VALID: &str = "a bare identifier to bind the scope handle (`s`), \
+     `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, \
+     `crate = \"path\"`";
+
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) handle: Option<Ident>,
+    pub(crate) timeout: Option<(Span, DurationArg)>,
+    pub(crate) deadline: Option<(Span, Expr)>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) grace: Option<DurationArg>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// Accumulates errors; `into_result` combines them into one.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+    pub(crate) fn take(&mut self) -> Option<syn::Error> {
+        self.0.take()
+    }
+    pub(crate) fn has_any(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Options {
+    /// The path every generated name starts with: `::taskscope::__private` by default.
+    pub(crate) fn private(&self) -> TokenStream {
+        match &self.krate {
+            Some(path) => quote!(#path::__private),
+            None => quote!(::taskscope::__private),
+        }
+    }
+
+    /// `true` if the scope can end by its own deadline.
+    pub(crate) fn has_deadline(&self) -> bool {
+        self.timeout.is_some() || self.deadline.is_some()
+    }
+
+    /// Input: `ScopeBuilder::new()`. Output: the same with `.name(..)`, `.timeout(..)`,
+    /// `.deadline(..)` and `.grace(..)` calls for the options given.
+    pub(crate) fn builder(&self, default_name: Option<&str>) -> TokenStream {
+        let private = self.private();
+        let mut b = quote!(#private::ScopeBuilder::new());
+        match (&self.name, default_name) {
+            (Some(n), _) => b = quote!(#b.name(#n)),
+            (None, Some(n)) => b = quote!(#b.name(#n)),
+            (None, None) => {}
+        }
+        if let Some((_, t)) = &self.timeout {
+            let t = t.to_tokens(&private);
+            b = quote!(#b.timeout(#t));
+        }
+        if let Some((_, d)) = &self.deadline {
+            b = quote!(#b.deadline(#d));
+        }
+        if let Some(g) = &self.grace {
+            let g = g.to_tokens(&private);
+            b = quote!(#b.grace(#g));
+        }
+        b
+    }
+
+    /// Adds one `key = value` or bare-identifier option, reporting duplicates and unknown
+    /// keys on their own tokens.
+    pub(crate) fn add(&mut self, meta: Meta, errors: &mut Errors) {
+        match meta {
+            Meta::Path(path) => match path.get_ident() {
+                Some(ident) if self.handle.is_none() => self.handle = Some(ident.clone()),
+                Some(ident) => errors.push(syn::Error::new_spanned(
+                    ident,
+                    "the scope handle is named twice; give one identifier, e.g. `#[scoped(s)]`",
+                )),
+                None => errors.push(unknown(&path)),
+            },
+            Meta::NameValue(nv) => {
+                let key = nv.path.get_ident().map(|i| i.to_string());
+                let span = syn::spanned::Spanned::span(&nv.path);
+                let dup = |what: &str| {
+                    syn::Error::new(span, format!("`{what}` is given twice; give it once"))
+                };
+                match key.as_deref() {
+                    Some("timeout") if self.timeout.is_some() => errors.push(dup("timeout")),
+                    Some("timeout") => match DurationArg::from_expr(nv.value) {
+                        Ok(d) => self.timeout = Some((span, d)),
+                        Err(e) => errors.push(e),
+                    },
+                    Some("grace") if self.grace.is_some() => errors.push(dup("grace")),
+                    Some("grace") => match DurationArg::from_expr(nv.value) {
+                        Ok(d) => self.grace = Some(d),
+                        Err(e) => errors.push(e),
+                    },
+                    Some("deadline") if self.deadline.is_some() => errors.push(dup("deadline")),
+                    Some("deadline") => self.deadline = Some((span, nv.value)),
+                    Some("name") if self.name.is_some() => errors.push(dup("name")),
+                    Some("name") => match string(&nv.value) {
+                        Some(s) => self.name = Some(s),
+                        None => errors.push(syn::Error::new_spanned(
+                            &nv.value,
+                            "`name` takes a string literal: `name = \"fetch\"`",
+                        )),
+                    },
+                    Some("crate") if self.krate.is_some() => errors.push(dup("crate")),
+                    Some("crate") => match string(&nv.value).map(|s| s.parse::<Path>()) {
+                        Some(Ok(p)) => self.krate = Some(p),
+                        _ => errors.push(syn::Error::new_spanned(
+                            &nv.value,
+                            "`crate` takes the path of the taskscope crate as a string: \
+                             `crate = \"my_reexport::taskscope\"`",
+                        )),
+                    },
+                    _ => errors.push(unknown(&nv.path)),
+                }
+            }
+            Meta::List(list) => errors.push(syn::Error::new_spanned(
+                list,
+                format!("unexpected list; the options are: {VALID}"),
+            )),
+        }
+    }
+}
+
+fn string(e: &Expr) -> Option<LitStr> {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn unknown(path: &Path) -> syn::Error {
+    let shown = quote!(#path).to_string().replace(' ', "");
+    syn::Error::new_spanned(
+        path,
+        format!("unknown option `{shown}`; the options are: {VALID}"),
+    )
+}
+
+/// The options of `#[scoped(..)]`: a comma-separated list.
+pub(crate) struct AttrOptions(pub(crate) Punctuated<Meta, Token![,]>);
+
+impl Parse for AttrOptions {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        Ok(AttrOptions(Punctuated::parse_terminated(input)?))
+    }
+}

@@ -1,0 +1,260 @@
+//! `#[scoped]`: parse -> validate -> expand. The signature is never rewritten; only the
+//! body is wrapped.
+
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Attribute, ReturnType, Signature, Token, Type, Visibility};
+
+use crate::options::{AttrOptions, Errors, Options};
+
+/// An `fn` item, trait method or impl method, with its body kept as raw tokens: a syntax
+/// error in the body is the compiler's to report, on the original tokens, not ours.
+pub(crate) struct FnItem {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    defaultness: Option<Token![default]>,
+    sig: Signature,
+    /// `None` for a trait method without a default body.
+    body: Option<Group>,
+}
+
+impl Parse for FnItem {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let defaultness = input.parse()?;
+        let sig: Signature = input.parse()?;
+        let body = if input.peek(Token![;]) {
+            input.parse::<Token![;]>()?;
+            None
+        } else {
+            match input.parse::<TokenTree>()? {
+                TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => Some(g),
+                other => return Err(syn::Error::new_spanned(other, "expected the function body")),
+            }
+        };
+        Ok(FnItem {
+            attrs,
+            vis,
+            defaultness,
+            sig,
+            body,
+        })
+    }
+}
+
+/// What the return type can say about a deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Returns {
+    /// `Result<T, E>`: the scope's error type; a timeout fails with `E::from(Cancelled)`.
+    Result,
+    /// `Option<T>`: a timeout moves on with `None`.
+    Option,
+    /// Anything else: no timeout or deadline possible.
+    Other,
+}
+
+fn classify(output: &ReturnType) -> Returns {
+    let ReturnType::Type(_, ty) = output else {
+        return Returns::Other;
+    };
+    match &**ty {
+        Type::Path(p) if p.qself.is_none() => match p.path.segments.last() {
+            Some(seg) if seg.ident == "Result" => Returns::Result,
+            Some(seg) if seg.ident == "Option" => Returns::Option,
+            _ => Returns::Other,
+        },
+        _ => Returns::Other,
+    }
+}
+
+fn contains_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => i == "impl",
+        TokenTree::Group(g) => contains_impl(g.stream()),
+        _ => false,
+    })
+}
+
+/// The entry point: on any error, the original item is emitted unchanged next to the
+/// errors, so the rest of the program (and the IDE) still sees the function.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let mut options = Options::default();
+    match AttrOptions::parse.parse2(attr) {
+        Ok(AttrOptions(metas)) => {
+            for meta in metas {
+                options.add(meta, &mut errors);
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    let parsed = match syn::parse2::<FnItem>(item.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            errors.push(e);
+            return with_errors(item, errors);
+        }
+    };
+    validate(&parsed, &options, &mut errors);
+    if errors.has_any() {
+        return with_errors(item, errors);
+    }
+    expand_fn(parsed, &options)
+}
+
+fn with_errors(item: TokenStream, mut errors: Errors) -> TokenStream {
+    let errors = errors.take().map(|e| e.to_compile_error());
+    quote!(#item #errors)
+}
+
+fn validate(f: &FnItem, options: &Options, errors: &mut Errors) {
+    if f.sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            f.sig.fn_token,
+            format!(
+                "#[scoped] wraps the body of an `async fn` in a scope; make it `async fn {}`",
+                f.sig.ident
+            ),
+        ));
+    }
+    if f.body.is_none() {
+        errors.push(syn::Error::new_spanned(
+            &f.sig,
+            "#[scoped] needs a body to wrap; put it on a method with a default body or on the \
+             impl's method",
+        ));
+    }
+    if options.has_deadline() && classify(&f.sig.output) == Returns::Other {
+        let what = match &f.sig.output {
+            ReturnType::Default => "`()`".to_owned(),
+            ReturnType::Type(_, ty) => format!("`{}`", ty.to_token_stream()),
+        };
+        let span = match &f.sig.output {
+            ReturnType::Default => f.sig.ident.span(),
+            ReturnType::Type(_, ty) => ty.span(),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "a timeout or deadline needs a return type that can say \"timed out\": \
+                 `Result<T, E>` with `E: From<taskscope::Cancelled>` (the timeout is an error) \
+                 or `Option<T>` (the timeout moves on with `None`); `{}` returns {what}",
+                f.sig.ident
+            ),
+        ));
+    }
+}
+
+/// Input:
+/// ```text
+/// #[scoped(s, timeout = "2s")]
+/// async fn fetch(id: u32) -> Result<Page, Error> { body }
+/// ```
+/// Output:
+/// ```text
+/// async fn fetch(id: u32) -> Result<Page, Error> {
+///     ::taskscope::__private::ScopeBuilder::run(
+///         ::taskscope::__private::ScopeBuilder::new().name("fetch").timeout(..),
+///         async move |s| -> Result<Page, Error> { body },
+///     )
+///     .await
+/// }
+/// ```
+/// `Option<T>` and other return types run the body in an inner `async move` block (so
+/// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
+fn expand_fn(f: FnItem, options: &Options) -> TokenStream {
+    let FnItem {
+        attrs,
+        vis,
+        defaultness,
+        sig,
+        body,
+    } = f;
+    let Some(body) = body else {
+        return TokenStream::new();
+    };
+    let private = options.private();
+    let name = sig.ident.to_string();
+    let builder = options.builder(Some(&name));
+    let handle = match &options.handle {
+        Some(h) => h.to_token_stream(),
+        None => quote!(_),
+    };
+    let ret_span = match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let ret_ty = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let nameable = !contains_impl(ret_ty.clone());
+    let run = quote_spanned!(ret_span=> #private::ScopeBuilder::run);
+    let new_body = match classify(&sig.output) {
+        Returns::Result => {
+            let annotation = if nameable {
+                quote!(-> #ret_ty)
+            } else {
+                TokenStream::new()
+            };
+            quote! {
+                #run(#builder, async move |#handle| #annotation #body).await
+            }
+        }
+        kind => {
+            let inner = inner_block(&body, &ret_ty, nameable);
+            let value = syn::Ident::new("__taskscope_value", Span::mixed_site());
+            let cancelled = syn::Ident::new("__taskscope_cancelled", Span::mixed_site());
+            let on_cancel = match kind {
+                Returns::Option => quote!({
+                    let _ = #cancelled;
+                    #private::None
+                }),
+                _ => quote!(#private::unrepresentable(#cancelled, #name)),
+            };
+            quote! {
+                match #run(
+                    #builder,
+                    async move |#handle| #private::Ok::<_, #private::Cancelled>(#inner.await),
+                )
+                .await
+                {
+                    #private::Ok(#value) => #value,
+                    #private::Err(#cancelled) => #on_cancel,
+                }
+            }
+        }
+    };
+    let brace = body.delim_span().join();
+    let mut wrapped = Group::new(Delimiter::Brace, new_body);
+    wrapped.set_span(brace);
+    quote! {
+        #(#attrs)*
+        #vis #defaultness #sig #wrapped
+    }
+}
+
+/// `async move { <fake return edge> stmts }`: the fake return edge (never taken) tells type
+/// inference the block's output type, so `?` in the body converts into the function's
+/// return type as it would in the function itself (tracing-attributes does the same).
+fn inner_block(body: &Group, ret_ty: &TokenStream, nameable: bool) -> TokenStream {
+    let stmts = body.stream();
+    let fake = if nameable {
+        let ret = syn::Ident::new("__taskscope_fake_return", Span::mixed_site());
+        quote! {
+            #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::let_unit_value)]
+            if false {
+                let #ret: #ret_ty = loop {};
+                return #ret;
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+    let mut block = Group::new(Delimiter::Brace, quote!(#fake #stmts));
+    block.set_span(body.span());
+    quote!(async move #block)
+}
