@@ -229,6 +229,7 @@ pub use taskscope_macros::scope;
 /// Paths the macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use core::convert::From;
     pub use core::option::Option::None;
     pub use core::result::Result::{Err, Ok};
     pub use std::time::Duration;
@@ -238,7 +239,9 @@ pub mod __private {
     #[track_caller]
     pub fn unrepresentable(cancelled: Cancelled, function: &str) -> ! {
         panic!(
-            "taskscope: the scope of `{function}` ended with `{cancelled}`, but its return type              cannot carry that; return `Result<T, E>` with `E: From<taskscope::Cancelled>` or              `Option<T>` to handle it"
+            "taskscope: the scope of `{function}` ended with `{cancelled}`, but its return type \
+             cannot carry that; return `Result<T, E>` with `E: From<taskscope::Cancelled>` or \
+             `Option<T>` to handle it"
         )
     }
 }

@@ -184,10 +184,10 @@ impl<E> Clone for ErrorKind<E> {
 }
 impl<E> Copy for ErrorKind<E> {}
 
-impl<E: From<Cancelled> + 'static> ErrorKind<E> {
-    fn new() -> Self {
+impl<E: 'static> ErrorKind<E> {
+    fn new(from_cancelled: fn(Cancelled) -> E) -> Self {
         ErrorKind {
-            from_cancelled: E::from,
+            from_cancelled,
             downcast: |p| p.downcast::<E>().ok().map(|e| *e),
         }
     }
@@ -321,6 +321,23 @@ impl<M> ScopeBuilder<M> {
         E: From<Cancelled> + 'static,
         M: Mode<Result<T, E>>,
     {
+        self.run_with(body, E::from)
+    }
+
+    /// [`run`](Self::run) with the conversion from [`Cancelled`] given explicitly; the
+    /// macros use it so that a missing `From<Cancelled>` is reported on the user's error type.
+    #[doc(hidden)]
+    pub fn run_with<'env, F, Fut, T, E>(
+        self,
+        body: F,
+        from_cancelled: fn(Cancelled) -> E,
+    ) -> ScopeFuture<'env, Fut, M>
+    where
+        F: FnOnce(Scope<'env, E>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+        M: Mode<Result<T, E>>,
+    {
         let mut config = self.config;
         config.collect = M::COLLECT;
         let node = Node::new(config);
@@ -329,7 +346,7 @@ impl<M> ScopeBuilder<M> {
         }
         let body = body(Scope::new(node.clone()));
         ScopeFuture {
-            kind: ErrorKind::new(),
+            kind: ErrorKind::new(from_cancelled),
             body: Some(body),
             out: BodyOut::Running,
             driver: Driver::new(node),

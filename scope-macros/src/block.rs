@@ -56,7 +56,7 @@ impl Parse for Input {
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
         Ok(p) => p,
-        Err(e) => return e.to_compile_error(),
+        Err(e) => return errors_as_expr(e),
     };
     let mut errors = Errors::default();
     let mut options = Options::default();
@@ -75,7 +75,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     };
     check_jumps(body.clone(), &mut Vec::new(), &mut errors);
     if let Some(e) = errors.take() {
-        return e.to_compile_error();
+        return errors_as_expr(e);
     }
     let private = options.private();
     let builder = options.builder(None);
@@ -85,6 +85,12 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     quote! {
         #run(#builder, #head #body).await
     }
+}
+
+/// Several `compile_error!`s in expression position must sit in a block.
+fn errors_as_expr(e: syn::Error) -> TokenStream {
+    let e = e.to_compile_error();
+    quote!({ #e })
 }
 
 /// `move |s| -> R` of the user's closure, turned into `async move |s| -> R`.

@@ -53,6 +53,9 @@ pub(crate) fn parse_str(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` has no unit"))?;
     let (number, unit) = s.split_at(split);
     let unit = unit.trim();
+    if number.is_empty() {
+        return Err(format!("`{s}` has no number"));
+    }
     let per_unit: u128 = match unit {
         "ns" => 1,
         "us" | "µs" => 1_000,
@@ -62,9 +65,6 @@ pub(crate) fn parse_str(s: &str) -> Result<u64, String> {
         "h" => 3_600_000_000_000,
         _ => return Err(format!("`{unit}` is not a unit")),
     };
-    if number.is_empty() {
-        return Err(format!("`{s}` has no number"));
-    }
     let (int, frac) = match number.split_once('.') {
         Some((i, f)) => (i, f),
         None => (number, ""),

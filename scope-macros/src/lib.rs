@@ -8,8 +8,12 @@
 
 mod block;
 mod duration;
+#[cfg(test)]
+mod fuzz;
 mod options;
 mod scoped;
+#[cfg(test)]
+mod snapshots;
 
 use proc_macro::TokenStream;
 

@@ -70,6 +70,24 @@ fn classify(output: &ReturnType) -> Returns {
     }
 }
 
+/// The `E` of a return type spelled `Result<T, E>` (not an alias such as `io::Result<T>`).
+fn error_type(output: &ReturnType) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(p) = &**ty else { return None };
+    let seg = p.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let (_ok, err) = (types.next()?, types.next()?);
+    types.next().is_none().then_some(err)
+}
+
 fn contains_impl(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tt| match tt {
         TokenTree::Ident(i) => i == "impl",
@@ -200,8 +218,21 @@ fn expand_fn(f: FnItem, options: &Options) -> TokenStream {
             } else {
                 TokenStream::new()
             };
-            quote! {
-                #run(#builder, async move |#handle| #annotation #body).await
+            match error_type(&sig.output) {
+                // `Result<T, E>` spelled out: the conversion from `Cancelled` is named on the
+                // user's `E`, so a missing `From<Cancelled>` is reported there.
+                Some(e) => {
+                    let from = quote_spanned!(e.span()=>
+                        <#e as #private::From<#private::Cancelled>>::from
+                    );
+                    let run_with = quote_spanned!(ret_span=> #private::ScopeBuilder::run_with);
+                    quote! {
+                        #run_with(#builder, async move |#handle| #annotation #body, #from).await
+                    }
+                }
+                None => quote! {
+                    #run(#builder, async move |#handle| #annotation #body).await
+                },
             }
         }
         kind => {

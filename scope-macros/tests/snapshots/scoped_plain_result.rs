@@ -1,0 +1,13 @@
+pub async fn fetch(id: u32) -> Result<String, Error> {
+    ::taskscope::__private::ScopeBuilder::run_with(
+            ::taskscope::__private::ScopeBuilder::new().name("fetch"),
+            async move |_| -> Result<String, Error> {
+                let page = get(id).await?;
+                Ok(page)
+            },
+            <Error as ::taskscope::__private::From<
+                ::taskscope::__private::Cancelled,
+            >>::from,
+        )
+        .await
+}

@@ -1,0 +1,8 @@
+use taskscope::{Cancelled, scoped};
+
+#[scoped(s, t)]
+async fn handle_twice() -> Result<(), Cancelled> {
+    Ok(())
+}
+
+fn main() {}
