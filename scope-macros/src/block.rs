@@ -53,6 +53,15 @@ impl Parse for Input {
     }
 }
 
+/// Input: `scope!(timeout = "1s", move |s| -> R { body })` (or `scope!({ body })`).
+/// Output:
+/// ```text
+/// ::taskscope::__private::ScopeBuilder::run(
+///     ::taskscope::__private::ScopeBuilder::new().timeout(..),
+///     async move |s| -> R { body },
+/// )
+/// .await
+/// ```
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
         Ok(p) => p,
