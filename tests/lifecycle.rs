@@ -12,17 +12,7 @@ use taskscope::{
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
-#[derive(Debug, PartialEq)]
-enum Error {
-    Boom(u32),
-    Cancelled(CancelReason),
-}
-
-impl From<Cancelled> for Error {
-    fn from(c: Cancelled) -> Self {
-        Error::Cancelled(c.reason())
-    }
-}
+use common::Error;
 
 rt_test! {
     async fn l1_child_error_is_returned() {

@@ -11,17 +11,7 @@ use common::{Census, Counter, Slot, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, checkpoint, current_deadline, scope, scoped, shield};
 use tokio::time::{Instant, sleep};
 
-#[derive(Debug, PartialEq)]
-enum Error {
-    Boom(u32),
-    Cancelled(CancelReason),
-}
-
-impl From<Cancelled> for Error {
-    fn from(c: Cancelled) -> Self {
-        Error::Cancelled(c.reason())
-    }
-}
+use common::Error;
 
 fn assert_send<T: Send>(_: &T) {}
 

@@ -2,10 +2,12 @@
 //! each is reported as an event naming its scope (DESIGN §3.2).
 #![cfg(feature = "tracing")]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use taskscope::{CancelReason, Cancelled, Scope, cancelled};
+use taskscope::{Scope, cancelled};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -65,17 +67,7 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
-#[derive(Debug, PartialEq)]
-enum Error {
-    Boom(u32),
-    Cancelled(CancelReason),
-}
-
-impl From<Cancelled> for Error {
-    fn from(c: Cancelled) -> Self {
-        Error::Cancelled(c.reason())
-    }
-}
+use common::Error;
 
 #[test]
 fn secondary_error_is_reported_as_an_event_naming_the_scope() {

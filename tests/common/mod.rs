@@ -73,6 +73,19 @@ impl Drop for Guard {
     }
 }
 
+/// A test error type: a real failure, or a cancellation converted by `?`.
+#[derive(Debug, PartialEq)]
+pub enum Error {
+    Boom(u32),
+    Cancelled(taskscope::CancelReason),
+}
+
+impl From<taskscope::Cancelled> for Error {
+    fn from(c: taskscope::Cancelled) -> Self {
+        Error::Cancelled(c.reason())
+    }
+}
+
 /// A counter shared between a test and its children.
 #[derive(Clone, Default)]
 pub struct Counter(Arc<AtomicUsize>);
