@@ -110,6 +110,8 @@ pub use taskscope_core::*;
 ///   `s.spawn(..)`;
 /// - `timeout = "2s"` or `timeout = <expr of type Duration>`; `deadline = <tokio Instant>`;
 /// - `name = "..."` (default: the function's name); `grace = "100ms"` or `<expr>`;
+/// - `limit = 8` (or a `usize` expression): at most that many children run at once (see
+///   [`ScopeBuilder::limit`]);
 /// - `crate = "path"`: where the taskscope crate is, if it was renamed or re-exported.
 ///
 /// Durations are string literals of a number and a unit (`"250ms"`, `"2s"`, `"1.5s"`,

@@ -18,9 +18,10 @@ use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
 use crate::context;
-use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
+use crate::tree::limit::Ticket;
 use crate::tree::outcome::Payload;
 
 pin_project! {
@@ -82,49 +83,136 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let slot = &mut this.guard.node;
-        let Some(node) = slot.as_ref() else {
-            return Poll::Pending;
-        };
-        // Also covers a child spawned just as its scope became hard: it is never polled.
-        // The child's future is dropped by the runtime right after, before its guard.
-        if must_stop(node) {
-            return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
-        }
-        let fut = this.fut;
-        let polled = context::enter_task(slot, || catch_unwind(AssertUnwindSafe(|| fut.poll(cx))));
-        let Some(node) = slot.as_ref() else {
-            return Poll::Pending;
-        };
-        match polled {
-            Ok(Poll::Ready(Ok(v))) => {
-                if must_stop(node) {
-                    // Completed as the hard cancel came: the value is dropped here, before
-                    // the scope can see the child as finished, not later in the task cell.
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
-                        node.record_panic(p);
-                    }
-                    return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
+        poll_child(this.fut, &mut this.guard.node, cx)
+    }
+}
+
+/// One poll of a spawned child: the cancellation check, the inner poll under the ambient
+/// frame, and what its outcome means for the scope.
+fn poll_child<F, T, E>(
+    fut: Pin<&mut F>,
+    slot: &mut Option<Arc<Node>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, Cancelled>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    let Some(node) = slot.as_ref() else {
+        return Poll::Pending;
+    };
+    // Also covers a child spawned just as its scope became hard: it is never polled. Its
+    // future is dropped by the runtime right after, before its guard.
+    if must_stop(node) {
+        return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
+    }
+    let polled = context::enter_task(slot, || catch_unwind(AssertUnwindSafe(|| fut.poll(cx))));
+    let Some(node) = slot.as_ref() else {
+        return Poll::Pending;
+    };
+    match polled {
+        Ok(Poll::Ready(Ok(v))) => {
+            if must_stop(node) {
+                // Completed as the hard cancel came: the value is dropped here, before the
+                // scope can see the child as finished, not later in the task cell.
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
+                    node.record_panic(p);
                 }
-                Poll::Ready(Ok(v))
+                return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
             }
-            Ok(Poll::Ready(Err(e))) => {
-                let _ = node.record_error(Some(Box::new(e)));
-                Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
+            Poll::Ready(Ok(v))
+        }
+        Ok(Poll::Ready(Err(e))) => {
+            let _ = node.record_error(Some(Box::new(e)));
+            Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
+        }
+        Err(payload) => {
+            node.record_panic(payload);
+            Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
+        }
+        Ok(Poll::Pending) => {
+            // Hard-cancelled while it ran (or its last shield just ended): stop now. A
+            // parked child is reached by the abort instead.
+            if must_stop(node) {
+                return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
             }
-            Err(payload) => {
-                node.record_panic(payload);
-                Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
-            }
-            Ok(Poll::Pending) => {
-                // Hard-cancelled while it ran (or its last shield just ended): stop now.
-                // A parked child is reached by the abort instead.
-                if must_stop(node) {
-                    return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
-                }
-                Poll::Pending
+            Poll::Pending
+        }
+    }
+}
+
+pin_project! {
+    /// The root future of a child of a scope with a concurrency limit: it first waits for
+    /// a slot (in spawn order), then runs like [`Child`]. Fields drop in order: the child's
+    /// future, then its slot (so the next child starts only once this one's locals are
+    /// gone), then the guard.
+    pub(crate) struct LimitedChild<F> {
+        #[pin]
+        fut: F,
+        slot: SlotGuard,
+        guard: TaskGuard,
+    }
+}
+
+/// Holds (or waits for) a slot of the scope's limiter.
+pub(crate) struct SlotGuard {
+    node: Arc<Node>,
+    ticket: Ticket,
+}
+
+impl SlotGuard {
+    /// A place at the scope's limiter (`None` without a limit): a slot, or a queued ticket.
+    pub(crate) fn enter(node: &Arc<Node>) -> Option<SlotGuard> {
+        node.limiter.as_ref().map(|l| SlotGuard {
+            node: node.clone(),
+            ticket: l.enter(),
+        })
+    }
+
+    pub(crate) fn poll_admitted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ticket::Queued(t) = self.ticket else {
+            return Poll::Ready(());
+        };
+        let Some(limiter) = &self.node.limiter else {
+            return Poll::Ready(());
+        };
+        let ready = limiter.poll_admitted(t, cx);
+        if ready.is_ready() {
+            self.ticket = Ticket::Admitted;
+        }
+        ready
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(limiter) = &self.node.limiter {
+            match self.ticket {
+                Ticket::Admitted => limiter.leave(),
+                Ticket::Queued(t) => limiter.withdraw(t),
             }
         }
+    }
+}
+
+impl<F, T, E> Future for LimitedChild<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(node) = this.guard.node.as_ref() {
+            if must_stop(node) {
+                return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
+            }
+        }
+        if this.slot.poll_admitted(cx).is_pending() {
+            return Poll::Pending;
+        }
+        poll_child(this.fut, &mut this.guard.node, cx)
     }
 }
 
@@ -164,9 +252,79 @@ where
         Admission::Start(rt) => rt,
         Admission::Refuse => return Ok(TaskHandle::refused()),
     };
-    let join = rt.spawn(Child::new(node.clone(), fut));
+    Ok(start(rt, node, fut, SlotGuard::enter(node)))
+}
+
+/// Spawns `fut` into a slot reserved before (a [`SpawnPermit`](crate::SpawnPermit)).
+pub(crate) fn spawn_with_slot<F, T, E>(
+    node: &Arc<Node>,
+    fut: F,
+    slot: Option<SlotGuard>,
+) -> Result<TaskHandle<T>, SpawnError>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match admit(node)? {
+        Admission::Start(rt) => Ok(start(rt, node, fut, slot)),
+        Admission::Refuse => Ok(TaskHandle::refused()),
+    }
+}
+
+/// Spawns an admitted child; `slot` is its place at the limiter, if the scope has one.
+fn start<F, T, E>(
+    rt: &tokio::runtime::Handle,
+    node: &Arc<Node>,
+    fut: F,
+    slot: Option<SlotGuard>,
+) -> TaskHandle<T>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let join = match slot {
+        None => rt.spawn(Child::new(node.clone(), fut)),
+        Some(slot) => rt.spawn(LimitedChild {
+            fut,
+            slot,
+            guard: TaskGuard {
+                node: Some(node.clone()),
+            },
+        }),
+    };
     node.register_task(join.abort_handle());
-    Ok(TaskHandle::task(join))
+    TaskHandle::task(join)
+}
+
+/// Spawns `fut` only if the scope can start it right away (no limit, or a free slot and
+/// nobody waiting); otherwise gives it back.
+pub(crate) fn try_spawn<F, T, E>(
+    node: &Arc<Node>,
+    fut: F,
+) -> Result<TaskHandle<T>, TrySpawnError<F>>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    // A slot taken here is given back (by the guard's drop) if the child does not start.
+    let slot = match &node.limiter {
+        Some(l) if !l.try_enter() => return Err(TrySpawnError::AtLimit(fut)),
+        Some(_) => Some(SlotGuard {
+            node: node.clone(),
+            ticket: Ticket::Admitted,
+        }),
+        None => None,
+    };
+    let rt = match admit(node) {
+        Ok(Admission::Start(rt)) => rt,
+        Ok(Admission::Refuse) => return Ok(TaskHandle::refused()),
+        Err(SpawnError::Closed) => return Err(TrySpawnError::Closed(fut)),
+        Err(SpawnError::NoRuntime) => return Err(TrySpawnError::NoRuntime(fut)),
+    };
+    Ok(start(rt, node, fut, slot))
 }
 
 /// Uncounts a blocking child when its closure is dropped, run or not.

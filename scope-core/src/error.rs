@@ -151,6 +151,57 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
+/// [`Scope::try_spawn`](crate::Scope::try_spawn) could not start the child now; the future
+/// is given back.
+#[non_exhaustive]
+pub enum TrySpawnError<F> {
+    /// The scope's concurrency limit is reached (or other children wait for a slot).
+    AtLimit(F),
+    /// The scope already finished; see [`SpawnError::Closed`].
+    Closed(F),
+    /// The scope was entered outside a Tokio runtime; see [`SpawnError::NoRuntime`].
+    NoRuntime(F),
+}
+
+impl<F> TrySpawnError<F> {
+    /// The future that was not spawned.
+    pub fn into_inner(self) -> F {
+        match self {
+            TrySpawnError::AtLimit(f) | TrySpawnError::Closed(f) | TrySpawnError::NoRuntime(f) => f,
+        }
+    }
+
+    /// `true` if the limit is what stood in the way (waiting would help).
+    pub fn is_at_limit(&self) -> bool {
+        matches!(self, TrySpawnError::AtLimit(_))
+    }
+}
+
+impl<F> fmt::Debug for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySpawnError::AtLimit(_) => "AtLimit(..)",
+            TrySpawnError::Closed(_) => "Closed(..)",
+            TrySpawnError::NoRuntime(_) => "NoRuntime(..)",
+        })
+    }
+}
+
+impl<F> fmt::Display for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySpawnError::AtLimit(_) => f.write_str(
+                "the scope's concurrency limit is reached; wait for a slot with \
+                 `reserve().await` or spawn to queue the child",
+            ),
+            TrySpawnError::Closed(_) => fmt::Display::fmt(&SpawnError::Closed, f),
+            TrySpawnError::NoRuntime(_) => fmt::Display::fmt(&SpawnError::NoRuntime, f),
+        }
+    }
+}
+
+impl<F> std::error::Error for TrySpawnError<F> {}
+
 /// Every error of a scope run in collecting mode, in the order they happened.
 ///
 /// Returned by a scope built with [`ScopeBuilder::collect_errors`](crate::ScopeBuilder::collect_errors).

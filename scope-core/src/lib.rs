@@ -8,6 +8,7 @@ mod child;
 mod context;
 mod driver;
 mod error;
+mod permit;
 mod scope;
 mod sync;
 mod tree;
@@ -20,7 +21,8 @@ pub use child::TaskHandle;
 pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };
-pub use error::{CancelReason, Cancelled, Errors, SpawnError};
+pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
+pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::driver::{Driver, Step};
-use crate::error::{CancelReason, Cancelled, Errors, SpawnError};
+use crate::error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
+use crate::permit::{HandleReserve, Reserve};
 use crate::sync::Arc;
 use crate::tree::outcome::{Payload, Slot};
 use crate::tree::{Config, Node};
@@ -308,6 +309,44 @@ impl<M> ScopeBuilder<M> {
         self
     }
 
+    /// At most `n` spawned children run at once. Further children wait, in the order they
+    /// were spawned, before their first poll; [`Scope::try_spawn`] reports the limit instead
+    /// of queueing, and [`Scope::reserve`] waits for a free slot (back-pressure). A waiting
+    /// child counts as running for the scope's exit and is cancelled like the others.
+    /// Blocking children are not limited (the blocking pool bounds them).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is zero (no child could ever run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{Cancelled, Scope};
+    ///
+    /// let r: Result<u32, Cancelled> = Scope::builder()
+    ///     .limit(2)
+    ///     .run(async |s| {
+    ///         let hs: Vec<_> = (1..=5).map(|i| s.spawn(async move { Ok(i) })).collect();
+    ///         let mut sum = 0;
+    ///         for h in hs {
+    ///             sum += h.await?; // at most two run at any time
+    ///         }
+    ///         Ok(sum)
+    ///     })
+    ///     .await;
+    /// assert_eq!(r, Ok(15));
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn limit(mut self, n: usize) -> Self {
+        assert!(n > 0, "taskscope: a scope's limit must be at least 1");
+        self.config.limit = Some(n);
+        self
+    }
+
     /// Runs `body` in the configured scope; see [`scope`].
     ///
     /// The closure is called right away, to build the body's future; an async closure runs
@@ -495,6 +534,32 @@ impl<'env, E> Scope<'env, E> {
         expect_spawned(child::spawn_blocking(&self.node, f))
     }
 
+    /// Spawns `fut` only if it can start right away: in a scope with a limit, a slot must be
+    /// free and no other child waiting. Otherwise the future is given back in the error.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySpawnError::AtLimit`] at the limit; `Closed`/`NoRuntime` as for
+    /// [`ScopeHandle::spawn`].
+    pub fn try_spawn<F, T>(&self, fut: F) -> Result<TaskHandle<T>, TrySpawnError<F>>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        child::try_spawn(&self.node, fut)
+    }
+
+    /// Waits until a slot of the scope's limit is free and returns it as a [`SpawnPermit`](crate::SpawnPermit)
+    /// (back-pressure for producers, instead of queueing children without bound).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe; see [`Reserve`].
+    pub fn reserve(&self) -> Reserve<E> {
+        Reserve::new(self.node.clone())
+    }
+
     /// A `'static`, clonable handle to this scope, to spawn from children (nursery
     /// passing) or cancel the scope from anywhere.
     ///
@@ -616,6 +681,27 @@ impl<E> ScopeHandle<E> {
         E: Send + 'static,
     {
         child::spawn_blocking(&self.node, f)
+    }
+
+    /// Spawns only if the child can start right away; see [`Scope::try_spawn`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Scope::try_spawn`].
+    pub fn try_spawn<F, T>(&self, fut: F) -> Result<TaskHandle<T>, TrySpawnError<F>>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        child::try_spawn(&self.node, fut)
+    }
+
+    /// Waits for a free slot of the scope's limit; see [`Scope::reserve`].
+    ///
+    /// The future resolves to `Err(SpawnError::Closed)` if the scope finished.
+    pub fn reserve(&self) -> HandleReserve<E> {
+        HandleReserve::new(self.node.clone())
     }
 
     /// Cancels the scope; see [`Scope::cancel`].

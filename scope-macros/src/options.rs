@@ -12,7 +12,7 @@ use crate::duration::DurationArg;
 /// Every key, for the "unknown key" error.
 pub(crate) const VALID: &str = "a bare identifier to bind the scope handle (`s`), \
      `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, \
-     `crate = \"path\"`";
+     `limit = 8`, `crate = \"path\"`";
 
 #[derive(Default)]
 pub(crate) struct Options {
@@ -21,6 +21,7 @@ pub(crate) struct Options {
     pub(crate) deadline: Option<(Span, Expr)>,
     pub(crate) name: Option<LitStr>,
     pub(crate) grace: Option<DurationArg>,
+    pub(crate) limit: Option<Expr>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -78,6 +79,9 @@ impl Options {
             let g = g.to_tokens(&private);
             b = quote!(#b.grace(#g));
         }
+        if let Some(l) = &self.limit {
+            b = quote!(#b.limit(#l));
+        }
         b
     }
 
@@ -119,6 +123,26 @@ impl Options {
                             &nv.value,
                             "`name` takes a string literal: `name = \"fetch\"`",
                         )),
+                    },
+                    Some("limit") if self.limit.is_some() => errors.push(dup("limit")),
+                    Some("limit") => match &nv.value {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Int(i), ..
+                        }) if i.base10_parse::<usize>().map_or(true, |n| n == 0) => {
+                            errors.push(syn::Error::new_spanned(
+                                i,
+                                "`limit` is how many children may run at once: a number of \
+                                 at least 1, e.g. `limit = 8`",
+                            ));
+                        }
+                        Expr::Lit(ExprLit { lit, .. }) if !matches!(lit, Lit::Int(_)) => {
+                            errors.push(syn::Error::new_spanned(
+                                lit,
+                                "`limit` takes a number (`limit = 8`) or an expression of type \
+                                 `usize`",
+                            ));
+                        }
+                        _ => self.limit = Some(nv.value),
                     },
                     Some("crate") if self.krate.is_some() => errors.push(dup("crate")),
                     Some("crate") => match string(&nv.value).map(|s| s.parse::<Path>()) {

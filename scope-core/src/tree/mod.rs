@@ -66,6 +66,7 @@
 //! parent) and `tasks` are never held together, except `busy_lock` then `inner`.
 
 pub(crate) mod busy;
+pub(crate) mod limit;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod slab;

@@ -74,6 +74,7 @@ pub(crate) struct Config {
     pub(crate) grace: Duration,
     pub(crate) shield: bool,
     pub(crate) collect: bool,
+    pub(crate) limit: Option<usize>,
 }
 
 pub(crate) struct Inner {
@@ -137,6 +138,8 @@ pub(crate) struct Node {
     pub(crate) inner: Mutex<Inner>,
     /// The spawned children, for aborting them (see `tasks.rs`). Never held with `inner`.
     pub(super) tasks: Mutex<Registry>,
+    /// The concurrency limit of a scope built with one (see `limit.rs`).
+    pub(crate) limiter: Option<super::limit::Limiter>,
 }
 
 /// Work collected under a lock and done once every lock is released: wakers to wake and
@@ -199,6 +202,7 @@ impl Node {
                 outcome: Outcome::new(config.collect),
             }),
             tasks: Mutex::new(Registry::default()),
+            limiter: config.limit.map(super::limit::Limiter::new),
         })
     }
 

@@ -1,0 +1,237 @@
+//! Issue 4, limits: `Scope::builder().limit(n)`, FIFO admission, `try_spawn`, `reserve`.
+
+mod common;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+use common::{Census, Counter, Slot, rt_test};
+use taskscope::{Cancelled, Scope, TrySpawnError};
+
+/// Counts children running now and the most seen at once.
+#[derive(Clone, Default)]
+struct Gauge {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+}
+
+impl Gauge {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, SeqCst);
+    }
+    fn max(&self) -> usize {
+        self.max.load(SeqCst)
+    }
+}
+
+async fn yields(n: usize) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+rt_test! {
+    async fn limit_3_of_10_never_exceeds_3_and_admits_in_spawn_order() {
+        let gauge = Gauge::default();
+        let finished = Counter::new();
+        let order = Slot::default();
+        let r: Result<(), Cancelled> = Scope::builder()
+            .limit(3)
+            .run(async |s| {
+                for i in 0..10usize {
+                    let (g, f, o) = (gauge.clone(), finished.clone(), order.clone());
+                    s.spawn(async move {
+                        g.enter();
+                        // Child i may start only once i - 2 children finished (3 slots).
+                        o.push((i, f.get()));
+                        yields(3 + i % 4).await;
+                        g.leave();
+                        f.inc();
+                        Ok(())
+                    });
+                }
+                Ok(())
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(finished.get(), 10);
+        assert_eq!(gauge.max(), 3, "the limit was reached, never exceeded");
+        for (i, finished_at_start) in order.get() {
+            assert!(
+                finished_at_start + 3 > i,
+                "child {i} started when only {finished_at_start} had finished"
+            );
+        }
+    }
+}
+
+rt_test! {
+    async fn limit_1_starts_children_strictly_in_spawn_order() {
+        let order = Slot::default();
+        let r: Result<(), Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                for i in 0..8usize {
+                    let o = order.clone();
+                    s.spawn(async move {
+                        o.push(i);
+                        yields(2).await;
+                        Ok(())
+                    });
+                }
+                Ok(())
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(order.get(), (0..8).collect::<Vec<_>>());
+    }
+}
+
+rt_test! {
+    async fn try_spawn_reports_the_limit_and_gives_the_future_back() {
+        let r: Result<u32, Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let first = s.try_spawn(async move {
+                    let _ = rx.await;
+                    Ok(1)
+                });
+                let first = first.expect("a free slot: starts at once");
+                let refused = s.try_spawn(async { Ok(2) });
+                let fut = match refused {
+                    Err(e @ TrySpawnError::AtLimit(_)) => {
+                        assert!(e.is_at_limit());
+                        e.into_inner()
+                    }
+                    other => panic!("expected AtLimit, got {other:?}"),
+                };
+                tx.send(()).unwrap();
+                let a = first.await?;
+                // The slot is free again: the returned future can be spawned now.
+                let b = s.try_spawn(fut).expect("the slot was given back").await?;
+                Ok(a + b)
+            })
+            .await;
+        assert_eq!(r, Ok(3));
+    }
+}
+
+rt_test! {
+    async fn reserve_gives_back_pressure_to_a_producer() {
+        let gauge = Gauge::default();
+        let started = Counter::new();
+        let finished = Counter::new();
+        let r: Result<(), Cancelled> = Scope::builder()
+            .limit(2)
+            .run(async |s| {
+                for _ in 0..12 {
+                    let permit = s.reserve().await;
+                    // Never more than the limit spawned and unfinished: nothing queues.
+                    assert!(started.get() - finished.get() < 2);
+                    let (g, st, f) = (gauge.clone(), started.clone(), finished.clone());
+                    st.inc();
+                    permit
+                        .spawn(async move {
+                            g.enter();
+                            yields(3).await;
+                            g.leave();
+                            f.inc();
+                            Ok(())
+                        })
+                        .expect("the scope runs");
+                }
+                // An unused permit gives its slot back.
+                drop(s.reserve().await);
+                Ok(())
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(finished.get(), 12);
+        assert!(gauge.max() <= 2);
+    }
+}
+
+rt_test! {
+    async fn queued_children_of_a_cancelled_scope_are_never_polled() {
+        let census = Census::new();
+        let polled = Arc::new(AtomicBool::new(false));
+        let r: Result<(), Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let g = census.guard();
+                s.spawn(async move {
+                    let _g = g;
+                    let _ = tx.send(());
+                    pending::<()>().await;
+                    Ok(())
+                });
+                for _ in 0..5 {
+                    let (g, p) = (census.guard(), polled.clone());
+                    s.spawn(async move {
+                        p.store(true, SeqCst);
+                        drop(g);
+                        Ok(())
+                    });
+                }
+                let _ = rx.await;
+                s.cancel();
+                Ok(())
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(census.made(), 6);
+        assert_eq!(census.alive(), 0);
+        assert!(!polled.load(SeqCst), "a queued child never started");
+    }
+}
+
+rt_test! {
+    async fn a_cancelled_running_child_frees_its_slot() {
+        let r: Result<u32, Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                let stuck = s.spawn(async {
+                    pending::<()>().await;
+                    Ok(0)
+                });
+                let next = s.spawn(async { Ok(7) });
+                stuck.cancel();
+                next.await
+            })
+            .await;
+        assert_eq!(r, Ok(7));
+    }
+}
+
+#[tokio::test]
+async fn the_scoped_macro_takes_a_limit() {
+    #[taskscope::scoped(s, limit = 2)]
+    async fn fan_out(n: usize, gauge: Gauge) -> Result<usize, Cancelled> {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let g = gauge.clone();
+                s.spawn(async move {
+                    g.enter();
+                    yields(2).await;
+                    g.leave();
+                    Ok(i)
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await?;
+        }
+        Ok(sum)
+    }
+    let gauge = Gauge::default();
+    assert_eq!(fan_out(6, gauge.clone()).await, Ok(15));
+    assert_eq!(gauge.max(), 2);
+}
