@@ -20,19 +20,21 @@
 //! bytes on x86_64, so a few bytes of wrapper state can move a small child into the next
 //! size class while a larger child absorbs them.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::{Future, pending};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
+use common::{N, all_parked, begin_round, live, parked, parked_on};
 use taskscope::Cancelled;
 use tokio::runtime::Runtime;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Parked children per measurement.
-const N: usize = 10_000;
 /// Measurements per contender; the last one is reported.
 const ROUNDS: usize = 3;
 
@@ -100,62 +102,6 @@ fn reading() -> Reading {
     }
 }
 
-/// Drop guards alive; checked to be zero after every round.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PARKED: AtomicUsize = AtomicUsize::new(0);
-static ALL_PARKED: Notify = Notify::const_new();
-
-struct Guard(u64);
-
-impl Guard {
-    fn new() -> Self {
-        LIVE.fetch_add(1, Ordering::Relaxed);
-        Guard(std::hint::black_box(0))
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        std::hint::black_box(self.0);
-        LIVE.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn arrive() {
-    if PARKED.fetch_add(1, Ordering::AcqRel) + 1 == N {
-        ALL_PARKED.notify_one();
-    }
-}
-
-async fn all_parked() {
-    ALL_PARKED.notified().await;
-}
-
-/// The parked child of `spawn_cancel` (with `PAD == 0`): a guard, then parked forever.
-/// `PAD` bytes of state are held across the park, to see how the task cell's size class
-/// moves with the size of the child's future.
-async fn parked<const PAD: usize>() -> Result<usize, Cancelled> {
-    let _guard = Guard::new();
-    let state = std::hint::black_box([0u8; PAD]);
-    arrive();
-    pending::<()>().await;
-    std::hint::black_box(&state);
-    Ok(0)
-}
-
-/// Parked until `token` is cancelled.
-async fn parked_on<const PAD: usize>(token: CancellationToken) -> Result<usize, Cancelled> {
-    let _guard = Guard::new();
-    let state = std::hint::black_box([0u8; PAD]);
-    arrive();
-    tokio::select! {
-        _ = token.cancelled() => {}
-        _ = pending::<()>() => {}
-    }
-    std::hint::black_box(&state);
-    Ok(0)
-}
-
 fn run<F>(rt: &Runtime, fut: F) -> F::Output
 where
     F: Future + Send + 'static,
@@ -173,12 +119,12 @@ type Park = fn(&Runtime) -> Stop;
 /// One measurement: `park` builds the parked state (what keeps it alive is moved into the
 /// returned `Stop`); the reading is taken right after it, before the children are stopped.
 fn measure(rt: &Runtime, park: Park) -> Reading {
-    PARKED.store(0, Ordering::SeqCst);
+    begin_round();
     let before = reading();
     let stop = park(rt);
     let after = reading();
     stop(rt);
-    assert_eq!(LIVE.load(Ordering::SeqCst), 0, "a child outlived its round");
+    assert_eq!(live(), 0, "a child outlived its round");
     Reading {
         bytes: after.bytes - before.bytes,
         allocs: after.allocs - before.allocs,

@@ -30,21 +30,19 @@
 //!   child was dropped. That is `s.cancel()` from inside the body minus the wake-up of the
 //!   body, which would be an extra cost the peers do not pay.
 
-use std::future::{Future, pending};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::future::Future;
+
+use common::{N, all_parked, begin_round, parked, parked_on};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use taskscope::Cancelled;
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Children per iteration.
-const N: usize = 10_000;
 
 fn main() {
     divan::main();
@@ -95,9 +93,9 @@ mod spawn_join {
 
     /// Diagnostic baseline, not a peer: `tokio_spawn` with a 32-byte child future instead of a
     /// 16-byte one. Tokio allocates a task as one cell aligned to 128 bytes (x86_64,
-    /// aarch64); the trivial child fits a 128-byte cell, this one (like the trivial child
-    /// inside taskscope's wrapper) needs a 256-byte cell. The difference to `tokio_spawn` is
-    /// the cost of that size class alone.
+    /// aarch64); the trivial child fits a 128-byte cell, this one needs a 256-byte cell. The
+    /// difference to `tokio_spawn` is the cost of that size class alone (taskscope's child
+    /// wrapper adds only the scope pointer, so the trivial child stays in the 128-byte cell).
     #[divan::bench]
     fn tokio_spawn_256b_cell(b: Bencher<'_, '_>) {
         let rt = runtime();
@@ -203,79 +201,16 @@ mod spawn_join {
 mod cancel {
     use super::*;
 
-    /// Drop guards alive; checked to be zero before each setup.
-    static LIVE: AtomicUsize = AtomicUsize::new(0);
-    /// Children that reached their parking point in the current setup.
-    static PARKED: AtomicUsize = AtomicUsize::new(0);
-    /// Notified (one stored permit) when `PARKED` reaches `N`.
-    static ALL_PARKED: Notify = Notify::const_new();
-
-    /// The small value every parked child holds; dropping it is part of "gone".
-    struct Guard(u64);
-
-    impl Guard {
-        fn new() -> Self {
-            LIVE.fetch_add(1, Ordering::Relaxed);
-            Guard(black_box(0))
-        }
-    }
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            black_box(self.0);
-            LIVE.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    fn begin_setup() {
-        assert_eq!(
-            LIVE.load(Ordering::Relaxed),
-            0,
-            "a child outlived its round"
-        );
-        PARKED.store(0, Ordering::Relaxed);
-    }
-
-    /// Called by each child right before it parks.
-    fn arrive() {
-        if PARKED.fetch_add(1, Ordering::AcqRel) + 1 == N {
-            ALL_PARKED.notify_one();
-        }
-    }
-
-    async fn all_parked() {
-        ALL_PARKED.notified().await;
-    }
-
-    /// Parks forever; only an abort or a scope's cancel ends it.
-    async fn parked() -> Result<usize, Cancelled> {
-        let _guard = Guard::new();
-        arrive();
-        pending::<()>().await;
-        Ok(0)
-    }
-
-    /// Parks until `token` is cancelled, as a child of a token-based design does.
-    async fn parked_on(token: CancellationToken) -> Result<usize, Cancelled> {
-        let _guard = Guard::new();
-        arrive();
-        tokio::select! {
-            _ = token.cancelled() => {}
-            _ = pending::<()>() => {}
-        }
-        Ok(0)
-    }
-
     #[divan::bench]
     fn joinset_abort_all(b: Bencher<'_, '_>) {
         let rt = runtime();
         b.counter(ItemsCount::new(N))
             .with_inputs(|| {
-                begin_setup();
+                begin_round();
                 run(&rt, async {
                     let mut set = JoinSet::new();
                     for _ in 0..N {
-                        set.spawn(parked());
+                        set.spawn(parked::<0>());
                     }
                     all_parked().await;
                     set
@@ -294,12 +229,12 @@ mod cancel {
         let rt = runtime();
         b.counter(ItemsCount::new(N))
             .with_inputs(|| {
-                begin_setup();
+                begin_round();
                 run(&rt, async {
                     let token = CancellationToken::new();
                     let mut set = JoinSet::new();
                     for _ in 0..N {
-                        set.spawn(parked_on(token.clone()));
+                        set.spawn(parked_on::<0>(token.clone()));
                     }
                     all_parked().await;
                     (token, set)
@@ -318,12 +253,12 @@ mod cancel {
         let rt = runtime();
         b.counter(ItemsCount::new(N))
             .with_inputs(|| {
-                begin_setup();
+                begin_round();
                 run(&rt, async {
                     let token = CancellationToken::new();
                     let tracker = TaskTracker::new();
                     for _ in 0..N {
-                        drop(tracker.spawn(parked_on(token.clone())));
+                        drop(tracker.spawn(parked_on::<0>(token.clone())));
                     }
                     tracker.close();
                     all_parked().await;
@@ -343,12 +278,12 @@ mod cancel {
         let rt = runtime();
         b.counter(ItemsCount::new(N))
             .with_inputs(|| {
-                begin_setup();
+                begin_round();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let scope_task = rt.spawn(async move {
                     taskscope::scope(async move |s| {
                         for _ in 0..N {
-                            drop(s.spawn(parked()));
+                            drop(s.spawn(parked::<0>()));
                         }
                         all_parked().await;
                         let _ = tx.send(s.handle());

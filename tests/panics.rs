@@ -96,6 +96,19 @@ fn spawn_sleepers<E: Send + 'static>(
     }
 }
 
+/// Spawns `n` children into `s` that wait forever holding a [`PanicOnDrop`] (payloads
+/// `DropPanic(0..n)`); counts them in `started` once they run.
+fn spawn_bombs(s: &Scope<'_, Cancelled>, n: u32, started: &Counter) {
+    for k in 0..n {
+        let (bomb, st) = (PanicOnDrop(k), started.clone());
+        s.spawn(async move {
+            let _bomb = bomb;
+            st.inc();
+            pending::<Result<(), Cancelled>>().await
+        });
+    }
+}
+
 /// The runtime still works: a plain task and a scope with a child run to completion.
 async fn runtime_still_works() {
     assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
@@ -416,14 +429,7 @@ async fn case_drop_panic_during_cancel() {
     let census = Census::new();
     let started = Counter::new();
     let fut = scope(async |s| {
-        for k in 0..3 {
-            let (bomb, st) = (PanicOnDrop(k), started.clone());
-            s.spawn(async move {
-                let _bomb = bomb;
-                st.inc();
-                pending::<Result<(), Cancelled>>().await
-            });
-        }
+        spawn_bombs(&s, 3, &started);
         spawn_sleepers(&s, 3, &census, &started);
         until("children started", || started.get() == 6).await;
         s.cancel();
@@ -443,14 +449,7 @@ async fn case_body_panic_while_cancelling() {
     let census = Census::new();
     let started = Counter::new();
     let fut = scope(async |s| {
-        for k in 0..3 {
-            let (bomb, st) = (PanicOnDrop(k), started.clone());
-            s.spawn(async move {
-                let _bomb = bomb;
-                st.inc();
-                pending::<Result<(), Cancelled>>().await
-            });
-        }
+        spawn_bombs(&s, 3, &started);
         spawn_sleepers(&s, 3, &census, &started);
         until("children started", || started.get() == 6).await;
         s.cancel();

@@ -2,7 +2,8 @@
 //! blocking variant, and [`TaskHandle`].
 //!
 //! A child has no node of its own, and its wrapper holds nothing but the child's future and
-//! the scope's node pointer, so a small child still fits tokio's smallest task cell. The
+//! the scope's node pointer, so a small child still fits tokio's smallest task cell. Only in
+//! a scope with a limit does a child also carry its place at the limiter ([`LimitedChild`]). The
 //! cancellation check on each poll is one atomic load of the node's state word; a hard
 //! cancel reaches a parked child through its `AbortHandle`, registered with the scope at
 //! spawn (see `tree/tasks.rs`).

@@ -95,38 +95,50 @@ pub(crate) fn parse_str(s: &str) -> Result<u64, String> {
     Ok(total as u64)
 }
 
+/// Literals the parser accepts, with their value in nanoseconds (shared with the fuzz test).
+#[cfg(test)]
+pub(crate) const ACCEPTED: &[(&str, u64)] = &[
+    ("250ms", 250_000_000),
+    ("2s", 2_000_000_000),
+    ("1.5s", 1_500_000_000),
+    ("1m", 60_000_000_000),
+    ("1h", 3_600_000_000_000),
+    ("10us", 10_000),
+    ("7ns", 7),
+    ("0.25ms", 250_000),
+    (".5s", 500_000_000),
+    ("0s", 0),
+];
+
+/// Literals the parser rejects (shared with the fuzz test).
+#[cfg(test)]
+pub(crate) const REJECTED: &[&str] = &[
+    "",
+    "s",
+    "2",
+    "2 sec",
+    "2x",
+    "-1s",
+    "1.2.3s",
+    "1e3ms",
+    ".s",
+    "99999999999h",
+];
+
 #[cfg(test)]
 mod tests {
-    use super::parse_str;
+    use super::{ACCEPTED, REJECTED, parse_str};
 
     #[test]
     fn accepted_forms() {
-        assert_eq!(parse_str("250ms"), Ok(250_000_000));
-        assert_eq!(parse_str("2s"), Ok(2_000_000_000));
-        assert_eq!(parse_str("1.5s"), Ok(1_500_000_000));
-        assert_eq!(parse_str("1m"), Ok(60_000_000_000));
-        assert_eq!(parse_str("1h"), Ok(3_600_000_000_000));
-        assert_eq!(parse_str("10us"), Ok(10_000));
-        assert_eq!(parse_str("7ns"), Ok(7));
-        assert_eq!(parse_str("0.25ms"), Ok(250_000));
-        assert_eq!(parse_str(".5s"), Ok(500_000_000));
-        assert_eq!(parse_str("0s"), Ok(0));
+        for (text, nanos) in ACCEPTED {
+            assert_eq!(parse_str(text), Ok(*nanos), "{text:?}");
+        }
     }
 
     #[test]
     fn rejected_forms() {
-        for bad in [
-            "",
-            "s",
-            "2",
-            "2 sec",
-            "2x",
-            "-1s",
-            "1.2.3s",
-            "1e3ms",
-            ".s",
-            "99999999999h",
-        ] {
+        for bad in REJECTED {
             assert!(parse_str(bad).is_err(), "{bad:?} must be rejected");
         }
     }

@@ -40,30 +40,13 @@ const PUNCTS: &[&str] = &[
     "+", "-",
 ];
 
-const DURATIONS: &[&str] = &[
-    "2s",
-    "250ms",
-    "1.5s",
-    "1m",
-    "1h",
-    "10us",
-    "7ns",
-    ".5s",
-    "0s",
-    "",
-    "s",
-    "2",
-    "2 sec",
-    "2x",
-    "-1s",
-    "1.2.3s",
-    "1e3ms",
-    ".s",
-    "99999999999h",
-    "µs",
-    "x::y",
-    "1 1s",
-];
+/// Valid and invalid duration literals, plus a few that are neither.
+static DURATIONS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut all: Vec<&str> = crate::duration::ACCEPTED.iter().map(|(t, _)| *t).collect();
+    all.extend_from_slice(crate::duration::REJECTED);
+    all.extend_from_slice(&["µs", "x::y", "1 1s"]);
+    all
+});
 
 fn punct(text: &str) -> Vec<TokenTree> {
     let chars: Vec<char> = text.chars().collect();
@@ -95,7 +78,7 @@ fn ident(rng: &mut Rng) -> TokenTree {
 
 fn literal(rng: &mut Rng) -> TokenTree {
     TokenTree::Literal(match rng.below(4) {
-        0 | 1 => Literal::string(rng.pick(DURATIONS)),
+        0 | 1 => Literal::string(rng.pick(&DURATIONS)),
         2 => Literal::u32_unsuffixed(rng.below(100) as u32),
         _ => Literal::string(rng.pick(&["x", "a::b", "1bad", "my_reexport::taskscope", ""])),
     })
@@ -177,7 +160,7 @@ fn options(rng: &mut Rng) -> TokenStream {
     let mut parts = Vec::new();
     for _ in 0..rng.below(4) {
         if rng.chance(3) {
-            parts.push(format!("timeout = \"{}\"", rng.pick(DURATIONS)));
+            parts.push(format!("timeout = \"{}\"", rng.pick(&DURATIONS)));
         } else {
             parts.push((rng.pick(OPTIONS)).to_owned());
         }

@@ -4,7 +4,9 @@
 //! first polled, below the *ambient* node (the innermost node whose future is being polled
 //! on this thread, see [`crate::context`]). Spawned children have no node of their own: they
 //! run under their scope's node, so the per-child cost is one pointer in the task, one
-//! `AbortHandle` in the scope's registry ([`tasks`]) and a count.
+//! `AbortHandle` in the scope's registry ([`tasks`]) and a count. A scope with a
+//! concurrency limit also admits its children through a FIFO of spawn-time tickets
+//! ([`limit`]).
 //!
 //! A node's state is one word of bits: `OWN_SOFT`/`OWN_HARD` (the node was cancelled, and
 //! its grace period is over) and `INH_SOFT`/`INH_HARD` (the same for an unshielded
