@@ -8,6 +8,7 @@ mod child;
 mod context;
 mod driver;
 mod error;
+mod local;
 mod permit;
 mod scope;
 mod sync;
@@ -22,6 +23,7 @@ pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
+pub use local::{Accepts, Kind, Local, LocalHandle, Sendable};
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
