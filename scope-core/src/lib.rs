@@ -11,6 +11,7 @@ mod error;
 mod local;
 mod permit;
 mod scope;
+mod supervise;
 mod sync;
 mod tree;
 
@@ -23,8 +24,9 @@ pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
-pub use local::{Accepts, Kind, Local, LocalHandle, Sendable};
+pub use local::{Accepts, FailsFast, Kind, Local, LocalHandle, Sendable, Supervisor};
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
+pub use supervise::Supervised;

@@ -49,16 +49,35 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Sendable {}
     impl Sealed for super::Local {}
+    impl Sealed for super::Supervisor {}
 }
 
-/// What a scope's local children may be: [`Sendable`] (the default) or [`Local`].
+/// The kind of a scope: [`Sendable`] (the default), [`Local`] or [`Supervisor`].
 ///
 /// A scope future holds its local children, so it can be `Send` only if they are: a
 /// [`Sendable`] scope takes only `Send` local children (and stays `Send` when its body is),
-/// a [`Local`] scope takes any (and is `!Send`).
+/// a [`Local`] scope takes any (and is `!Send`). In both, a child's error fails the scope
+/// ([`FailsFast`]). A [`Supervisor`] scope delivers each child's error to its handle instead.
 pub trait Kind: sealed::Sealed + Sized + 'static {
     #[doc(hidden)]
     type Task<'env>: Future<Output = LocalOutcome> + Unpin + 'env;
+}
+
+/// The kinds of scope in which a child's error fails the scope: [`Sendable`] and [`Local`].
+/// They have the full set of ways to run children (spawned, local, blocking, limited).
+pub trait FailsFast: Kind {}
+
+impl FailsFast for Sendable {}
+impl FailsFast for Local {}
+
+/// A supervising scope ([`ScopeBuilder::supervise`](crate::ScopeBuilder::supervise)): a
+/// child's error does not cancel the scope; it is delivered through the child's
+/// [`Supervised`](crate::Supervised) handle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Supervisor;
+
+impl Kind for Supervisor {
+    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + Send + 'env>>;
 }
 
 /// Which local children a scope of kind `Self` accepts: a future `F` it can box.

@@ -17,8 +17,12 @@ use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::driver::{Driver, Step};
 use crate::error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
-use crate::local::{self, Accepts, Kind, Local, LocalChild, LocalHandle, Locals, Queue, Sendable};
+use crate::local::{
+    self, Accepts, FailsFast, Kind, Local, LocalChild, LocalHandle, Locals, Queue, Sendable,
+    Supervisor,
+};
 use crate::permit::{HandleReserve, Reserve};
+use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::outcome::{Payload, Slot};
 use crate::tree::{Config, Node};
@@ -323,6 +327,21 @@ impl<M> ScopeBuilder<M, Sendable> {
             _mode: PhantomData,
         }
     }
+
+    /// A supervising scope: a child's error does not cancel the scope or its siblings; the
+    /// body's [`Scope::spawn`](Scope#method.spawn-1) returns a [`Supervised`] handle that
+    /// gives the child's own `Result`. An error whose handle was dropped is returned by the
+    /// scope when it ends (the first one, or all with
+    /// [`collect_errors`](ScopeBuilder::collect_errors)), so none is lost. The body's own
+    /// error, a panic, a deadline and `cancel()` still end the scope as usual. Local,
+    /// blocking and limited-`try_spawn` children are for failing-fast scopes: nest one
+    /// inside if needed.
+    pub fn supervise(self) -> ScopeBuilder<M, Supervisor> {
+        ScopeBuilder {
+            config: self.config,
+            _mode: PhantomData,
+        }
+    }
 }
 
 impl<M, K: Kind> ScopeBuilder<M, K> {
@@ -506,7 +525,9 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
             _marker: PhantomData,
         }
     }
+}
 
+impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// Runs `fut` as a local child: polled inside the scope's own future, concurrently with
     /// the body and the other local children but not in parallel, under this scope's node.
     ///
@@ -687,7 +708,57 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     pub fn reserve(&self) -> Reserve<E> {
         Reserve::new(self.node.clone())
     }
+}
 
+impl<'env, E> Scope<'env, E, Supervisor> {
+    /// Spawns `fut` as a supervised child: it runs in parallel like a [`spawn`](Scope::spawn)ed
+    /// child, but its error does not cancel the scope or its siblings: awaiting its
+    /// [`Supervised`] handle gives the child's own `Result<T, E>`. An error nobody takes from
+    /// the handle (it was dropped) is returned by the scope when it ends, never lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::io;
+    /// use taskscope_core::Scope;
+    ///
+    /// let r: io::Result<usize> = Scope::builder()
+    ///     .supervise()
+    ///     .run(async |s| {
+    ///         let bad = s.spawn(async { Err::<u32, _>(io::Error::other("connection reset")) });
+    ///         let good = s.spawn(async {
+    ///             tokio::task::yield_now().await;
+    ///             Ok(7)
+    ///         });
+    ///         // The failure did not cancel `good`; it is ours to handle.
+    ///         assert_eq!(bad.await.unwrap_err().to_string(), "connection reset");
+    ///         Ok(good.await? as usize)
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap(), 7);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`Scope::spawn`]. A panic of the child is re-raised by the scope as usual.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, fut: F) -> Supervised<T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        match supervise::spawn(&self.node, fut) {
+            Ok(h) => h,
+            Err(e) => panic!("taskscope: cannot spawn: {e}"),
+        }
+    }
+}
+
+impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// A `'static`, clonable handle to this scope, to spawn from children (nursery
     /// passing) or cancel the scope from anywhere.
     ///
@@ -711,7 +782,7 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// assert!(r.is_ok());
     /// # }
     /// ```
-    pub fn handle(&self) -> ScopeHandle<E> {
+    pub fn handle(&self) -> ScopeHandle<E, K> {
         ScopeHandle {
             node: self.node.clone(),
             _marker: PhantomData,
@@ -762,12 +833,12 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
 /// assert_eq!(late.unwrap_err(), SpawnError::Closed);
 /// # }
 /// ```
-pub struct ScopeHandle<E> {
+pub struct ScopeHandle<E, K = Sendable> {
     node: Arc<Node>,
-    _marker: PhantomData<fn() -> E>,
+    _marker: PhantomData<(fn() -> E, K)>,
 }
 
-impl<E> Clone for ScopeHandle<E> {
+impl<E, K> Clone for ScopeHandle<E, K> {
     fn clone(&self) -> Self {
         ScopeHandle {
             node: self.node.clone(),
@@ -776,13 +847,30 @@ impl<E> Clone for ScopeHandle<E> {
     }
 }
 
-impl<E> fmt::Debug for ScopeHandle<E> {
+impl<E, K> fmt::Debug for ScopeHandle<E, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_node(f, "ScopeHandle", &self.node)
     }
 }
 
-impl<E> ScopeHandle<E> {
+impl<E> ScopeHandle<E, Supervisor> {
+    /// Spawns `fut` as a supervised child of the scope; see
+    /// [`Scope::spawn`](Scope#method.spawn-1) of a supervising scope.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished (or its future was dropped).
+    pub fn spawn<F, T>(&self, fut: F) -> Result<Supervised<T, E>, SpawnError>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        supervise::spawn(&self.node, fut)
+    }
+}
+
+impl<E, K: FailsFast> ScopeHandle<E, K> {
     /// Spawns `fut` as a child of the scope; see [`Scope::spawn`].
     ///
     /// # Errors
@@ -831,7 +919,9 @@ impl<E> ScopeHandle<E> {
     pub fn reserve(&self) -> HandleReserve<E> {
         HandleReserve::new(self.node.clone())
     }
+}
 
+impl<E, K> ScopeHandle<E, K> {
     /// Cancels the scope; see [`Scope::cancel`].
     pub fn cancel(&self) {
         self.node.cancel(CancelReason::Explicit, false);
