@@ -11,6 +11,7 @@ mod error;
 mod local;
 mod permit;
 mod scope;
+mod start;
 mod supervise;
 mod sync;
 mod tree;
@@ -29,4 +30,5 @@ pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
+pub use start::{Ready, Start};
 pub use supervise::Supervised;

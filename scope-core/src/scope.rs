@@ -22,6 +22,7 @@ use crate::local::{
     Supervisor,
 };
 use crate::permit::{HandleReserve, Reserve};
+use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::outcome::{Payload, Slot};
@@ -699,6 +700,65 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
         child::try_spawn(&self.node, fut)
     }
 
+    /// Starts a child and waits until it is ready: trio's `nursery.start`.
+    ///
+    /// `f` gets a [`Ready`]; the child calls [`Ready::started`] with a value once it is
+    /// ready (a server bound its port, a connection is up) and goes on running as a child of
+    /// this scope. `start` returns that value. Until `started`:
+    ///
+    /// - an error of the child comes out of `start` (it does not fail the scope), and so does
+    ///   a panic (resumed in the caller);
+    /// - a child that returns without calling `started` makes `start` fail with
+    ///   [`CancelReason::NotStarted`] (converted into `E`);
+    /// - cancelling the caller (or dropping the `start` future) cancels the child;
+    /// - the pending child keeps the scope open, like any child.
+    ///
+    /// After `started`, the child is an ordinary child: its error fails the scope, the scope
+    /// awaits it. `started` takes the `Ready` by value, so it cannot be called twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use taskscope_core::scope;
+    /// use tokio::sync::oneshot;
+    ///
+    /// scope(async |s| {
+    ///     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    ///     // A "server" that is ready once it has a port, then serves until told to stop.
+    ///     let port: u16 = s
+    ///         .start(|ready| async move {
+    ///             ready.started(8080);
+    ///             let _ = stop_rx.await;
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     assert_eq!(port, 8080);
+    ///     let _ = stop_tx.send(());
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`spawn`](Scope::spawn); awaiting resumes a panic of the child before `started`.
+    #[track_caller]
+    pub fn start<Fun, Fut, V>(&self, f: Fun) -> Start<V, E>
+    where
+        Fun: FnOnce(Ready<V>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        V: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        match start::start(&self.node, f) {
+            Ok(s) => s,
+            Err(e) => panic!("taskscope: cannot spawn: {e}"),
+        }
+    }
+
     /// Waits until a slot of the scope's limit is free and returns it as a [`SpawnPermit`](crate::SpawnPermit)
     /// (back-pressure for producers, instead of queueing children without bound).
     ///
@@ -918,6 +978,21 @@ impl<E, K: FailsFast> ScopeHandle<E, K> {
     /// The future resolves to `Err(SpawnError::Closed)` if the scope finished.
     pub fn reserve(&self) -> HandleReserve<E> {
         HandleReserve::new(self.node.clone())
+    }
+
+    /// Starts a child and waits until it is ready; see [`Scope::start`].
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished.
+    pub fn start<Fun, Fut, V>(&self, f: Fun) -> Result<Start<V, E>, SpawnError>
+    where
+        Fun: FnOnce(Ready<V>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        V: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        start::start(&self.node, f)
     }
 }
 
