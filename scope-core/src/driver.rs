@@ -72,6 +72,14 @@ impl Driver {
         }
     }
 
+    /// A driver for a node that is already in the tree (a scope's background node): it only
+    /// keeps the node's timer (the end of its grace period) and leaves the tree at `finish`.
+    pub(crate) fn adopt(node: Arc<Node>) -> Self {
+        let mut d = Driver::new(node);
+        d.active = true;
+        d
+    }
+
     /// The node. Only `poll_inner` lends it out, and gives it back before returning.
     pub(crate) fn node(&self) -> &Arc<Node> {
         self.node

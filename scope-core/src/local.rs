@@ -81,12 +81,11 @@ impl Kind for Supervisor {
 }
 
 /// Which local children a scope of kind `Self` accepts: a future `F` it can box.
-#[diagnostic::on_unimplemented(
-    message = "this scope's local children must be `Send`",
-    label = "this local child is not `Send`",
-    note = "a local scope accepts `!Send` local children: build it with \
-            `Scope::builder().local()` and run it on a current-thread runtime or in a `LocalSet`"
-)]
+///
+/// A `!Send` local child in a [`Sendable`] scope fails this bound; rustc then reports the
+/// child's future as one that "cannot be sent between threads safely", pointing at the
+/// value held across an await. Build the scope with
+/// [`ScopeBuilder::local`](crate::ScopeBuilder::local) for such children.
 pub trait Accepts<'env, F>: Kind {
     #[doc(hidden)]
     fn boxed(f: F) -> Self::Task<'env>;

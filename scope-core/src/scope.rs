@@ -13,6 +13,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use crate::background;
 use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::driver::{Driver, Step};
@@ -453,6 +454,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
             kind: ErrorKind::new(from_cancelled),
             body: Some(body),
             locals,
+            background: None,
             out: BodyOut::Running,
             driver: Driver::new(node),
             _marker: PhantomData,
@@ -540,6 +542,10 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// toward the scope's [`limit`](ScopeBuilder::limit), and the scope returns only after it
     /// finished. A local child can spawn further local children through a clone of the
     /// `Scope`. Local children need no runtime of their own.
+    ///
+    /// In a default scope, a `!Send` local child (one holding an `Rc` across an await) is a
+    /// compile error saying that the future "cannot be sent between threads safely": build the
+    /// scope with [`ScopeBuilder::local`] instead.
     ///
     /// Concurrency, parallelism, borrowing: pick two. Spawned children run in parallel and
     /// must be `'static`; local children borrow and share one task (a CPU-bound local child
@@ -698,6 +704,63 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
         E: Send + 'static,
     {
         child::try_spawn(&self.node, fut)
+    }
+
+    /// Spawns `fut` as a background child: a service the scope's other work uses (a
+    /// heartbeat, a cache refresher, a log shipper) that runs until the body, the local
+    /// children and every other child finished, is then cancelled with
+    /// [`CancelReason::ScopeDone`] (softly: it sees `cancelled()` and gets the scope's grace
+    /// period to stop), and is awaited like any child.
+    ///
+    /// Its error fails the scope like any child's, unless it arrives after the background
+    /// children were cancelled (a service that stops with `checkpoint()?` does not fail the
+    /// scope). Background children are not counted toward the scope's limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use taskscope_core::{cancelled, scope, CancelReason, Cancelled};
+    ///
+    /// let r: Result<u32, Cancelled> = scope(async |s| {
+    ///     let beats = s.spawn_background(async {
+    ///         let mut beats = 0;
+    ///         loop {
+    ///             tokio::select! {
+    ///                 why = cancelled() => {
+    ///                     assert_eq!(why.reason(), CancelReason::ScopeDone);
+    ///                     return Ok(beats);
+    ///                 }
+    ///                 _ = tokio::time::sleep(Duration::from_secs(1)) => beats += 1,
+    ///             }
+    ///         }
+    ///     });
+    ///     s.spawn(async {
+    ///         tokio::time::sleep(Duration::from_millis(3500)).await; // the real work
+    ///         Ok(())
+    ///     });
+    ///     // Not awaited here: the scope cancels the heartbeat after the work is done.
+    ///     drop(beats);
+    ///     Ok(0)
+    /// })
+    /// .await;
+    /// assert_eq!(r, Ok(0));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`spawn`](Scope::spawn).
+    #[track_caller]
+    pub fn spawn_background<F, T>(&self, fut: F) -> TaskHandle<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        expect_spawned(background::spawn(&self.node, |bg| child::spawn(bg, fut)))
     }
 
     /// Starts a child and waits until it is ready: trio's `nursery.start`.
@@ -980,6 +1043,20 @@ impl<E, K: FailsFast> ScopeHandle<E, K> {
         HandleReserve::new(self.node.clone())
     }
 
+    /// Spawns a background child; see [`Scope::spawn_background`].
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished.
+    pub fn spawn_background<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SpawnError>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        background::spawn(&self.node, |bg| child::spawn(bg, fut))
+    }
+
     /// Starts a child and waits until it is ready; see [`Scope::start`].
     ///
     /// # Errors
@@ -1042,6 +1119,7 @@ pin_project! {
         #[pin]
         body: Option<Fut>,
         locals: Locals<'env, K>,
+        background: Option<Background>,
         out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         driver: Driver,
         _marker: PhantomData<(Invariant<'env>, M)>,
@@ -1071,6 +1149,7 @@ pin_project! {
             }));
             this.locals.close();
             let dropped_locals = this.locals.drop_all();
+            leave_background(this.background, &node);
             this.driver.finish();
             for p in [dropped.err(), dropped_locals.err()].into_iter().flatten() {
                 node.record_panic(p);
@@ -1181,8 +1260,18 @@ where
                     }
                 }
             }
-            // The body is done or caught, local children too: wait for every child below
-            // (invariant #5).
+            // The body is done or caught, local children too. Background children go once
+            // the foreground children are done too.
+            if this
+                .driver
+                .node()
+                .has_background
+                .load(std::sync::atomic::Ordering::Acquire)
+                && poll_background(this.background, this.driver.node(), cx).is_pending()
+            {
+                return Poll::Pending;
+            }
+            // Wait for every child below (invariant #5).
             if this.driver.poll_idle().is_pending() {
                 return Poll::Pending;
             }
@@ -1205,9 +1294,62 @@ where
             if let Err(p) = this.locals.drop_all() {
                 node.record_panic(p);
             }
+            leave_background(this.background, &node);
             this.driver.finish();
             let out = std::mem::replace(this.out, BodyOut::Running);
             return Poll::Ready(M::output(finish(&node, out, *this.kind)));
+        }
+    }
+}
+
+/// The scope future's hold on its background node.
+struct Background {
+    /// Keeps the background node's timer (its grace period).
+    driver: Driver,
+    /// Cancelled with `ScopeDone`.
+    done: bool,
+}
+
+/// Cancels the background children once nothing else keeps the scope busy. Pending while
+/// foreground children still run (a count dropping to one wakes the scope).
+fn poll_background(
+    bg: &mut Option<Background>,
+    node: &Arc<Node>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if bg.is_none() {
+        let Some(n) = node.lock().background.clone() else {
+            return Poll::Ready(());
+        };
+        *bg = Some(Background {
+            driver: Driver::adopt(n),
+            done: false,
+        });
+    }
+    let Some(bg) = bg else {
+        return Poll::Ready(());
+    };
+    bg.driver.set_owner(cx.waker());
+    if !bg.done {
+        if !node.foreground_idle(bg.driver.node()) {
+            return Poll::Pending;
+        }
+        bg.done = true;
+        bg.driver.node().cancel(CancelReason::ScopeDone, false);
+    }
+    bg.driver.poll_timer(cx);
+    Poll::Ready(())
+}
+
+/// Takes the background node out of the tree with its scope.
+fn leave_background(bg: &mut Option<Background>, node: &Node) {
+    let taken = background::take(node);
+    match bg.take() {
+        Some(mut b) => b.driver.finish(),
+        None => {
+            if let Some(n) = taken {
+                n.detach();
+            }
         }
     }
 }

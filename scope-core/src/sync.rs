@@ -3,7 +3,7 @@
 //! Everything that locks or counts goes through here so that a later `cfg(loom)` shim can
 //! swap the types for loom's without touching the tree (tokio-util does the same).
 
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Locks `m`, ignoring poisoning.

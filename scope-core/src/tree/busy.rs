@@ -53,10 +53,27 @@ impl Node {
                 .busy
                 .compare_exchange_weak(cur, cur - 1, AcqRel, Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => {
+                    if (cur - 1) & !CLOSED == 1 && self.has_background.load(Relaxed) {
+                        // Maybe only the background node is left (see `foreground_idle`).
+                        self.wake_owner();
+                    }
+                    return;
+                }
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// `true` if nothing but the background node `bg` keeps this node busy: the scope's
+    /// foreground work is done. Exact: with `bg`'s busy lock held, `bg` cannot pass through
+    /// zero, and with ours held after it, a unit it carried up before has arrived (#5).
+    pub(crate) fn foreground_idle(&self, bg: &Node) -> bool {
+        let _bg = lock(&bg.busy_lock);
+        let _me = lock(&self.busy_lock);
+        let me = self.busy.load(Acquire) & !CLOSED;
+        let bg = bg.busy.load(Acquire) & !CLOSED;
+        me == usize::from(bg > 0)
     }
 
     /// `true` if nothing spawned below this node is alive.
@@ -151,7 +168,9 @@ impl Node {
             } else {
                 prev & !CLOSED == 1
             };
-            if !inc && through_zero {
+            if !inc
+                && (through_zero || (prev & !CLOSED == 2 && parent.has_background.load(Relaxed)))
+            {
                 parent.owner_into(idle);
             }
             node = parent;

@@ -12,7 +12,9 @@ use super::outcome::Outcome;
 use super::slab::WakerSlab;
 use super::tasks::Registry;
 use crate::error::CancelReason;
-use crate::sync::{Arc, AtomicU32, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering, lock};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU32, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering, lock,
+};
 
 /// The node itself was cancelled (it has a reason).
 pub(crate) const OWN_SOFT: u32 = 1 << 0;
@@ -75,6 +77,8 @@ pub(crate) struct Config {
     pub(crate) shield: bool,
     pub(crate) collect: bool,
     pub(crate) limit: Option<usize>,
+    /// A scope's background node: errors and panics of its children are the scope's.
+    pub(crate) forward: bool,
 }
 
 pub(crate) struct Inner {
@@ -98,6 +102,9 @@ pub(crate) struct Inner {
     /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
     pub(crate) waiters: WakerSlab,
     pub(crate) outcome: Outcome,
+    /// A scope's background node, once a background child was spawned. Taken (to break the
+    /// reference cycle through `parent`) when the scope finishes or is dropped.
+    pub(crate) background: Option<Arc<Node>>,
 }
 
 /// Keeps a value on cache lines of its own.
@@ -140,6 +147,11 @@ pub(crate) struct Node {
     pub(super) tasks: Mutex<Registry>,
     /// The concurrency limit of a scope built with one (see `limit.rs`).
     pub(crate) limiter: Option<super::limit::Limiter>,
+    /// Set once `inner.background` was set: the scope then watches for its foreground
+    /// work to finish (see `busy.rs`).
+    pub(crate) has_background: AtomicBool,
+    /// This node is a scope's background node: outcomes are recorded with the parent.
+    pub(crate) forward: bool,
 }
 
 /// Work collected under a lock and done once every lock is released: wakers to wake and
@@ -200,9 +212,12 @@ impl Node {
                 owner: None,
                 waiters: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
+                background: None,
             }),
             tasks: Mutex::new(Registry::default()),
             limiter: config.limit.map(super::limit::Limiter::new),
+            has_background: AtomicBool::new(false),
+            forward: config.forward,
         })
     }
 

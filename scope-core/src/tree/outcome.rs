@@ -72,11 +72,31 @@ impl Node {
     }
 
     fn record(self: &Arc<Self>, err: Option<Payload>, cancel: bool) -> Recorded {
+        self.record_as(err, cancel, false)
+    }
+
+    /// `secondary`: the error came from a cancelled background node; it cannot be the
+    /// scope's first error (a background child that stops with `checkpoint()?` when the
+    /// scope no longer needs it did not fail the scope).
+    fn record_as(
+        self: &Arc<Self>,
+        err: Option<Payload>,
+        cancel: bool,
+        secondary: bool,
+    ) -> Recorded {
+        if self.forward {
+            if let Some(parent) = self.parent.get() {
+                let secondary = secondary || self.state().is_soft();
+                return parent.record_as(err, cancel, secondary);
+            }
+        }
         let mut wakes = Wakes::default();
         let mut dropped = None;
         let (recorded, spread) = {
             let mut inner = self.lock();
-            let first = (!cancel || !self.state().is_soft()) && inner.outcome.primary.is_none();
+            let first = !secondary
+                && (!cancel || !self.state().is_soft())
+                && inner.outcome.primary.is_none();
             let slot = match err {
                 Some(e) => Slot::Child(e),
                 None => Slot::Body,
@@ -129,6 +149,11 @@ impl Node {
     /// Records a panic payload of a child or the body and cancels the scope with
     /// `ChildPanicked`. The first payload is re-raised by the scope; later ones are counted.
     pub(crate) fn record_panic(self: &Arc<Self>, payload: Payload) {
+        if self.forward {
+            if let Some(parent) = self.parent.get() {
+                return parent.record_panic(payload);
+            }
+        }
         let mut wakes = Wakes::default();
         let mut dropped = None;
         let spread = {
