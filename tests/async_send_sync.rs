@@ -192,3 +192,139 @@ async fn closure_returning_async_block_in_spawned_task() {
     .unwrap();
     assert_eq!(r, (Ok(1), Some(Ok(2))));
 }
+
+// ---------------------------------------------------------------------------------------
+// Local children (`Scope::spawn_local`)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn default_scope_with_send_local_children_is_send_and_sync() {
+    let f = scope(async |s| {
+        let h = s.spawn_local(async {
+            tokio::task::yield_now().await;
+            Ok::<_, BoxError>(1u8)
+        });
+        tokio::task::yield_now().await;
+        let _ = h.await?;
+        Ok::<_, BoxError>(())
+    });
+    require_send(&f);
+    require_sync(&f);
+
+    // Borrowing local children keep it `Send` too.
+    let data: Vec<u32> = (1..=3).collect();
+    let f = scope(async |s| {
+        let hs: Vec<_> = data
+            .iter()
+            .map(|x| {
+                s.spawn_local(async move {
+                    tokio::task::yield_now().await;
+                    Ok::<_, Cancelled>(*x)
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await?;
+        }
+        Ok::<_, Cancelled>(sum)
+    });
+    require_send(&f);
+    require_sync(&f);
+
+    let f = Scope::builder().limit(2).collect_errors().run(async |s| {
+        s.spawn_local(async { Ok::<_, std::io::Error>(()) });
+        Ok::<_, std::io::Error>(())
+    });
+    require_send(&f);
+    require_sync(&f);
+}
+
+/// A default scope future with `Send` local children can be `tokio::spawn`ed.
+#[tokio::test]
+async fn default_scope_with_local_children_in_a_spawned_task() {
+    let r = tokio::spawn(async {
+        let data: Vec<u32> = (1..=3).collect();
+        scope(async |s| {
+            let hs: Vec<_> = data
+                .iter()
+                .map(|x| s.spawn_local(async move { Ok::<_, Cancelled>(*x) }))
+                .collect();
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await?;
+            }
+            Ok::<_, Cancelled>(sum)
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    assert_eq!(r, Ok(6));
+}
+
+fn local_scope_with_rc_child() -> impl std::future::Future<Output = Result<(), Cancelled>> {
+    Scope::builder().local().run(async |s| {
+        s.spawn_local(async {
+            let rc = Rc::new(1);
+            tokio::task::yield_now().await;
+            drop(rc);
+            Ok(())
+        });
+        Ok::<_, Cancelled>(())
+    })
+}
+
+fn local_scope_with_send_contents() -> impl std::future::Future<Output = Result<(), Cancelled>> {
+    Scope::builder().local().run(async |s| {
+        s.spawn_local(async { Ok(()) });
+        tokio::task::yield_now().await;
+        Ok::<_, Cancelled>(())
+    })
+}
+
+fn local_scope_without_children() -> impl std::future::Future<Output = Result<(), Cancelled>> {
+    Scope::builder()
+        .local()
+        .run(async |_s| Ok::<_, Cancelled>(()))
+}
+
+#[test]
+fn local_scope_futures_are_not_send() {
+    AmbiguousIfSend::some_item(&local_scope_with_rc_child());
+    // `!Send` by kind, whatever its children hold.
+    AmbiguousIfSend::some_item(&local_scope_with_send_contents());
+    AmbiguousIfSend::some_item(&local_scope_without_children());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_scope_types() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .local()
+        .run(async |s| {
+            // A local scope's `Scope` cannot leave the thread (its queue holds `!Send`
+            // children).
+            AmbiguousIfSend::some_item(&s);
+            let h = s.spawn_local(async { Ok(Rc::new(1u8)) });
+            // A handle to a `!Send` value is `!Send`.
+            AmbiguousIfSend::some_item(&h);
+            let _ = h.await?;
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn local_handle_is_send_sync_unpin() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let h: LocalHandle<u8> = s.spawn_local(async { Ok(1u8) });
+        require_send(&h);
+        require_sync(&h);
+        require_unpin(&h);
+        assert_eq!(h.await, Ok(1));
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}
