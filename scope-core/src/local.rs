@@ -326,7 +326,7 @@ where
         let handle = LocalHandle::new();
         handle
             .shared
-            .finish(Err(Cancelled::new(CancelReason::ParentCancelled)));
+            .set(Err(Cancelled::new(CancelReason::ParentCancelled)));
         return Ok(handle);
     }
     let handle = LocalHandle::new();
@@ -445,8 +445,21 @@ struct SharedState<T> {
 }
 
 impl<T> Shared<T> {
+    /// `false` once the handle was dropped: nobody can ask for the result any more, so the
+    /// child skips the lock (a dropped handle is never re-created).
+    fn handle_alive(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) > 1
+    }
+
+    /// Sets the result (the first one sticks) and wakes the handle, if there is one.
+    fn finish(self: &Arc<Self>, r: Result<T, Cancelled>) {
+        if self.handle_alive() {
+            self.set(r);
+        }
+    }
+
     /// Sets the result (the first one sticks) and wakes the handle.
-    fn finish(&self, r: Result<T, Cancelled>) {
+    fn set(&self, r: Result<T, Cancelled>) {
         let mut st = lock(&self.state);
         if st.finished {
             return;
@@ -462,7 +475,10 @@ impl<T> Shared<T> {
         }
     }
 
-    fn set_child_waker(&self, waker: &Waker) {
+    fn set_child_waker(self: &Arc<Self>, waker: &Waker) {
+        if !self.handle_alive() {
+            return; // only `LocalHandle::cancel` uses it
+        }
         let mut st = lock(&self.state);
         if st.child_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             return;
