@@ -23,6 +23,12 @@ pub enum CancelReason {
     ScopeDropped,
     /// The runtime shut down, or a shutdown was requested for the whole tree.
     Shutdown,
+    /// The child of [`Scope::start`](crate::Scope::start) returned without calling
+    /// [`Ready::started`](crate::Ready::started).
+    NotStarted,
+    /// A background child ([`Scope::spawn_background`](crate::Scope::spawn_background)):
+    /// the scope's body and foreground children finished, so it is no longer needed.
+    ScopeDone,
 }
 
 impl CancelReason {
@@ -35,6 +41,8 @@ impl CancelReason {
             CancelReason::ParentCancelled => "the parent scope was cancelled",
             CancelReason::ScopeDropped => "the scope was dropped",
             CancelReason::Shutdown => "shutdown",
+            CancelReason::NotStarted => "the child returned without signalling that it started",
+            CancelReason::ScopeDone => "the scope's foreground work finished",
         }
     }
 }

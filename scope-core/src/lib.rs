@@ -8,8 +8,11 @@ mod child;
 mod context;
 mod driver;
 mod error;
+mod local;
 mod permit;
 mod scope;
+mod start;
+mod supervise;
 mod sync;
 mod tree;
 
@@ -22,7 +25,10 @@ pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
+pub use local::{Accepts, FailsFast, Kind, Local, LocalHandle, Sendable, Supervisor};
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
+pub use start::{Ready, Start};
+pub use supervise::Supervised;

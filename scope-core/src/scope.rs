@@ -17,7 +17,13 @@ use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::driver::{Driver, Step};
 use crate::error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
+use crate::local::{
+    self, Accepts, FailsFast, Kind, Local, LocalChild, LocalHandle, Locals, Queue, Sendable,
+    Supervisor,
+};
 use crate::permit::{HandleReserve, Reserve};
+use crate::start::{self, Ready, Start};
+use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::outcome::{Payload, Slot};
 use crate::tree::{Config, Node};
@@ -219,12 +225,12 @@ impl<E: 'static> ErrorKind<E> {
 /// # }
 /// ```
 #[must_use = "a builder does nothing until `run` is called and awaited"]
-pub struct ScopeBuilder<M = FailFast> {
+pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     config: Config,
-    _mode: PhantomData<M>,
+    _mode: PhantomData<(M, K)>,
 }
 
-impl<M> fmt::Debug for ScopeBuilder<M> {
+impl<M, K> fmt::Debug for ScopeBuilder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeBuilder")
             .field("config", &self.config)
@@ -246,7 +252,9 @@ impl ScopeBuilder {
             _mode: PhantomData,
         }
     }
+}
 
+impl<K> ScopeBuilder<FailFast, K> {
     /// Return every error in order ([`Errors`]) instead of only the first.
     ///
     /// # Examples
@@ -273,7 +281,7 @@ impl ScopeBuilder {
     /// assert_eq!(reasons, [CancelReason::Shutdown, CancelReason::Explicit]);
     /// # }
     /// ```
-    pub fn collect_errors(self) -> ScopeBuilder<CollectErrors> {
+    pub fn collect_errors(self) -> ScopeBuilder<CollectErrors, K> {
         ScopeBuilder {
             config: self.config,
             _mode: PhantomData,
@@ -281,7 +289,63 @@ impl ScopeBuilder {
     }
 }
 
-impl<M> ScopeBuilder<M> {
+impl<M> ScopeBuilder<M, Sendable> {
+    /// A scope whose local children ([`Scope::spawn_local`]) need not be `Send`: they may
+    /// hold an `Rc` or a `RefCell` borrow. The scope future is then `!Send`: run it on a
+    /// current-thread runtime, inside a `LocalSet`, or in any `!Send` future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use taskscope_core::{Cancelled, Scope};
+    ///
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// let r: Result<(), Cancelled> = Scope::builder()
+    ///     .local()
+    ///     .run(async |s| {
+    ///         for i in 0..3 {
+    ///             let log = log.clone();
+    ///             s.spawn_local(async move {
+    ///                 tokio::task::yield_now().await;
+    ///                 log.borrow_mut().push(i);
+    ///                 Ok(())
+    ///             });
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(r.is_ok());
+    /// assert_eq!(log.borrow().len(), 3);
+    /// # }
+    /// ```
+    pub fn local(self) -> ScopeBuilder<M, Local> {
+        ScopeBuilder {
+            config: self.config,
+            _mode: PhantomData,
+        }
+    }
+
+    /// A supervising scope: a child's error does not cancel the scope or its siblings; the
+    /// body's [`Scope::spawn`](Scope#method.spawn-1) returns a [`Supervised`] handle that
+    /// gives the child's own `Result`. An error whose handle was dropped is returned by the
+    /// scope when it ends (the first one, or all with
+    /// [`collect_errors`](ScopeBuilder::collect_errors)), so none is lost. The body's own
+    /// error, a panic, a deadline and `cancel()` still end the scope as usual. Local,
+    /// blocking and limited-`try_spawn` children are for failing-fast scopes: nest one
+    /// inside if needed.
+    pub fn supervise(self) -> ScopeBuilder<M, Supervisor> {
+        ScopeBuilder {
+            config: self.config,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M, K: Kind> ScopeBuilder<M, K> {
     /// A name for diagnostics (tracing events, debug output).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.config.name = Some(name.into());
@@ -353,9 +417,9 @@ impl<M> ScopeBuilder<M> {
     /// nothing until the scope is awaited. (Building the future eagerly keeps the closure's
     /// type out of the future's `Future` impl, so a scope future can be passed to any generic
     /// `async fn` inside a spawned task without rustc's higher-ranked inference failing.)
-    pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, Fut, M>
+    pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, Fut, M, K>
     where
-        F: FnOnce(Scope<'env, E>) -> Fut,
+        F: FnOnce(Scope<'env, E, K>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: From<Cancelled> + 'static,
         M: Mode<Result<T, E>>,
@@ -370,9 +434,9 @@ impl<M> ScopeBuilder<M> {
         self,
         body: F,
         from_cancelled: fn(Cancelled) -> E,
-    ) -> ScopeFuture<'env, Fut, M>
+    ) -> ScopeFuture<'env, Fut, M, K>
     where
-        F: FnOnce(Scope<'env, E>) -> Fut,
+        F: FnOnce(Scope<'env, E, K>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: 'static,
         M: Mode<Result<T, E>>,
@@ -383,10 +447,12 @@ impl<M> ScopeBuilder<M> {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let _ = node.runtime.set(rt);
         }
-        let body = body(Scope::new(node.clone()));
+        let locals = Locals::new();
+        let body = body(Scope::new(node.clone(), locals.queue.clone()));
         ScopeFuture {
             kind: ErrorKind::new(from_cancelled),
             body: Some(body),
+            locals,
             out: BodyOut::Running,
             driver: Driver::new(node),
             _marker: PhantomData,
@@ -397,10 +463,25 @@ impl<M> ScopeBuilder<M> {
 /// The scope as its body sees it: spawn children, cancel, get a `'static` handle.
 ///
 /// `'env` ties it to the scope's call, so it cannot be moved into a `'static` child; use
-/// [`handle`](Scope::handle) for that (nursery passing).
-pub struct Scope<'env, E> {
+/// [`handle`](Scope::handle) for that (nursery passing). It is cheap to clone: a local
+/// child that spawns further local children takes a clone.
+///
+/// `K` says which local children the scope accepts: `Send` ones ([`Sendable`], the default)
+/// or any ([`Local`], see [`ScopeBuilder::local`]).
+pub struct Scope<'env, E, K: Kind = Sendable> {
     node: Arc<Node>,
+    queue: Arc<Queue<'env, K>>,
     _marker: PhantomData<(Invariant<'env>, fn() -> E)>,
+}
+
+impl<E, K: Kind> Clone for Scope<'_, E, K> {
+    fn clone(&self) -> Self {
+        Scope {
+            node: self.node.clone(),
+            queue: self.queue.clone(),
+            _marker: PhantomData,
+        }
+    }
 }
 
 /// Makes `'env` invariant (neither shortened nor lengthened by subtyping).
@@ -413,7 +494,7 @@ impl Scope<'static, Cancelled> {
     }
 }
 
-impl<E> fmt::Debug for Scope<'_, E> {
+impl<E, K: Kind> fmt::Debug for Scope<'_, E, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_node(f, "Scope", &self.node)
     }
@@ -437,11 +518,80 @@ fn expect_spawned<T>(r: Result<TaskHandle<T>, SpawnError>) -> TaskHandle<T> {
     }
 }
 
-impl<'env, E> Scope<'env, E> {
-    fn new(node: Arc<Node>) -> Self {
+impl<'env, E, K: Kind> Scope<'env, E, K> {
+    fn new(node: Arc<Node>, queue: Arc<Queue<'env, K>>) -> Self {
         Scope {
             node,
+            queue,
             _marker: PhantomData,
+        }
+    }
+}
+
+impl<'env, E, K: FailsFast> Scope<'env, E, K> {
+    /// Runs `fut` as a local child: polled inside the scope's own future, concurrently with
+    /// the body and the other local children but not in parallel, under this scope's node.
+    ///
+    /// Unlike [`spawn`](Scope::spawn), `fut` may borrow anything that outlives the
+    /// `scope(..)` call, and in a [`Local`] scope ([`ScopeBuilder::local`]) it need not be
+    /// `Send`. It follows the scope's rules like a spawned child: an `Err` fails the scope
+    /// (its handle then says `ChildFailed`), a panic is re-raised by the scope, a cancelled
+    /// scope never starts it, its `cancelled()` and deadlines are the scope's, it counts
+    /// toward the scope's [`limit`](ScopeBuilder::limit), and the scope returns only after it
+    /// finished. A local child can spawn further local children through a clone of the
+    /// `Scope`. Local children need no runtime of their own.
+    ///
+    /// Concurrency, parallelism, borrowing: pick two. Spawned children run in parallel and
+    /// must be `'static`; local children borrow and share one task (a CPU-bound local child
+    /// holds up the others and the body). Prefer local children for I/O-bound fan-out over
+    /// borrowed data.
+    ///
+    /// # Drop
+    ///
+    /// Local children are part of the scope future: dropping it drops them at once (their
+    /// handles resolve to `ParentCancelled`). `mem::forget` of the scope future is sound: it
+    /// leaks them, nothing dangles.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{scope, Cancelled};
+    ///
+    /// let pages = vec![String::from("a"), String::from("bb"), String::from("ccc")];
+    /// let total: Result<usize, Cancelled> = scope(async |s| {
+    ///     // The children borrow `pages` from the caller: no `Arc`, no `clone`.
+    ///     let lens: Vec<_> = pages
+    ///         .iter()
+    ///         .map(|p| s.spawn_local(async move { Ok(p.len()) }))
+    ///         .collect();
+    ///     let mut total = 0;
+    ///     for h in lens {
+    ///         total += h.await?;
+    ///     }
+    ///     Ok(total)
+    /// })
+    /// .await;
+    /// assert_eq!(total, Ok(6));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the scope already finished (the `Scope` escaped its body through the return
+    /// value).
+    #[track_caller]
+    pub fn spawn_local<F, T>(&self, fut: F) -> LocalHandle<T>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+        E: Send + 'static,
+        K: Accepts<'env, LocalChild<F, T>>,
+    {
+        match local::spawn(&self.queue, &self.node, fut) {
+            Ok(h) => h,
+            Err(e) => panic!("taskscope: cannot spawn a local child: {e}"),
         }
     }
 
@@ -550,6 +700,65 @@ impl<'env, E> Scope<'env, E> {
         child::try_spawn(&self.node, fut)
     }
 
+    /// Starts a child and waits until it is ready: trio's `nursery.start`.
+    ///
+    /// `f` gets a [`Ready`]; the child calls [`Ready::started`] with a value once it is
+    /// ready (a server bound its port, a connection is up) and goes on running as a child of
+    /// this scope. `start` returns that value. Until `started`:
+    ///
+    /// - an error of the child comes out of `start` (it does not fail the scope), and so does
+    ///   a panic (resumed in the caller);
+    /// - a child that returns without calling `started` makes `start` fail with
+    ///   [`CancelReason::NotStarted`] (converted into `E`);
+    /// - cancelling the caller (or dropping the `start` future) cancels the child;
+    /// - the pending child keeps the scope open, like any child.
+    ///
+    /// After `started`, the child is an ordinary child: its error fails the scope, the scope
+    /// awaits it. `started` takes the `Ready` by value, so it cannot be called twice.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use taskscope_core::scope;
+    /// use tokio::sync::oneshot;
+    ///
+    /// scope(async |s| {
+    ///     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    ///     // A "server" that is ready once it has a port, then serves until told to stop.
+    ///     let port: u16 = s
+    ///         .start(|ready| async move {
+    ///             ready.started(8080);
+    ///             let _ = stop_rx.await;
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     assert_eq!(port, 8080);
+    ///     let _ = stop_tx.send(());
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`spawn`](Scope::spawn); awaiting resumes a panic of the child before `started`.
+    #[track_caller]
+    pub fn start<Fun, Fut, V>(&self, f: Fun) -> Start<V, E>
+    where
+        Fun: FnOnce(Ready<V>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        V: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        match start::start(&self.node, f) {
+            Ok(s) => s,
+            Err(e) => panic!("taskscope: cannot spawn: {e}"),
+        }
+    }
+
     /// Waits until a slot of the scope's limit is free and returns it as a [`SpawnPermit`](crate::SpawnPermit)
     /// (back-pressure for producers, instead of queueing children without bound).
     ///
@@ -559,7 +768,57 @@ impl<'env, E> Scope<'env, E> {
     pub fn reserve(&self) -> Reserve<E> {
         Reserve::new(self.node.clone())
     }
+}
 
+impl<'env, E> Scope<'env, E, Supervisor> {
+    /// Spawns `fut` as a supervised child: it runs in parallel like a [`spawn`](Scope::spawn)ed
+    /// child, but its error does not cancel the scope or its siblings: awaiting its
+    /// [`Supervised`] handle gives the child's own `Result<T, E>`. An error nobody takes from
+    /// the handle (it was dropped) is returned by the scope when it ends, never lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::io;
+    /// use taskscope_core::Scope;
+    ///
+    /// let r: io::Result<usize> = Scope::builder()
+    ///     .supervise()
+    ///     .run(async |s| {
+    ///         let bad = s.spawn(async { Err::<u32, _>(io::Error::other("connection reset")) });
+    ///         let good = s.spawn(async {
+    ///             tokio::task::yield_now().await;
+    ///             Ok(7)
+    ///         });
+    ///         // The failure did not cancel `good`; it is ours to handle.
+    ///         assert_eq!(bad.await.unwrap_err().to_string(), "connection reset");
+    ///         Ok(good.await? as usize)
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap(), 7);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`Scope::spawn`]. A panic of the child is re-raised by the scope as usual.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, fut: F) -> Supervised<T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        match supervise::spawn(&self.node, fut) {
+            Ok(h) => h,
+            Err(e) => panic!("taskscope: cannot spawn: {e}"),
+        }
+    }
+}
+
+impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// A `'static`, clonable handle to this scope, to spawn from children (nursery
     /// passing) or cancel the scope from anywhere.
     ///
@@ -583,7 +842,7 @@ impl<'env, E> Scope<'env, E> {
     /// assert!(r.is_ok());
     /// # }
     /// ```
-    pub fn handle(&self) -> ScopeHandle<E> {
+    pub fn handle(&self) -> ScopeHandle<E, K> {
         ScopeHandle {
             node: self.node.clone(),
             _marker: PhantomData,
@@ -634,12 +893,12 @@ impl<'env, E> Scope<'env, E> {
 /// assert_eq!(late.unwrap_err(), SpawnError::Closed);
 /// # }
 /// ```
-pub struct ScopeHandle<E> {
+pub struct ScopeHandle<E, K = Sendable> {
     node: Arc<Node>,
-    _marker: PhantomData<fn() -> E>,
+    _marker: PhantomData<(fn() -> E, K)>,
 }
 
-impl<E> Clone for ScopeHandle<E> {
+impl<E, K> Clone for ScopeHandle<E, K> {
     fn clone(&self) -> Self {
         ScopeHandle {
             node: self.node.clone(),
@@ -648,13 +907,30 @@ impl<E> Clone for ScopeHandle<E> {
     }
 }
 
-impl<E> fmt::Debug for ScopeHandle<E> {
+impl<E, K> fmt::Debug for ScopeHandle<E, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_node(f, "ScopeHandle", &self.node)
     }
 }
 
-impl<E> ScopeHandle<E> {
+impl<E> ScopeHandle<E, Supervisor> {
+    /// Spawns `fut` as a supervised child of the scope; see
+    /// [`Scope::spawn`](Scope#method.spawn-1) of a supervising scope.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished (or its future was dropped).
+    pub fn spawn<F, T>(&self, fut: F) -> Result<Supervised<T, E>, SpawnError>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        supervise::spawn(&self.node, fut)
+    }
+}
+
+impl<E, K: FailsFast> ScopeHandle<E, K> {
     /// Spawns `fut` as a child of the scope; see [`Scope::spawn`].
     ///
     /// # Errors
@@ -704,6 +980,23 @@ impl<E> ScopeHandle<E> {
         HandleReserve::new(self.node.clone())
     }
 
+    /// Starts a child and waits until it is ready; see [`Scope::start`].
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the scope already finished.
+    pub fn start<Fun, Fut, V>(&self, f: Fun) -> Result<Start<V, E>, SpawnError>
+    where
+        Fun: FnOnce(Ready<V>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        V: Send + 'static,
+        E: From<Cancelled> + Send + 'static,
+    {
+        start::start(&self.node, f)
+    }
+}
+
+impl<E, K> ScopeHandle<E, K> {
     /// Cancels the scope; see [`Scope::cancel`].
     pub fn cancel(&self) {
         self.node.cancel(CancelReason::Explicit, false);
@@ -739,23 +1032,26 @@ pin_project! {
     ///
     /// It is `Send` exactly when the body closure, its future, `T` and `E` are.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    pub struct ScopeFuture<'env, Fut, M = FailFast>
+    pub struct ScopeFuture<'env, Fut, M = FailFast, K = Sendable>
     where
         Fut: Future,
         Fut::Output: BodyResult,
+        K: Kind,
     {
         kind: ErrorKind<<Fut::Output as BodyResult>::Err>,
         #[pin]
         body: Option<Fut>,
+        locals: Locals<'env, K>,
         out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         driver: Driver,
         _marker: PhantomData<(Invariant<'env>, M)>,
     }
 
-    impl<'env, Fut, M> PinnedDrop for ScopeFuture<'env, Fut, M>
+    impl<'env, Fut, M, K> PinnedDrop for ScopeFuture<'env, Fut, M, K>
     where
         Fut: Future,
         Fut::Output: BodyResult,
+        K: Kind,
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
@@ -773,8 +1069,10 @@ pin_project! {
                 let mut body = body;
                 body.set(None);
             }));
+            this.locals.close();
+            let dropped_locals = this.locals.drop_all();
             this.driver.finish();
-            if let Err(p) = dropped {
+            for p in [dropped.err(), dropped_locals.err()].into_iter().flatten() {
                 node.record_panic(p);
             }
             #[cfg(feature = "tracing")]
@@ -789,10 +1087,11 @@ pin_project! {
     }
 }
 
-impl<Fut, M> fmt::Debug for ScopeFuture<'_, Fut, M>
+impl<Fut, M, K> fmt::Debug for ScopeFuture<'_, Fut, M, K>
 where
     Fut: Future,
     Fut::Output: BodyResult,
+    K: Kind,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeFuture")
@@ -811,11 +1110,12 @@ fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
     }
 }
 
-impl<Fut, M> Future for ScopeFuture<'_, Fut, M>
+impl<Fut, M, K> Future for ScopeFuture<'_, Fut, M, K>
 where
     Fut: Future,
     Fut::Output: BodyResult,
     M: Mode<Fut::Output>,
+    K: Kind,
 {
     type Output = M::Output;
 
@@ -829,50 +1129,69 @@ where
         this.driver.set_owner(cx.waker());
         loop {
             this.driver.poll_timer(cx);
-            if matches!(this.out, BodyOut::Running) {
-                match this.driver.step() {
-                    Step::Outer => return Poll::Pending,
-                    Step::Catch => *this.out = BodyOut::Caught(this.driver.catch()),
-                    Step::Run => {
-                        let body = this.body.as_mut();
-                        let polled = this.driver.poll_inner(|| {
+            let running = matches!(this.out, BodyOut::Running);
+            match this.driver.step() {
+                // An ancestor's hard cancel: whoever catches it drops this future, with its
+                // body and local children (invariant #8).
+                Step::Outer => {
+                    if running || this.locals.is_busy() {
+                        return Poll::Pending;
+                    }
+                }
+                // The body and the local children are no longer polled; they are dropped
+                // once the subtree drained (below).
+                Step::Catch => {
+                    if running {
+                        *this.out = BodyOut::Caught(this.driver.catch());
+                    }
+                }
+                Step::Run => {
+                    let body = this.body.as_mut();
+                    let locals = &mut *this.locals;
+                    let (polled, locals_polled) = this.driver.poll_inner(|| {
+                        let polled = running.then(|| {
                             catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx))))
                         });
-                        let node = this.driver.node();
-                        match polled {
-                            Ok(Some(Poll::Ready(r))) => {
-                                drop_body(this.body.as_mut(), node);
-                                match r.into_result() {
-                                    Ok(v) => *this.out = BodyOut::Ok(v),
-                                    Err(e) => {
-                                        let _ = node.record_error(None);
-                                        *this.out = BodyOut::Err(e);
-                                    }
+                        (polled, locals.poll(cx))
+                    });
+                    let node = this.driver.node();
+                    match polled {
+                        Some(Ok(Some(Poll::Ready(r)))) => {
+                            drop_body(this.body.as_mut(), node);
+                            match r.into_result() {
+                                Ok(v) => *this.out = BodyOut::Ok(v),
+                                Err(e) => {
+                                    let _ = node.record_error(None);
+                                    *this.out = BodyOut::Err(e);
                                 }
-                            }
-                            Err(payload) => {
-                                drop_body(this.body.as_mut(), node);
-                                node.record_panic(payload);
-                                *this.out = BodyOut::Panicked;
-                            }
-                            Ok(Some(Poll::Pending) | None) => {
-                                if this.driver.step() == Step::Run {
-                                    return Poll::Pending;
-                                }
-                                continue;
                             }
                         }
+                        Some(Err(payload)) => {
+                            drop_body(this.body.as_mut(), node);
+                            node.record_panic(payload);
+                            *this.out = BodyOut::Panicked;
+                        }
+                        Some(Ok(Some(Poll::Pending) | None)) | None => {}
+                    }
+                    if matches!(this.out, BodyOut::Running) || locals_polled.is_pending() {
+                        if this.driver.step() == Step::Run {
+                            return Poll::Pending;
+                        }
+                        continue; // cancelled while it ran: decide again
                     }
                 }
             }
-            // The body is done or caught: wait for every child below (invariant #5).
+            // The body is done or caught, local children too: wait for every child below
+            // (invariant #5).
             if this.driver.poll_idle().is_pending() {
                 return Poll::Pending;
             }
-            if !this.driver.node().try_close() {
+            let node = this.driver.node().clone();
+            let force = this.driver.step() != Step::Run;
+            if !this.locals.try_close(force, || node.try_close()) {
                 continue; // a child was spawned at the last moment: it is awaited too
             }
-            if !this.driver.node().tasks_settled() {
+            if !node.tasks_settled() {
                 // Every child's future is gone, but a task may not yet be marked complete:
                 // its output is about to be stored. Wait for that (a few instructions on
                 // another worker), so a handle dropped with the body below drops the output
@@ -880,9 +1199,12 @@ where
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let node = this.driver.node().clone();
-            // A caught body is dropped only now, after its subtree drained (invariant #8).
+            // A caught body (and caught local children) are dropped only now, after the
+            // subtree drained (invariant #8).
             drop_body(this.body.as_mut(), &node);
+            if let Err(p) = this.locals.drop_all() {
+                node.record_panic(p);
+            }
             this.driver.finish();
             let out = std::mem::replace(this.out, BodyOut::Running);
             return Poll::Ready(M::output(finish(&node, out, *this.kind)));

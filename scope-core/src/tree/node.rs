@@ -253,6 +253,14 @@ impl Node {
         }
     }
 
+    /// Wakes the future that drives this node.
+    pub(crate) fn wake_owner(&self) {
+        let w = self.lock().owner.clone();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
     /// Registers (or refreshes) the waker of the future that drives this node.
     pub(crate) fn set_owner(&self, waker: &Waker) {
         let mut inner = self.lock();

@@ -61,11 +61,22 @@ impl Node {
     /// Records an error returned by a child (`Some`) or by the body (`None`) and, if it is
     /// the first outcome, cancels the scope with `ChildFailed`.
     pub(crate) fn record_error(self: &Arc<Self>, err: Option<Payload>) -> Recorded {
+        self.record(err, true)
+    }
+
+    /// Records an error nobody observed (a supervised child's, whose handle was dropped)
+    /// without cancelling anything: the scope returns it when it ends, like the first error
+    /// (or with the others, in collecting mode) if none came before it.
+    pub(crate) fn record_unobserved(self: &Arc<Self>, err: Payload) -> Recorded {
+        self.record(Some(err), false)
+    }
+
+    fn record(self: &Arc<Self>, err: Option<Payload>, cancel: bool) -> Recorded {
         let mut wakes = Wakes::default();
         let mut dropped = None;
         let (recorded, spread) = {
             let mut inner = self.lock();
-            let first = !self.state().is_soft() && inner.outcome.primary.is_none();
+            let first = (!cancel || !self.state().is_soft()) && inner.outcome.primary.is_none();
             let slot = match err {
                 Some(e) => Slot::Child(e),
                 None => Slot::Body,
@@ -89,7 +100,7 @@ impl Node {
                     "secondary error in a cancelled scope (not returned; counted as suppressed)"
                 );
             }
-            let spread = if first {
+            let spread = if first && cancel {
                 self.cancel_locked(&mut inner, CancelReason::ChildFailed, false, &mut wakes)
             } else {
                 None

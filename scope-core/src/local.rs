@@ -1,0 +1,553 @@
+//! In-task children ([`Scope::spawn_local`](crate::Scope::spawn_local)): futures polled
+//! inside the scope's own future, concurrently with the body but not in parallel, so they
+//! may borrow from the caller (anything that outlives the `scope(..)` call) and, in a
+//! [`Local`] scope, need not be `Send`.
+//!
+//! # Trilemma
+//!
+//! Concurrency, parallelism, borrowing: pick two. Spawned children ([`Scope::spawn`](crate::Scope::spawn))
+//! run in parallel on the runtime's workers, so they must be `'static` (a scope future can be
+//! forgotten with `mem::forget`, and safe code cannot stop a task from outliving a borrow
+//! then). Local children give up parallelism instead: they run in the task that polls the
+//! scope, which is what makes borrowing sound without `unsafe` and without blocking. Use
+//! spawned children for CPU-heavy or independent work, local children for I/O-bound fan-out
+//! over borrowed data, and blocking children for synchronous code.
+//!
+//! # How they run
+//!
+//! `spawn_local` boxes the child (with a small wrapper that records its outcome) into the
+//! scope's queue; the scope future moves queued children into a `FuturesUnordered` and
+//! polls the ready ones each time it is polled, under the scope's node, so `cancelled()`,
+//! deadlines and shields behave as in the body. Each child has its own waker: a wake-up
+//! polls that child, not all of them. The scope returns only once the body, every local
+//! child and every spawned child finished. On the scope's own hard cancel the local
+//! children are dropped (in the scope's task); on an ancestor's, they are dropped with the
+//! scope future.
+//!
+//! Local children are not counted in the node's `busy` count: they cannot outlive the
+//! scope future (they are its fields), and an in-task catcher further out waits for `busy`
+//! to reach zero before it drops its inner future (tree invariant #8), which would then wait
+//! for them forever.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::stream::{FuturesUnordered, Stream};
+use pin_project_lite::pin_project;
+
+use crate::child::SlotGuard;
+use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::sync::{Arc, Mutex, Ordering, lock};
+use crate::tree::Node;
+use crate::tree::outcome::Payload;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Sendable {}
+    impl Sealed for super::Local {}
+    impl Sealed for super::Supervisor {}
+}
+
+/// The kind of a scope: [`Sendable`] (the default), [`Local`] or [`Supervisor`].
+///
+/// A scope future holds its local children, so it can be `Send` only if they are: a
+/// [`Sendable`] scope takes only `Send` local children (and stays `Send` when its body is),
+/// a [`Local`] scope takes any (and is `!Send`). In both, a child's error fails the scope
+/// ([`FailsFast`]). A [`Supervisor`] scope delivers each child's error to its handle instead.
+pub trait Kind: sealed::Sealed + Sized + 'static {
+    #[doc(hidden)]
+    type Task<'env>: Future<Output = LocalOutcome> + Unpin + 'env;
+}
+
+/// The kinds of scope in which a child's error fails the scope: [`Sendable`] and [`Local`].
+/// They have the full set of ways to run children (spawned, local, blocking, limited).
+pub trait FailsFast: Kind {}
+
+impl FailsFast for Sendable {}
+impl FailsFast for Local {}
+
+/// A supervising scope ([`ScopeBuilder::supervise`](crate::ScopeBuilder::supervise)): a
+/// child's error does not cancel the scope; it is delivered through the child's
+/// [`Supervised`](crate::Supervised) handle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Supervisor;
+
+impl Kind for Supervisor {
+    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + Send + 'env>>;
+}
+
+/// Which local children a scope of kind `Self` accepts: a future `F` it can box.
+#[diagnostic::on_unimplemented(
+    message = "this scope's local children must be `Send`",
+    label = "this local child is not `Send`",
+    note = "a local scope accepts `!Send` local children: build it with \
+            `Scope::builder().local()` and run it on a current-thread runtime or in a `LocalSet`"
+)]
+pub trait Accepts<'env, F>: Kind {
+    #[doc(hidden)]
+    fn boxed(f: F) -> Self::Task<'env>;
+}
+
+/// The default kind of scope: local children must be `Send`, so the scope future is `Send`
+/// when its body is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sendable;
+
+/// A scope whose local children need not be `Send` (they may hold an `Rc`): its future is
+/// `!Send`, for a current-thread runtime or a `LocalSet`. Built with
+/// [`ScopeBuilder::local`](crate::ScopeBuilder::local).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Kind for Sendable {
+    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + Send + 'env>>;
+}
+
+impl<'env, F> Accepts<'env, F> for Sendable
+where
+    F: Future<Output = LocalOutcome> + Send + 'env,
+{
+    fn boxed(f: F) -> Self::Task<'env> {
+        Box::pin(f)
+    }
+}
+
+impl Kind for Local {
+    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + 'env>>;
+}
+
+impl<'env, F> Accepts<'env, F> for Local
+where
+    F: Future<Output = LocalOutcome> + 'env,
+{
+    fn boxed(f: F) -> Self::Task<'env> {
+        Box::pin(f)
+    }
+}
+
+/// What became of a local child, for the scope to record (an error or a panic).
+#[doc(hidden)]
+pub struct LocalOutcome(Option<Failure>);
+
+impl fmt::Debug for LocalOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LocalOutcome")
+    }
+}
+
+enum Failure {
+    Error(Payload),
+    Panic(Payload),
+}
+
+/// Local children spawned but not yet taken over by the scope future.
+pub(crate) struct Queue<'env, K: Kind> {
+    /// Set by the first `spawn_local`: until then the scope future skips the queue.
+    used: AtomicBool,
+    state: Mutex<QueueState<'env, K>>,
+}
+
+struct QueueState<'env, K: Kind> {
+    incoming: Vec<K::Task<'env>>,
+    /// The scope future is inside its poll: it takes what is queued before it returns, so a
+    /// spawn need not wake it.
+    polling: bool,
+    /// The scope finished (or its future was dropped): no more local children.
+    closed: bool,
+}
+
+impl<'env, K: Kind> Queue<'env, K> {
+    pub(crate) fn new() -> Self {
+        Queue {
+            used: AtomicBool::new(false),
+            state: Mutex::new(QueueState {
+                incoming: Vec::new(),
+                polling: false,
+                closed: false,
+            }),
+        }
+    }
+}
+
+/// The scope future's side: the running local children and the queue they come from.
+pub(crate) struct Locals<'env, K: Kind> {
+    pub(crate) queue: Arc<Queue<'env, K>>,
+    /// Created at the first local child. In a `Mutex` only so that the scope future stays
+    /// `Sync`; it is reached through `get_mut`, never locked.
+    running: Mutex<Option<FuturesUnordered<K::Task<'env>>>>,
+}
+
+/// How many times one poll of the scope takes over newly queued children before it yields
+/// (children that keep spawning children must not starve the runtime).
+const ROUNDS: usize = 32;
+
+impl<'env, K: Kind> Locals<'env, K> {
+    pub(crate) fn new() -> Self {
+        Locals {
+            queue: Arc::new(Queue::new()),
+            running: Mutex::new(None),
+        }
+    }
+
+    fn running(&mut self) -> &mut Option<FuturesUnordered<K::Task<'env>>> {
+        self.running
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `true` while a local child runs or waits to be taken over.
+    pub(crate) fn is_busy(&mut self) -> bool {
+        if self.running().as_ref().is_some_and(|r| !r.is_empty()) {
+            return true;
+        }
+        self.queue.used.load(Ordering::Acquire) && !lock(&self.queue.state).incoming.is_empty()
+    }
+
+    /// Polls the local children that were woken, taking over newly queued ones, and records
+    /// their failures with the scope's node. Ready once none is left.
+    ///
+    /// Called with the scope's node lent to the ambient frame.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.queue.used.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        for _ in 0..ROUNDS {
+            let incoming = {
+                let mut st = lock(&self.queue.state);
+                st.polling = true;
+                std::mem::take(&mut st.incoming)
+            };
+            if !incoming.is_empty() {
+                let running = self.running().get_or_insert_with(FuturesUnordered::new);
+                for task in incoming {
+                    running.push(task);
+                }
+            }
+            let Some(running) = self.running().as_mut() else {
+                return self.park();
+            };
+            loop {
+                match Pin::new(&mut *running).poll_next(cx) {
+                    Poll::Ready(Some(LocalOutcome(None))) => {}
+                    Poll::Ready(Some(LocalOutcome(Some(failure)))) => record(failure),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            let mut st = lock(&self.queue.state);
+            if st.incoming.is_empty() {
+                st.polling = false;
+                drop(st);
+                return self.park();
+            }
+            // A child (or the body) queued more while we polled: take them over too.
+        }
+        // Still more after `ROUNDS` rounds: let other tasks run, and come back.
+        lock(&self.queue.state).polling = false;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn park(&mut self) -> Poll<()> {
+        if self.running().as_ref().is_some_and(|r| !r.is_empty()) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Drops every local child (the scope caught its own hard cancel, or its future is
+    /// dropped); their handles resolve to `ParentCancelled`. Returns a panic of a child's
+    /// `Drop`, if any.
+    pub(crate) fn drop_all(&mut self) -> Result<(), Payload> {
+        let queued = if self.queue.used.load(Ordering::Acquire) {
+            std::mem::take(&mut lock(&self.queue.state).incoming)
+        } else {
+            Vec::new()
+        };
+        let running = self.running().take();
+        catch_unwind(AssertUnwindSafe(move || {
+            drop(running);
+            drop(queued);
+        }))
+    }
+
+    /// Closes the queue if `close_node` (the scope's closing CAS) succeeds and no local
+    /// child is waiting in it (unless `force`: they are dropped, not run), atomically with
+    /// respect to `spawn_local`.
+    pub(crate) fn try_close(&mut self, force: bool, close_node: impl FnOnce() -> bool) -> bool {
+        let mut st = lock(&self.queue.state);
+        if (!force && !st.incoming.is_empty()) || !close_node() {
+            return false;
+        }
+        st.closed = true;
+        true
+    }
+
+    /// Refuses local children from now on (the scope future is dropped).
+    pub(crate) fn close(&self) {
+        lock(&self.queue.state).closed = true;
+    }
+}
+
+/// Records a local child's failure with the scope's node (the ambient one while the scope
+/// polls its local children).
+fn record(failure: Failure) {
+    let Some(node) = crate::context::current() else {
+        return;
+    };
+    match failure {
+        Failure::Error(e) => {
+            let _ = node.record_error(Some(e));
+        }
+        Failure::Panic(p) => node.record_panic(p),
+    }
+}
+
+/// Queues `fut` as a local child of the scope whose node is `node`.
+pub(crate) fn spawn<'env, K, F, T, E>(
+    queue: &Queue<'env, K>,
+    node: &Arc<Node>,
+    fut: F,
+) -> Result<LocalHandle<T>, SpawnError>
+where
+    K: Accepts<'env, LocalChild<F, T>>,
+    F: Future<Output = Result<T, E>> + 'env,
+    T: 'env,
+    E: Send + 'static,
+{
+    if node.is_closed() {
+        return Err(SpawnError::Closed);
+    }
+    if node.state().is_soft() {
+        // Like a spawned child: a cancelled scope never starts it (R8).
+        let handle = LocalHandle::new();
+        handle
+            .shared
+            .finish(Err(Cancelled::new(CancelReason::ParentCancelled)));
+        return Ok(handle);
+    }
+    let handle = LocalHandle::new();
+    let task = K::boxed(LocalChild {
+        fut,
+        slot: SlotGuard::enter(node),
+        done: DoneGuard {
+            shared: handle.shared.clone(),
+        },
+    });
+    queue.used.store(true, Ordering::Release);
+    let mut st = lock(&queue.state);
+    if st.closed {
+        drop(st);
+        drop(task);
+        return Err(SpawnError::Closed);
+    }
+    st.incoming.push(task);
+    let wake = !st.polling;
+    drop(st);
+    if wake {
+        // Spawned from outside the scope's poll (another task holding a `'static` scope):
+        // the scope future must come and take it.
+        node.wake_owner();
+    }
+    Ok(handle)
+}
+
+pin_project! {
+    /// A local child as the scope holds it: the future, its place at the scope's limiter
+    /// (if any), and the guard that resolves its handle if it is dropped unfinished. Fields
+    /// drop in order: the child's locals first, then its slot, then the handle is told.
+    #[doc(hidden)]
+    pub struct LocalChild<F, T> {
+        #[pin]
+        fut: F,
+        slot: Option<SlotGuard>,
+        done: DoneGuard<T>,
+    }
+}
+
+impl<F, T> fmt::Debug for LocalChild<F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LocalChild")
+    }
+}
+
+/// Resolves the handle of a local child dropped before it finished.
+struct DoneGuard<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Drop for DoneGuard<T> {
+    fn drop(&mut self) {
+        self.shared
+            .finish(Err(Cancelled::new(CancelReason::ParentCancelled)));
+    }
+}
+
+impl<F, T, E> Future for LocalChild<F, T>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Send + 'static,
+{
+    type Output = LocalOutcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LocalOutcome> {
+        let this = self.project();
+        let shared = &this.done.shared;
+        if shared.cancel.load(Ordering::Acquire) {
+            shared.finish(Err(Cancelled::new(CancelReason::Explicit)));
+            return Poll::Ready(LocalOutcome(None));
+        }
+        if let Some(slot) = this.slot {
+            if slot.poll_admitted(cx).is_pending() {
+                shared.set_child_waker(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx))) {
+            Ok(Poll::Pending) => {
+                shared.set_child_waker(cx.waker());
+                Poll::Pending
+            }
+            Ok(Poll::Ready(Ok(v))) => {
+                shared.finish(Ok(v));
+                Poll::Ready(LocalOutcome(None))
+            }
+            Ok(Poll::Ready(Err(e))) => {
+                shared.finish(Err(Cancelled::new(CancelReason::ChildFailed)));
+                Poll::Ready(LocalOutcome(Some(Failure::Error(Box::new(e)))))
+            }
+            Err(p) => {
+                shared.finish(Err(Cancelled::new(CancelReason::ChildPanicked)));
+                Poll::Ready(LocalOutcome(Some(Failure::Panic(p))))
+            }
+        }
+    }
+}
+
+/// What a local child and its handle share.
+struct Shared<T> {
+    /// [`LocalHandle::cancel`] was called.
+    cancel: AtomicBool,
+    state: Mutex<SharedState<T>>,
+}
+
+struct SharedState<T> {
+    result: Option<Result<T, Cancelled>>,
+    /// The result was set (and maybe taken since).
+    finished: bool,
+    /// Woken when the result is set.
+    handle_waker: Option<Waker>,
+    /// The child's own waker, for `cancel`.
+    child_waker: Option<Waker>,
+}
+
+impl<T> Shared<T> {
+    /// Sets the result (the first one sticks) and wakes the handle.
+    fn finish(&self, r: Result<T, Cancelled>) {
+        let mut st = lock(&self.state);
+        if st.finished {
+            return;
+        }
+        st.finished = true;
+        st.result = Some(r);
+        let w = st.handle_waker.take();
+        let c = st.child_waker.take();
+        drop(st);
+        drop(c);
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    fn set_child_waker(&self, waker: &Waker) {
+        let mut st = lock(&self.state);
+        if st.child_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        let old = st.child_waker.replace(waker.clone());
+        drop(st);
+        drop(old);
+    }
+}
+
+/// A handle to a local child ([`Scope::spawn_local`](crate::Scope::spawn_local)): await it for
+/// the child's value.
+///
+/// Resolves like a [`TaskHandle`](crate::TaskHandle): `Ok(value)`, or `Err(Cancelled)` whose
+/// reason is `ChildFailed` (the error went to the scope), `ChildPanicked`, `ParentCancelled`
+/// (the scope was cancelled and the child dropped, or it never started) or `Explicit`
+/// ([`cancel`](LocalHandle::cancel)).
+///
+/// Dropping the handle neither cancels nor detaches the child.
+///
+/// # Cancel safety
+///
+/// Awaiting the handle is cancel safe: the value is kept for a later poll.
+pub struct LocalHandle<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> LocalHandle<T> {
+    fn new() -> Self {
+        LocalHandle {
+            shared: Arc::new(Shared {
+                cancel: AtomicBool::new(false),
+                state: Mutex::new(SharedState {
+                    result: None,
+                    finished: false,
+                    handle_waker: None,
+                    child_waker: None,
+                }),
+            }),
+        }
+    }
+
+    /// Cancels this child alone, without failing or cancelling the scope: it is dropped at
+    /// its next poll (woken for it now), and its handle resolves to
+    /// [`CancelReason::Explicit`] unless it finished first.
+    pub fn cancel(&self) {
+        self.shared.cancel.store(true, Ordering::Release);
+        let w = lock(&self.shared.state).child_waker.take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// `true` once the child finished (or was never started).
+    pub fn is_finished(&self) -> bool {
+        lock(&self.shared.state).finished
+    }
+}
+
+impl<T> Unpin for LocalHandle<T> {}
+
+impl<T> Future for LocalHandle<T> {
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = lock(&self.shared.state);
+        if let Some(r) = st.result.take() {
+            return Poll::Ready(r);
+        }
+        assert!(!st.finished, "`LocalHandle` polled after completion");
+        let old = match &st.handle_waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => st.handle_waker.replace(cx.waker().clone()),
+        };
+        drop(st);
+        drop(old);
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for LocalHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

@@ -1,0 +1,248 @@
+//! Issue 4, `start()`: trio's readiness handshake (modelled on trio's `test_nursery_start*`).
+
+mod common;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use common::{Census, Error, ms, rt_test, secs};
+use taskscope::{CancelReason, Cancelled, Scope, move_on_after, scope};
+use tokio::time::Instant;
+
+rt_test! {
+    async fn start_returns_the_started_value_and_the_child_keeps_running() {
+        let ran_on = Arc::new(AtomicBool::new(false));
+        let flag = ran_on.clone();
+        let r: Result<u32, Error> = scope(async |s| {
+            let v = s
+                .start(|ready| async move {
+                    ready.started(42);
+                    tokio::task::yield_now().await;
+                    flag.store(true, SeqCst);
+                    Ok(())
+                })
+                .await?;
+            Ok(v)
+        })
+        .await;
+        assert_eq!(r, Ok(42));
+        // The scope awaited the child after it started.
+        assert!(ran_on.load(SeqCst));
+    }
+}
+
+rt_test! {
+    async fn error_before_started_comes_out_of_start_not_the_scope() {
+        let r: Result<&str, Error> = scope(async |s| {
+            let e = s
+                .start(|_ready: taskscope::Ready<u32>| async { Err(Error::Boom(1)) })
+                .await;
+            assert_eq!(e, Err(Error::Boom(1)));
+            assert!(!s.is_cancelled(), "an error before `started` must not fail the scope");
+            Ok("scope ok")
+        })
+        .await;
+        assert_eq!(r, Ok("scope ok"));
+    }
+}
+
+#[tokio::test]
+async fn error_after_started_fails_the_scope() {
+    let r: Result<(), Error> = scope(async |s| {
+        let v = s
+            .start(|ready| async move {
+                ready.started(1u8);
+                tokio::task::yield_now().await;
+                Err(Error::Boom(2))
+            })
+            .await?;
+        assert_eq!(v, 1);
+        pending::<()>().await; // the child's error cancels the body
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Err(Error::Boom(2)));
+}
+
+#[tokio::test]
+async fn returning_without_started_is_an_error() {
+    let r: Result<(), Error> = scope(async |s| {
+        let e = s
+            .start(|_ready: taskscope::Ready<()>| async { Ok(()) })
+            .await;
+        assert_eq!(e, Err(Error::Cancelled(CancelReason::NotStarted)));
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn panic_before_started_is_resumed_in_the_caller() {
+    let r = tokio::spawn(async {
+        scope(async |s| {
+            let caught = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                s.start(|_ready: taskscope::Ready<()>| async {
+                    panic!("not ready");
+                    #[allow(unreachable_code)]
+                    Ok::<(), Cancelled>(())
+                }),
+            ))
+            .await;
+            let payload = caught.unwrap_err();
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"not ready"));
+            Ok::<_, Cancelled>("scope survives")
+        })
+        .await
+    })
+    .await
+    .unwrap();
+    assert_eq!(r, Ok("scope survives"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_caller_cancels_the_child_before_it_started() {
+    let census = Census::new();
+    let r: Result<(), Error> = scope(async |s| {
+        let g = census.guard();
+        let out = move_on_after(
+            secs(1),
+            s.start(|_ready: taskscope::Ready<()>| async move {
+                let _g = g;
+                pending::<()>().await;
+                Ok(())
+            }),
+        )
+        .await;
+        assert!(out.is_none(), "the caller timed out");
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_cancel_scope_cancel_reaches_the_unstarted_child() {
+    let census = Census::new();
+    let r: Result<Result<(), Error>, Cancelled> = taskscope::CancelScope::new()
+        .grace(secs(10))
+        .timeout(secs(1))
+        .run(scope(async |s| {
+            // A scope inside the cancel scope: the caller is the body, whose ancestor is
+            // cancelled (softly) at 1s; the child has not started: `start` gives up.
+            let g = census.guard();
+            let t0 = Instant::now();
+            let out = s
+                .start(|_ready: taskscope::Ready<()>| async move {
+                    let _g = g;
+                    pending::<()>().await;
+                    Ok(())
+                })
+                .await;
+            assert_eq!(out, Err(Error::Cancelled(CancelReason::ParentCancelled)));
+            assert_eq!(t0.elapsed(), secs(1));
+            Ok(())
+        }))
+        .await;
+    assert!(r.is_ok());
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_started_the_callers_cancellation_no_longer_reaches_the_child() {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let r: Result<(), Error> = scope(async |s| {
+        let h = s.handle();
+        // The caller is a cancel scope that times out after the child started.
+        let out = move_on_after(secs(1), async move {
+            let v = h
+                .start(|ready| async move {
+                    ready.started(());
+                    tokio::time::sleep(secs(5)).await;
+                    flag.store(true, SeqCst);
+                    Ok(())
+                })
+                .unwrap()
+                .await;
+            assert!(v.is_ok());
+            pending::<()>().await;
+        })
+        .await;
+        assert!(out.is_none());
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    assert!(
+        done.load(SeqCst),
+        "the started child ran to its end in the scope"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_start_keeps_the_scope_open() {
+    let t0 = Instant::now();
+    let started_at = Arc::new(std::sync::Mutex::new(None));
+    let at = started_at.clone();
+    let r: Result<(), Error> = scope(async |s| {
+        let h = s.handle();
+        // A child calls start on the scope and the body returns at once: the scope must
+        // stay open until the started child finished.
+        s.spawn(async move {
+            let v = h
+                .start(|ready| async move {
+                    tokio::time::sleep(ms(300)).await;
+                    ready.started(7u8);
+                    tokio::time::sleep(ms(200)).await;
+                    Ok(())
+                })
+                .unwrap()
+                .await?;
+            *at.lock().unwrap() = Some((v, t0.elapsed()));
+            Ok(())
+        });
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(t0.elapsed(), ms(500));
+    assert_eq!(*started_at.lock().unwrap(), Some((7, ms(300))));
+}
+
+#[tokio::test]
+async fn start_into_a_finished_scope_is_a_clear_error() {
+    let mut escaped = None;
+    let r: Result<(), Cancelled> = scope(async |s| {
+        escaped = Some(s.handle());
+        Ok(())
+    })
+    .await;
+    assert!(r.is_ok());
+    let e = escaped
+        .unwrap()
+        .start(|ready| async move {
+            ready.started(());
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(e, taskscope::SpawnError::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_before_started_after_the_caller_left_goes_to_the_scope() {
+    // The caller drops the `start` future (a select lost) after the child failed but before
+    // the failure was looked at: the error is not lost, the scope returns it.
+    let r: Result<(), Error> = Scope::builder()
+        .run(async |s| {
+            let st = s.start(|_ready: taskscope::Ready<()>| async { Err(Error::Boom(9)) });
+            tokio::time::sleep(Duration::from_millis(10)).await; // the child ran and failed
+            drop(st);
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(9)));
+}

@@ -1,0 +1,222 @@
+//! Issue 4, supervise mode: `Scope::builder().supervise()`: a child's error does not cancel
+//! the scope; it is delivered through the child's `Supervised` handle, and an error nobody
+//! took is returned by the scope when it ends.
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::{Census, Error, ms, rt_test};
+use taskscope::{CancelReason, Cancelled, Scope, cancelled};
+
+rt_test! {
+    async fn child_error_goes_to_its_handle_and_siblings_go_on() {
+        let census = Census::new();
+        let r: Result<u32, Error> = Scope::builder()
+            .supervise()
+            .run(async |s| {
+                let g = census.guard();
+                let sibling = s.spawn(async move {
+                    let _g = g;
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                    Ok(5)
+                });
+                let bad = s.spawn(async { Err::<u32, _>(Error::Boom(1)) });
+                assert_eq!(bad.await, Err(Error::Boom(1)));
+                assert!(!s.is_cancelled(), "a supervised failure must not cancel the scope");
+                let v = sibling.await?;
+                Ok(v)
+            })
+            .await;
+        assert_eq!(r, Ok(5));
+        assert_eq!(census.alive(), 0);
+    }
+}
+
+rt_test! {
+    async fn error_of_a_dropped_handle_is_returned_by_the_scope_without_cancelling() {
+        let census = Census::new();
+        let r: Result<&str, Error> = Scope::builder()
+            .supervise()
+            .run(async |s| {
+                // Dropped before the child fails.
+                drop(s.spawn(async {
+                    tokio::task::yield_now().await;
+                    Err::<(), _>(Error::Boom(2))
+                }));
+                let g = census.guard();
+                let sibling = s.spawn(async move {
+                    let _g = g;
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok("sibling done")
+                });
+                // The sibling completes: nothing was cancelled.
+                let v = sibling.await?;
+                Ok(v)
+            })
+            .await;
+        assert_eq!(r, Err(Error::Boom(2)));
+        assert_eq!(census.alive(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_held_by_a_handle_dropped_unawaited_is_returned() {
+    let r: Result<(), Error> = Scope::builder()
+        .supervise()
+        .run(async |s| {
+            let h = s.spawn(async { Err::<(), _>(Error::Boom(3)) });
+            // The child fails while the handle is alive, then the handle goes unawaited.
+            tokio::time::sleep(ms(10)).await;
+            assert!(h.is_finished());
+            drop(h);
+            assert!(!s.is_cancelled());
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(3)));
+}
+
+#[tokio::test]
+async fn collect_errors_returns_every_unobserved_error_in_order() {
+    let r = Scope::builder()
+        .supervise()
+        .collect_errors()
+        .run(async |s| {
+            for i in 0..3u32 {
+                drop(s.spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    Err::<(), _>(Error::Boom(i))
+                }));
+            }
+            Ok::<_, Error>(())
+        })
+        .await;
+    let errs: Vec<Error> = r.unwrap_err().into_iter().collect();
+    assert_eq!(errs, [Error::Boom(0), Error::Boom(1), Error::Boom(2)]);
+}
+
+#[tokio::test]
+async fn an_observed_error_is_not_returned_again() {
+    let r: Result<u32, Error> = Scope::builder()
+        .supervise()
+        .run(async |s| {
+            let h = s.spawn(async { Err::<u32, _>(Error::Boom(4)) });
+            Ok(h.await.unwrap_or(9))
+        })
+        .await;
+    assert_eq!(r, Ok(9));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_reaches_supervised_children_and_their_handles() {
+    let census = Census::new();
+    let r: Result<(), Error> = Scope::builder()
+        .supervise()
+        .timeout(Duration::from_secs(1))
+        .run(async |s| {
+            let g = census.guard();
+            let h = s.spawn(async move {
+                let _g = g;
+                pending::<Result<(), Error>>().await
+            });
+            let h2 = s.handle().spawn(async { Ok::<_, Error>(1) }).unwrap();
+            assert_eq!(h2.await, Ok(1));
+            let e = h.await.unwrap_err();
+            assert_eq!(e, Error::Cancelled(CancelReason::ParentCancelled));
+            cancelled().await;
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test]
+async fn handle_cancel_cancels_that_child_alone() {
+    let r: Result<u32, Error> = Scope::builder()
+        .supervise()
+        .run(async |s| {
+            let h = s.spawn(pending::<Result<u32, Error>>());
+            h.cancel();
+            assert_eq!(h.await, Err(Error::Cancelled(CancelReason::Explicit)));
+            Ok(1)
+        })
+        .await;
+    assert_eq!(r, Ok(1));
+}
+
+#[tokio::test]
+async fn body_error_still_fails_and_cancels_the_scope() {
+    let census = Census::new();
+    let r: Result<(), Error> = Scope::builder()
+        .supervise()
+        .run(async |s| {
+            let g = census.guard();
+            drop(s.spawn(async move {
+                let _g = g;
+                pending::<Result<(), Error>>().await
+            }));
+            tokio::task::yield_now().await;
+            Err(Error::Boom(7))
+        })
+        .await;
+    assert_eq!(r, Err(Error::Boom(7)));
+    assert_eq!(census.alive(), 0);
+}
+
+#[tokio::test]
+async fn child_panic_is_still_re_raised() {
+    let r = tokio::spawn(async {
+        Scope::builder()
+            .supervise()
+            .run(async |s| {
+                drop(s.spawn(async {
+                    panic!("supervised boom");
+                    #[allow(unreachable_code)]
+                    Ok::<(), Cancelled>(())
+                }));
+                Ok::<_, Cancelled>(())
+            })
+            .await
+    })
+    .await;
+    let payload = r.unwrap_err().into_panic();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"supervised boom"));
+}
+
+rt_test! {
+    async fn many_failing_children_fail_none_of_their_siblings() {
+        let r: Result<usize, Error> = Scope::builder()
+            .supervise()
+            .run(async |s| {
+                let hs: Vec<_> = (0..1000u32)
+                    .map(|i| {
+                        s.spawn(async move {
+                            tokio::task::yield_now().await;
+                            if i % 2 == 0 { Err(Error::Boom(i)) } else { Ok(i) }
+                        })
+                    })
+                    .collect();
+                let mut ok = 0;
+                for (i, h) in hs.into_iter().enumerate() {
+                    match h.await {
+                        Ok(v) => {
+                            assert_eq!(v as usize, i);
+                            ok += 1;
+                        }
+                        Err(e) => assert_eq!(e, Error::Boom(i as u32)),
+                    }
+                }
+                Ok(ok)
+            })
+            .await;
+        assert_eq!(r, Ok(500));
+    }
+}
