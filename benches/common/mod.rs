@@ -1,5 +1,5 @@
 //! The parked child both benches use, and the counters that tell when every child parked and
-//! when every child is gone.
+//! when every child is gone; the current-thread runtime and child counts of the `local` bench.
 #![allow(dead_code)]
 
 use std::future::pending;
@@ -12,6 +12,17 @@ use tokio_util::sync::CancellationToken;
 
 /// Children per round.
 pub const N: usize = 10_000;
+
+/// Children per round of the `local` bench, one divan argument each.
+pub const LOCAL_SIZES: [usize; 3] = [100, 1_000, 10_000];
+
+/// A current-thread runtime with the IO and time drivers, built once per benchmark.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build the runtime")
+}
 
 /// Drop guards alive.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
