@@ -112,6 +112,10 @@ pub use taskscope_core::*;
 /// - `name = "..."` (default: the function's name); `grace = "100ms"` or `<expr>`;
 /// - `limit = 8` (or a `usize` expression): at most that many children run at once (see
 ///   [`ScopeBuilder::limit`]);
+/// - `supervise`: a child's error does not fail the scope; `s.spawn(..)` returns a
+///   [`Supervised`] handle that gives the child's own `Result` (see
+///   [`ScopeBuilder::supervise`]). An error nobody took from its handle is returned when the
+///   scope ends;
 /// - `crate = "path"`: where the taskscope crate is, if it was renamed or re-exported.
 ///
 /// Durations are string literals of a number and a unit (`"250ms"`, `"2s"`, `"1.5s"`,

@@ -220,3 +220,44 @@ rt_test! {
         assert_eq!(r, Ok(500));
     }
 }
+
+#[tokio::test]
+async fn the_scoped_macro_takes_supervise() {
+    #[taskscope::scoped(s, supervise, limit = 2)]
+    async fn check_all(ids: Vec<u32>) -> Result<Vec<Result<u32, Error>>, Error> {
+        let hs: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                s.spawn(async move {
+                    tokio::task::yield_now().await;
+                    if id == 2 {
+                        Err(Error::Boom(id))
+                    } else {
+                        Ok(id * 10)
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in hs {
+            out.push(h.await); // one failure does not cancel the others
+        }
+        Ok(out)
+    }
+    let r = check_all(vec![1, 2, 3]).await.unwrap();
+    assert_eq!(r, [Ok(10), Err(Error::Boom(2)), Ok(30)]);
+}
+
+#[tokio::test]
+async fn the_scope_macro_takes_supervise() {
+    let r: Result<u32, Error> = taskscope::scope!(supervise, |s| {
+        drop(s.spawn(async { Err::<(), _>(Error::Boom(5)) }));
+        let ok = s.spawn(async { Ok(1) });
+        ok.await
+    });
+    assert_eq!(
+        r,
+        Err(Error::Boom(5)),
+        "the unobserved error is returned at the end"
+    );
+}

@@ -12,7 +12,7 @@ use crate::duration::DurationArg;
 /// Every key, for the "unknown key" error.
 pub(crate) const VALID: &str = "a bare identifier to bind the scope handle (`s`), \
      `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, \
-     `limit = 8`, `crate = \"path\"`";
+     `limit = 8`, `supervise`, `crate = \"path\"`";
 
 #[derive(Default)]
 pub(crate) struct Options {
@@ -22,6 +22,8 @@ pub(crate) struct Options {
     pub(crate) name: Option<LitStr>,
     pub(crate) grace: Option<DurationArg>,
     pub(crate) limit: Option<Expr>,
+    /// `supervise`: a child's error goes to its handle instead of failing the scope.
+    pub(crate) supervise: Option<Span>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -82,6 +84,9 @@ impl Options {
         if let Some(l) = &self.limit {
             b = quote!(#b.limit(#l));
         }
+        if self.supervise.is_some() {
+            b = quote!(#b.supervise());
+        }
         b
     }
 
@@ -90,6 +95,15 @@ impl Options {
     pub(crate) fn add(&mut self, meta: Meta, errors: &mut Errors) {
         match meta {
             Meta::Path(path) => match path.get_ident() {
+                Some(ident) if ident == "supervise" => {
+                    if self.supervise.is_some() {
+                        errors.push(syn::Error::new_spanned(
+                            ident,
+                            "`supervise` is given twice; give it once",
+                        ));
+                    }
+                    self.supervise = Some(ident.span());
+                }
                 Some(ident) if self.handle.is_none() => self.handle = Some(ident.clone()),
                 Some(ident) => errors.push(syn::Error::new_spanned(
                     ident,
