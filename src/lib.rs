@@ -72,6 +72,24 @@
 //! See `docs/cancel-tree.md` in the repository for the tree's invariants and why no wakeup
 //! can be lost.
 //!
+//! # Kinds of children
+//!
+//! Concurrency, parallelism, borrowing: pick two.
+//!
+//! | | runs | may borrow from the caller | must be `Send` | use it for |
+//! |---|---|---|---|---|
+//! | [`Scope::spawn`] | in parallel, on the runtime's workers | no (`'static`) | yes | independent or CPU-heavy work |
+//! | [`Scope::spawn_local`] | concurrently, inside the scope's own future | yes | only in a default scope; not in [`ScopeBuilder::local`] | I/O-bound fan-out over borrowed data, `Rc` state |
+//! | [`Scope::spawn_blocking`] | on the blocking pool | no | yes | synchronous code; cannot be dropped, is awaited |
+//! | [`Scope::spawn_background`] | like `spawn`, cancelled with [`CancelReason::ScopeDone`] once the rest is done | no | yes | heartbeats, refreshers, log shippers |
+//! | [`Scope::start`] | like `spawn`, after a readiness handshake ([`Ready::started`]) | no | yes | servers that must be listening before you go on |
+//!
+//! All follow the same rules: fail fast, panics re-raised, cancel tree, deadlines,
+//! guaranteed await. A scope built with [`ScopeBuilder::limit`] runs at most `n` spawned and
+//! local children at once, in spawn order ([`Scope::try_spawn`], [`Scope::reserve`] for
+//! back-pressure). A scope built with [`ScopeBuilder::supervise`] delivers each child's
+//! error to its [`Supervised`] handle instead of failing.
+//!
 //! # Comparison to `JoinSet` and `TaskTracker`
 //!
 //! | | `JoinSet` | `TaskTracker` + `CancellationToken` | taskscope |
