@@ -9,6 +9,8 @@ mod context;
 mod driver;
 mod error;
 mod permit;
+mod race;
+mod results;
 mod scope;
 mod sync;
 mod tree;
@@ -23,6 +25,8 @@ pub use context::{
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
+pub use race::{Race, race};
+pub use results::{Completions, join_all, join_all_in};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
