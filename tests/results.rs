@@ -114,7 +114,11 @@ async fn failing_child_yields_child_failed_and_fails_the_scope() {
         Ok(())
     })
     .await;
-    assert_eq!(r, Err(Error::Boom(7)), "the scope fails with the child's own error");
+    assert_eq!(
+        r,
+        Err(Error::Boom(7)),
+        "the scope fails with the child's own error"
+    );
     assert_eq!(
         seen.get(),
         [
@@ -148,7 +152,11 @@ async fn failing_child_fails_the_scope_of_an_unshielded_reader() {
     })
     .await;
     assert_eq!(r, Err(Error::Boom(1)));
-    assert_eq!(t0.elapsed(), ms(11), "fail fast: child 2 was not awaited to its end");
+    assert_eq!(
+        t0.elapsed(),
+        ms(11),
+        "fail fast: child 2 was not awaited to its end"
+    );
     assert_eq!(census.alive(), 0);
 }
 
@@ -221,7 +229,11 @@ async fn cancelling_an_enclosing_node_cancels_and_awaits_the_children() {
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), ms(100));
     assert_eq!(census.made(), 3);
-    assert_eq!(census.alive(), 0, "the children were dropped before move_on_after returned");
+    assert_eq!(
+        census.alive(),
+        0,
+        "the children were dropped before move_on_after returned"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -252,7 +264,10 @@ async fn panicking_child_yields_child_panicked_and_the_scope_re_raises() {
         .await;
         Ok::<(), Cancelled>(())
     });
-    let payload = AssertUnwindSafe(fut).catch_unwind().await.expect_err("re-raised");
+    let payload = AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .expect_err("re-raised");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in a child"));
     assert_eq!(
         seen.get(),
@@ -280,13 +295,21 @@ async fn dropping_completions_neither_cancels_children_nor_keeps_their_values() 
         sleep(ms(5)).await; // the first value is queued
         assert_eq!(c.len(), 2);
         drop(c);
-        assert_eq!(census.alive(), 1, "the queued value was dropped with the Completions");
+        assert_eq!(
+            census.alive(),
+            1,
+            "the queued value was dropped with the Completions"
+        );
         Ok(())
     })
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), ms(20), "the scope awaited the second child");
-    assert_eq!(finished.get(), [0, 20], "dropping did not cancel the children");
+    assert_eq!(
+        finished.get(),
+        [0, 20],
+        "dropping did not cancel the children"
+    );
     assert_eq!(census.alive(), 0, "the late value was dropped, not kept");
 }
 
@@ -445,10 +468,18 @@ async fn join_all_fails_fast_and_drops_the_others() {
         }
     });
     let r = join_all(futs).await;
-    assert_eq!(r, Err(Error::Boom(3)), "the first error, not a cancellation");
+    assert_eq!(
+        r,
+        Err(Error::Boom(3)),
+        "the first error, not a cancellation"
+    );
     assert_eq!(t0.elapsed(), ms(10));
     assert_eq!(census.made(), 5);
-    assert_eq!(census.alive(), 0, "the others were dropped before join_all returned");
+    assert_eq!(
+        census.alive(),
+        0,
+        "the others were dropped before join_all returned"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -487,7 +518,7 @@ async fn join_all_in_respects_the_scope_limit_and_input_order() {
                     Ok(d)
                 }
             });
-            Ok(join_all_in(&s.handle(), futs).await?)
+            join_all_in(&s.handle(), futs).await
         })
         .await;
     assert_eq!(r, Ok(vec![30, 10, 20, 10]));

@@ -36,9 +36,13 @@ use crate::scope::scope;
 /// use std::time::Duration;
 /// use taskscope_core::Race;
 ///
-/// async fn connect(addr: &'static str, after: u64, ok: bool) -> Result<&'static str, String> {
+/// async fn connect(addr: &'static str, after: u64, ok: bool) -> std::io::Result<&'static str> {
 ///     tokio::time::sleep(Duration::from_millis(after)).await;
-///     if ok { Ok(addr) } else { Err(format!("{addr}: refused")) }
+///     if ok {
+///         Ok(addr)
+///     } else {
+///         Err(std::io::ErrorKind::ConnectionRefused.into())
+///     }
 /// }
 ///
 /// let start = tokio::time::Instant::now();
@@ -50,7 +54,7 @@ use crate::scope::scope;
 ///         connect("192.0.2.1:443", 100, true),        // starts at 300 ms, wins at 400 ms
 ///     ])
 ///     .await;
-/// assert_eq!(winner, Ok("192.0.2.1:443"));
+/// assert_eq!(winner.unwrap(), "192.0.2.1:443");
 /// assert_eq!(start.elapsed(), Duration::from_millis(400));
 /// # }
 /// ```
@@ -146,8 +150,9 @@ impl Race {
                     })
                     .collect(),
             )),
-            // Caught its own cancellation: the race's scope is cancelled only by the race
-            // itself after a winner, so this is the runtime shutting down.
+            // The scope caught its own cancellation. Not expected: the race cancels its
+            // scope only once the winner is in hand (the body's value then wins), and an
+            // enclosing node's cancellation drops this future instead of returning.
             Err(c) => Err(Errors::from(c)),
         }
     }
@@ -317,9 +322,7 @@ where
             .await;
             match event {
                 Event::Due => start_next(&mut started, &mut timer),
-                Event::Reported(Attempt {
-                    outcome: Ok(v), ..
-                }) => {
+                Event::Reported(Attempt { outcome: Ok(v), .. }) => {
                     // The winner: the losers are cancelled; the scope awaits them and still
                     // returns this value.
                     s.cancel();

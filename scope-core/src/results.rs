@@ -9,8 +9,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::marker::PhantomData;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -188,7 +188,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R::Out> {
         let this = self.project();
         let reporter = this.reporter;
-        assert!(reporter.stage != Stage::Done, "`Reported` polled after completion");
+        assert!(
+            reporter.stage != Stage::Done,
+            "`Reported` polled after completion"
+        );
         reporter.stage = Stage::Polling;
         let polled = this.fut.poll(cx);
         reporter.stage = Stage::Idle;
@@ -259,8 +262,14 @@ impl<T, E> Entry for Done<T, E> {
 ///   completed: the scope (or an ancestor) was cancelled, or the child was spawned into a
 ///   cancelled scope and never ran.
 ///
-/// A result is queued when the child's task finishes, after the child's future (its
-/// locals) was dropped. Taking one is O(1), however many children run.
+/// A result is queued when the child's future finishes; one of a child that did not
+/// complete, once its future (its locals) was dropped. Taking one is O(1), however many
+/// children run.
+///
+/// In a fail-fast scope, the body is cancelled together with the children when one of
+/// them fails: a reader in the body usually ends there, and the scope returns the child's
+/// error. A reader that keeps running (inside a [`shield`](crate::shield())) sees the
+/// `ChildFailed` entry, then `ParentCancelled` for each child the failure cancelled.
 ///
 /// # Drop
 ///
