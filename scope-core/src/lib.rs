@@ -11,6 +11,8 @@ mod driver;
 mod error;
 mod local;
 mod permit;
+mod race;
+mod results;
 mod scope;
 mod start;
 mod supervise;
@@ -28,6 +30,8 @@ pub use context::{
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
 pub use local::{Accepts, FailsFast, Kind, Local, LocalHandle, Sendable, Supervisor};
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
+pub use race::{Race, race};
+pub use results::{Completions, join_all, join_all_in};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
