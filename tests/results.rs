@@ -570,3 +570,23 @@ fn futures_are_send() {
     };
     require_send(&f);
 }
+
+#[tokio::test(start_paused = true)]
+async fn completions_are_a_stream_in_completion_order() {
+    use futures_util::StreamExt;
+    let r: Result<Vec<u64>, Cancelled> = scope(async |s| {
+        let mut set = Completions::new(s.handle());
+        for d in [30u64, 10, 20] {
+            set.spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(d)).await;
+                Ok(d)
+            })
+            .unwrap();
+        }
+        assert_eq!(futures_util::Stream::size_hint(&set), (3, Some(3)));
+        let all: Vec<_> = set.collect().await;
+        Ok(all.into_iter().map(Result::unwrap).collect())
+    })
+    .await;
+    assert_eq!(r, Ok(vec![10, 20, 30]));
+}

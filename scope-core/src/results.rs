@@ -419,6 +419,20 @@ impl<T, E> Completions<T, E> {
     }
 }
 
+/// The results as a [`Stream`](futures_util::Stream), in completion order; it ends when no
+/// spawned child is outstanding (and may go on after more are spawned).
+impl<T, E> futures_util::Stream for Completions<T, E> {
+    type Item = Result<T, Cancelled>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_join_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), Some(self.len()))
+    }
+}
+
 impl<T, E> Drop for Completions<T, E> {
     fn drop(&mut self) {
         self.channel.close();
