@@ -64,6 +64,14 @@
 //!    spawned child that runs a shield is not aborted (it registers the shield with the
 //!    scope it was spawned into) until the shield ended.
 //!
+//! Two kinds of children are not plain tasks of the scope's node. Local children
+//! (`spawn_local`) are fields of the scope future, polled under its node and not counted in
+//! `busy` (a catcher further out waits for `busy == 0` before it drops the future that holds
+//! them). Background children run under a hidden child node (`background.rs`) that forwards
+//! their outcomes to the scope; the scope's foreground work is done when its count is the
+//! background node's one unit (`Node::foreground_idle`, exact under both busy locks, child
+//! first).
+//!
 //! Lock order, in one line: `inner` (parent, then child) and `busy_lock` (child, then
 //! parent) and `tasks` are never held together, except `busy_lock` then `inner`.
 
