@@ -40,6 +40,7 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
         }),
         grace,
         forward: true,
+        kind: crate::snapshot::NodeKind::Background,
         ..Config::default()
     });
     if let Some(rt) = scope.runtime.get() {

@@ -165,6 +165,12 @@ impl fmt::Debug for CancelHandle {
 }
 
 impl CancelHandle {
+    /// A copy of the cancel tree below (and including) this node: see
+    /// [`TreeSnapshot`](crate::TreeSnapshot).
+    pub fn snapshot(&self) -> crate::TreeSnapshot {
+        crate::snapshot::TreeSnapshot::of(&self.node)
+    }
+
     pub(crate) fn from_node(node: Arc<Node>) -> Self {
         CancelHandle { node }
     }

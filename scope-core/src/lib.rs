@@ -14,6 +14,7 @@ mod permit;
 mod race;
 mod results;
 mod scope;
+mod snapshot;
 mod start;
 mod supervise;
 mod sync;
@@ -35,5 +36,6 @@ pub use results::{Completions, join_all, join_all_in};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
+pub use snapshot::{NodeKind, NodeSnapshot, NodeState, TreeSnapshot, snapshot};
 pub use start::{Ready, Start};
 pub use supervise::Supervised;

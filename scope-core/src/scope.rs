@@ -23,6 +23,7 @@ use crate::local::{
     Supervisor,
 };
 use crate::permit::{HandleReserve, Reserve};
+use crate::snapshot::TreeSnapshot;
 use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
@@ -444,6 +445,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     {
         let mut config = self.config;
         config.collect = M::COLLECT;
+        config.kind = crate::snapshot::NodeKind::Scope;
         let node = Node::new(config);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let _ = node.runtime.set(rt);
@@ -931,6 +933,11 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle::from_node(self.node.clone())
     }
+
+    /// A copy of the cancel tree below (and including) this scope: see [`TreeSnapshot`].
+    pub fn snapshot(&self) -> TreeSnapshot {
+        TreeSnapshot::of(&self.node)
+    }
 }
 
 /// A `'static`, clonable handle to a scope: spawn into it from anywhere, or cancel it.
@@ -1089,6 +1096,11 @@ impl<E, K> ScopeHandle<E, K> {
         self.node.is_closed()
     }
 
+    /// A copy of the cancel tree below (and including) this scope: see [`TreeSnapshot`].
+    pub fn snapshot(&self) -> TreeSnapshot {
+        TreeSnapshot::of(&self.node)
+    }
+
     /// A [`CancelHandle`] to the scope's node.
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle::from_node(self.node.clone())
@@ -1237,6 +1249,7 @@ where
                     match polled {
                         Some(Ok(Some(Poll::Ready(r)))) => {
                             drop_body(this.body.as_mut(), node);
+                            node.lock().finishing = true;
                             match r.into_result() {
                                 Ok(v) => *this.out = BodyOut::Ok(v),
                                 Err(e) => {

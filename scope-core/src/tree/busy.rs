@@ -76,6 +76,11 @@ impl Node {
         me == usize::from(bg > 0)
     }
 
+    /// Live spawned children plus busy child nodes (a snapshot's reading).
+    pub(crate) fn busy_count(&self) -> usize {
+        self.busy.load(Acquire) & !CLOSED
+    }
+
     /// `true` if nothing spawned below this node is alive.
     pub(crate) fn is_idle(&self) -> bool {
         self.busy.load(Acquire) & !CLOSED == 0

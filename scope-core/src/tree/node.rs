@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub(crate) limit: Option<usize>,
     /// A scope's background node: errors and panics of its children are the scope's.
     pub(crate) forward: bool,
+    pub(crate) kind: crate::snapshot::NodeKind,
 }
 
 pub(crate) struct Inner {
@@ -102,6 +103,11 @@ pub(crate) struct Inner {
     /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
     pub(crate) waiters: WakerSlab,
     pub(crate) outcome: Outcome,
+    pub(crate) kind: crate::snapshot::NodeKind,
+    /// The body finished and the node waits for its children (for snapshots).
+    pub(crate) finishing: bool,
+    /// The task the node's future was first polled in.
+    pub(crate) task: Option<tokio::task::Id>,
     /// A scope's background node, once a background child was spawned. Taken (to break the
     /// reference cycle through `parent`) when the scope finishes or is dropped.
     pub(crate) background: Option<Arc<Node>>,
@@ -213,6 +219,9 @@ impl Node {
                 waiters: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
                 background: None,
+                kind: config.kind,
+                finishing: false,
+                task: None,
             }),
             tasks: Mutex::new(Registry::default()),
             limiter: config.limit.map(super::limit::Limiter::new),
@@ -266,6 +275,11 @@ impl Node {
         if let Some(w) = &self.lock().owner {
             out.push(w.clone());
         }
+    }
+
+    /// The node this one is attached below (kept after detach).
+    pub(crate) fn parent(&self) -> Option<&Arc<Node>> {
+        self.parent.get()
     }
 
     /// Wakes the future that drives this node.
@@ -332,6 +346,7 @@ impl Node {
 
     fn enter_locked(self: &Arc<Self>, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
         ci.life = Life::Entered;
+        ci.task = tokio::task::try_id();
         self.bump_timer();
         if let Some(t) = ci.timeout.take() {
             // `None` on overflow: a timeout too long to represent never fires (D10).

@@ -55,6 +55,16 @@ impl Node {
         reg.handles.is_empty()
     }
 
+    /// The ids of the registered children still running, in spawn order.
+    pub(crate) fn live_tasks(&self) -> Vec<Id> {
+        let reg = lock(&self.tasks);
+        reg.handles
+            .iter()
+            .filter(|h| !h.is_finished())
+            .map(AbortHandle::id)
+            .collect()
+    }
+
     /// Aborts every registered child without a live shield (the node became hard).
     pub(crate) fn abort_tasks(&self) {
         let reg = lock(&self.tasks);

@@ -1,0 +1,210 @@
+//! Issue 5, seeing the tree: `snapshot()`, `ScopeHandle::snapshot`, `TreeSnapshot` as text
+//! and as a value, on a three-level tree (names, states, deadlines, reasons).
+
+mod common;
+
+use std::future::pending;
+use std::time::Duration;
+
+use common::{ms, secs};
+use taskscope::{
+    CancelReason, CancelScope, Cancelled, NodeKind, NodeState, Scope, TreeSnapshot, cancelled,
+    snapshot,
+};
+use tokio::sync::oneshot;
+
+/// Builds: scope "root" (deadline 10s)
+///           ├─ scope "api" (timeout 3s, grace 5s, cancelled explicitly at 1s)
+///           │    ├─ cancel scope "backend-a" in its own task (waits in its grace)
+///           │    └─ a bare task
+///           └─ scope "idle" (body done, finishing: one child left)
+/// and takes a snapshot at 1.5s from inside "root".
+async fn three_levels() -> TreeSnapshot {
+    let (tx, rx) = oneshot::channel();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("root")
+        .timeout(secs(10))
+        .run(async |root| {
+            let api = Scope::builder()
+                .name("api")
+                .timeout(secs(3))
+                .grace(secs(5))
+                .run(async |s| {
+                    s.spawn(async {
+                        CancelScope::new()
+                            .name("backend-a")
+                            .run(async {
+                                cancelled().await;
+                                pending::<()>().await; // stuck in its cleanup
+                            })
+                            .await?;
+                        Ok(())
+                    });
+                    s.spawn(pending::<Result<(), Cancelled>>());
+                    tokio::time::sleep(secs(1)).await;
+                    s.cancel();
+                    pending::<()>().await;
+                    Ok(())
+                });
+            let idle = Scope::builder().name("idle").run(async |s| {
+                s.spawn(async {
+                    tokio::time::sleep(secs(4)).await;
+                    Ok(())
+                });
+                Ok::<(), Cancelled>(())
+            });
+            let probe = async move {
+                tokio::time::sleep(ms(1500)).await;
+                let _ = tx.send(snapshot());
+                root.cancel();
+                Ok::<(), Cancelled>(())
+            };
+            let (a, b, c) = tokio::join!(api, idle, probe);
+            assert!(a.is_err() && b.is_err() && c.is_ok());
+            Ok(())
+        })
+        .await;
+    assert!(r.is_err());
+    rx.await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_of_a_three_level_tree_as_a_value() {
+    let tree = three_levels().await;
+    let nodes = tree.nodes();
+    let root = &nodes[0];
+    assert_eq!(root.kind, NodeKind::Scope);
+    assert_eq!(root.name.as_deref(), Some("root"));
+    assert_eq!(root.state, NodeState::Running);
+    assert_eq!(root.depth, 0);
+    assert_eq!(root.time_left, Some(ms(8500)));
+
+    let api = tree.find("api").expect("api is in the tree");
+    assert_eq!(api.depth, 1);
+    assert_eq!(
+        api.state,
+        NodeState::Cancelling {
+            reason: CancelReason::Explicit,
+            hard: false
+        }
+    );
+    assert_eq!(api.time_left, Some(ms(1500)));
+    assert_eq!(api.live_children, 2);
+    assert_eq!(api.tasks.len(), 2);
+
+    let backend = tree.find("backend-a").expect("backend-a is in the tree");
+    assert_eq!(backend.depth, 2);
+    assert_eq!(backend.kind, NodeKind::CancelScope);
+    assert_eq!(
+        backend.state,
+        NodeState::Cancelling {
+            reason: CancelReason::ParentCancelled,
+            hard: false
+        }
+    );
+    assert!(api.tasks.contains(&backend.task.expect("runs in a task")));
+    assert_eq!(nodes[backend.parent.unwrap()].name.as_deref(), Some("api"));
+
+    let idle = tree.find("idle").unwrap();
+    assert_eq!(idle.state, NodeState::Finishing);
+    assert_eq!(idle.live_children, 1);
+    assert_eq!(idle.time_left, None);
+    let kids: Vec<_> = tree.children(0).map(|i| nodes[i].name.clone()).collect();
+    assert_eq!(kids.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_of_a_three_level_tree_as_text() {
+    let tree = three_levels().await;
+    let text = tree.to_string();
+    let backend_task = tree.find("backend-a").unwrap().task.unwrap();
+    let api = tree.find("api").unwrap();
+    let bare = api.tasks.iter().find(|t| **t != backend_task).unwrap();
+    let expected = format!(
+        "scope \"root\" [running] deadline in 8.5s\n\
+         ├─ scope \"api\" [cancelling: cancelled explicitly] deadline in 1.5s\n\
+         │  ├─ cancel scope \"backend-a\" (task {backend_task}) [cancelling: the parent scope was cancelled]\n\
+         │  └─ task {bare}\n\
+         └─ scope \"idle\" [finishing]\n   \
+            └─ task {}\n",
+        tree.find("idle").unwrap().tasks[0]
+    );
+    assert_eq!(text, expected, "got:\n{text}");
+}
+
+#[tokio::test]
+async fn outside_any_scope_the_snapshot_is_empty() {
+    assert!(snapshot().is_empty());
+    assert_eq!(snapshot().to_string(), "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_snapshots_its_subtree_and_a_child_sees_the_whole_tree() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("outer")
+        .run(async |s| {
+            let h = s.handle();
+            let seen = s
+                .spawn(async move {
+                    // From a spawned child: the ambient tree goes up to "outer".
+                    let all = snapshot();
+                    assert_eq!(all.nodes()[0].name.as_deref(), Some("outer"));
+                    let inner = Scope::builder().name("inner").run(async |i| {
+                        let sub = i.snapshot();
+                        assert_eq!(sub.nodes().len(), 1);
+                        assert_eq!(sub.nodes()[0].name.as_deref(), Some("inner"));
+                        Ok::<_, Cancelled>(h.snapshot().find("inner").is_some())
+                    });
+                    inner.await
+                })
+                .await?;
+            assert!(seen);
+            Ok(())
+        })
+        .await;
+    assert!(r.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_and_shield_nodes_are_labelled() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("svc")
+        .run(async |s| {
+            s.spawn_background(pending::<Result<(), Cancelled>>());
+            let text = taskscope::shield(async { snapshot().to_string() }).await;
+            assert!(
+                text.contains("background \"svc/background\" [running]"),
+                "{text}"
+            );
+            assert!(text.contains("shield [running]"), "{text}");
+            Ok(())
+        })
+        .await;
+    assert!(r.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_tree_snapshots_prints_and_drops_without_recursion() {
+    // A chain of scopes, each in its own task (so polling does not nest): the snapshot taken
+    // at the bottom walks up to the root and copies all of it.
+    type Level = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Cancelled>> + Send>>;
+    fn level(n: usize, tx: std::sync::mpsc::Sender<(usize, usize)>) -> Level {
+        Box::pin(taskscope::scope(async move |s| {
+            if n == 0 {
+                let tree = snapshot();
+                let text = tree.to_string();
+                let _ = tx.send((tree.nodes().len(), text.lines().count()));
+            } else {
+                s.spawn(level(n - 1, tx));
+            }
+            Ok(())
+        }))
+    }
+    let depth = 5_000;
+    let (tx, rx) = std::sync::mpsc::channel();
+    level(depth, tx).await.unwrap();
+    let (nodes, lines) = rx.recv().unwrap();
+    assert_eq!(nodes, depth + 1);
+    assert!(lines >= depth + 1);
+    let _ = Duration::ZERO;
+}
