@@ -1,0 +1,186 @@
+//! The examples run over real loopback sockets, so real time: the assertions are about
+//! order, outcomes and counts, with timing bounds that follow from the schedule (a timer
+//! never fires early) or have wide margins.
+
+use std::io;
+use std::time::Duration;
+
+use taskscope::CancelReason;
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/happy_eyeballs.rs"]
+mod happy_eyeballs;
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/fetch_profile.rs"]
+mod fetch_profile;
+
+async fn happy_eyeballs_report() {
+    use happy_eyeballs::{Outcome, STAGGER};
+
+    let r = happy_eyeballs::run().await.expect("the race has a winner");
+    r.print();
+    let a = &r.attempts;
+    let started = |i: usize| {
+        a[i].started
+            .unwrap_or_else(|| panic!("attempt {i} started"))
+    };
+
+    // Attempt 2 won with its server's greeting.
+    assert_eq!(r.winner, 2);
+    assert_eq!(r.greeting, "hello from server 2");
+    let Outcome::Succeeded { at: won_at } = a[2].outcome else {
+        panic!("attempt 2 succeeded: {:?}", a[2].outcome)
+    };
+
+    // Attempt 1 waited for the stagger (attempt 0 was still connecting), then was refused.
+    assert!(started(1) >= STAGGER, "{a:?}");
+    let Outcome::Failed {
+        at: refused_at,
+        kind,
+        ..
+    } = a[1].outcome
+    else {
+        panic!("attempt 1 failed: {:?}", a[1].outcome)
+    };
+    assert_eq!(kind, io::ErrorKind::ConnectionRefused);
+
+    // Attempt 2 started as soon as attempt 1 failed, well before its stagger was up.
+    assert!(refused_at <= started(2), "{a:?}");
+    assert!(started(2) < started(1) + STAGGER / 2, "{a:?}");
+
+    // Attempt 3 started on the stagger after attempt 2, before attempt 2 won.
+    assert!(started(3) >= 2 * STAGGER, "{a:?}");
+    assert!(started(3) < won_at, "{a:?}");
+
+    // The losers were cancelled once attempt 2 won, with their sockets open; the race
+    // returned only after they were gone, and their servers read EOF.
+    for i in [0, 3] {
+        match a[i].outcome {
+            Outcome::Cancelled { at, connected } => {
+                assert!(connected, "attempt {i} had connected");
+                assert!(at >= won_at, "attempt {i} cancelled after the win");
+                assert!(
+                    at <= r.returned_at,
+                    "attempt {i} gone before the race returned"
+                );
+            }
+            ref o => panic!("attempt {i} was cancelled: {o:?}"),
+        }
+    }
+    assert_eq!(r.still_open, 0, "losing attempts still open");
+    assert_eq!(r.closed_seen_by_server, [0, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_refused_attempt_starts_next_early_and_losers_are_closed() {
+    happy_eyeballs_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn happy_eyeballs_current_thread() {
+    happy_eyeballs_report().await;
+}
+
+async fn fetch_profile_report() {
+    use fetch_profile::{Error, PartOutcome, TIMEOUT};
+
+    let r = fetch_profile::run().await.expect("the service runs");
+    r.print();
+    let [ok, fail, slow] = &r.runs[..] else {
+        panic!("three runs")
+    };
+    let outcome = |run: &fetch_profile::RunReport, part: &str| {
+        run.parts
+            .iter()
+            .find(|p| p.name == part)
+            .unwrap_or_else(|| panic!("{part} started"))
+            .outcome
+            .clone()
+    };
+    for run in [ok, fail, slow] {
+        let names: Vec<_> = run.parts.iter().map(|p| p.name).collect();
+        assert_eq!(names, fetch_profile::PARTS, "user {}", run.user_id);
+        assert_eq!(run.live_after, 0, "user {}: part tasks left", run.user_id);
+        // The service saw exactly the cancelled parts that had sent their request hang up.
+        let mut hung_up: Vec<_> = run
+            .parts
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.outcome,
+                    PartOutcome::Cancelled {
+                        request_sent: true,
+                        ..
+                    }
+                )
+            })
+            .map(|p| p.name.to_owned())
+            .collect();
+        hung_up.sort();
+        assert_eq!(run.hangups_seen_by_service, hung_up, "user {}", run.user_id);
+    }
+
+    // 1: everything in time.
+    let profile = ok.result.as_ref().expect("user 1's profile");
+    assert_eq!(profile.name, "Ada Lovelace");
+    assert_eq!(profile.posts.len(), 2);
+    assert_eq!(profile.friends, ["Babbage", "Somerville"]);
+    assert!(ok.elapsed < TIMEOUT, "{:?}", ok.elapsed);
+    for part in fetch_profile::PARTS {
+        assert!(matches!(outcome(ok, part), PartOutcome::Answered { .. }));
+    }
+
+    // 2: posts fails, the others are cancelled and the error is returned.
+    match &fail.result {
+        Err(Error::Service { part, message }) => {
+            assert_eq!(*part, "posts");
+            assert_eq!(message, "posts database unavailable");
+        }
+        other => panic!("user 2 failed on posts: {other:?}"),
+    }
+    assert!(matches!(outcome(fail, "posts"), PartOutcome::Failed { .. }));
+    for part in ["user", "friends"] {
+        assert!(
+            matches!(outcome(fail, part), PartOutcome::Cancelled { .. }),
+            "{part} was cancelled"
+        );
+    }
+    assert!(fail.elapsed < TIMEOUT, "{:?}", fail.elapsed);
+
+    // 3: friends is too slow: DeadlineExceeded at the timeout, friends cancelled.
+    assert!(
+        matches!(
+            slow.result,
+            Err(Error::Cancelled(CancelReason::DeadlineExceeded))
+        ),
+        "{:?}",
+        slow.result
+    );
+    assert!(slow.elapsed >= TIMEOUT, "{:?}", slow.elapsed);
+    assert!(
+        slow.elapsed < TIMEOUT + Duration::from_secs(1),
+        "{:?}",
+        slow.elapsed
+    );
+    for part in ["user", "posts"] {
+        assert!(matches!(outcome(slow, part), PartOutcome::Answered { .. }));
+    }
+    assert!(matches!(
+        outcome(slow, "friends"),
+        PartOutcome::Cancelled {
+            request_sent: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_profile_ok_fail_fast_and_deadline_leave_no_tasks() {
+    fetch_profile_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn fetch_profile_current_thread() {
+    fetch_profile_report().await;
+}
