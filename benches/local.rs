@@ -37,6 +37,9 @@
 //! every variant polls the same child future. Dropping a moro `Spawned` or a taskscope
 //! `LocalHandle` neither cancels nor detaches the child: the scope still runs it to the end.
 //!
+//! Each variant is one fn of the [`variant`] module, generic over the child; `workload!`
+//! declares a group's benchmarks (same names as those fns) from the group's child.
+//!
 //! # Reading the numbers
 //!
 //! 500 samples of one round each (about 15 s for the whole run). On a shared two-core
@@ -93,199 +96,119 @@ async fn drain_all<'a>(children: impl Iterator<Item = BoxedChild<'a>>) {
     }
 }
 
-#[divan::bench_group(sample_count = 500)]
-mod borrow {
+/// What a workload gives each variant: `child(data, i)` is the future of child `i`.
+trait MakeChild<'d>: Fn(&'d [u64], usize) -> Self::Child {
+    type Child: Future<Output = Result<u64, Cancelled>> + 'd;
+}
+
+impl<'d, F, C> MakeChild<'d> for F
+where
+    F: Fn(&'d [u64], usize) -> C,
+    C: Future<Output = Result<u64, Cancelled>> + 'd,
+{
+    type Child = C;
+}
+
+/// Builds the runtime, then times one `block_on(round())` per iteration, counting `n`
+/// children.
+fn rounds<R: Future>(b: Bencher<'_, '_>, n: usize, round: impl Fn() -> R) {
+    let rt = current_thread();
+    b.counter(ItemsCount::new(n))
+        .bench_local(|| rt.block_on(round()));
+}
+
+/// The four ways to run a round of `data.len()` children, generic over the child.
+mod variant {
     use super::*;
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn futures_unordered(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(drain_all(
-                (0..n).map(|i| Box::pin(borrowed(data, i)) as BoxedChild<'_>),
-            ))
+    /// `FuturesUnordered`: every child boxed and pushed, then the set drained.
+    pub fn futures_unordered<'d>(b: Bencher<'_, '_>, data: &'d [u64], child: impl MakeChild<'d>) {
+        let n = data.len();
+        rounds(b, n, || {
+            drain_all((0..n).map(|i| Box::pin(child(data, i)) as BoxedChild<'_>))
         });
     }
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn moro_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(moro_local::async_scope!(|scope| {
+    /// `moro_local::async_scope!`, each `Spawned` handle dropped.
+    pub fn moro_local<'d>(b: Bencher<'_, '_>, data: &'d [u64], child: impl MakeChild<'d>) {
+        let n = data.len();
+        rounds(b, n, || {
+            moro_local::async_scope!(|scope| {
                 for i in 0..n {
-                    drop(scope.spawn(borrowed(data, i)));
+                    drop(scope.spawn(child(data, i)));
                 }
-            }))
+            })
         });
     }
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn taskscope_scope(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(async {
-                taskscope::scope(async |s| {
+    /// `taskscope::scope` (local children must be `Send`), each handle dropped.
+    pub fn taskscope_scope<'d>(
+        b: Bencher<'_, '_>,
+        data: &'d [u64],
+        child: impl MakeChild<'d, Child: Send>,
+    ) {
+        let n = data.len();
+        rounds(b, n, || async {
+            taskscope::scope(async |s| {
+                for i in 0..n {
+                    drop(s.spawn_local(child(data, i)));
+                }
+                Ok::<(), Cancelled>(())
+            })
+            .await
+            .expect("scope ok");
+        });
+    }
+
+    /// `Scope::builder().local()` (accepts `!Send` children), each handle dropped.
+    pub fn taskscope_local<'d>(b: Bencher<'_, '_>, data: &'d [u64], child: impl MakeChild<'d>) {
+        let n = data.len();
+        rounds(b, n, || async {
+            taskscope::Scope::builder()
+                .local()
+                .run(async |s| {
                     for i in 0..n {
-                        drop(s.spawn_local(borrowed(data, i)));
+                        drop(s.spawn_local(child(data, i)));
                     }
                     Ok::<(), Cancelled>(())
                 })
                 .await
                 .expect("scope ok");
-            })
-        });
-    }
-
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn taskscope_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(async {
-                taskscope::Scope::builder()
-                    .local()
-                    .run(async |s| {
-                        for i in 0..n {
-                            drop(s.spawn_local(borrowed(data, i)));
-                        }
-                        Ok::<(), Cancelled>(())
-                    })
-                    .await
-                    .expect("scope ok");
-            })
         });
     }
 }
 
-#[divan::bench_group(sample_count = 500)]
-mod yield_once {
-    use super::*;
+/// A workload group: the divan group `$group` with one benchmark per listed variant (named
+/// as the [`variant`] fn it runs), each over [`LOCAL_SIZES`] with `$child` as the child
+/// maker. `$child` is evaluated once per benchmark, outside the timed loop.
+macro_rules! workload {
+    ($group:ident: [$($variant:ident),+ $(,)?], $child:expr) => {
+        #[divan::bench_group(sample_count = 500)]
+        mod $group {
+            use super::*;
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn futures_unordered(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(drain_all(
-                (0..n).map(|i| Box::pin(yielding(data, i)) as BoxedChild<'_>),
-            ))
-        });
-    }
-
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn moro_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(moro_local::async_scope!(|scope| {
-                for i in 0..n {
-                    drop(scope.spawn(yielding(data, i)));
+            $(
+                #[divan::bench(args = LOCAL_SIZES)]
+                fn $variant(b: Bencher<'_, '_>, n: usize) {
+                    variant::$variant(b, &data(n), $child);
                 }
-            }))
-        });
-    }
-
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn taskscope_scope(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(async {
-                taskscope::scope(async |s| {
-                    for i in 0..n {
-                        drop(s.spawn_local(yielding(data, i)));
-                    }
-                    Ok::<(), Cancelled>(())
-                })
-                .await
-                .expect("scope ok");
-            })
-        });
-    }
-
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn taskscope_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(async {
-                taskscope::Scope::builder()
-                    .local()
-                    .run(async |s| {
-                        for i in 0..n {
-                            drop(s.spawn_local(yielding(data, i)));
-                        }
-                        Ok::<(), Cancelled>(())
-                    })
-                    .await
-                    .expect("scope ok");
-            })
-        });
-    }
+            )+
+        }
+    };
 }
 
-#[divan::bench_group(sample_count = 500)]
-mod hold_rc {
-    use super::*;
+workload!(
+    borrow: [futures_unordered, moro_local, taskscope_scope, taskscope_local],
+    borrowed
+);
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn futures_unordered(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        let rc = Rc::new(1);
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(drain_all(
-                (0..n).map(|i| Box::pin(holding(data, i, rc.clone())) as BoxedChild<'_>),
-            ))
-        });
-    }
+workload!(
+    yield_once: [futures_unordered, moro_local, taskscope_scope, taskscope_local],
+    yielding
+);
 
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn moro_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        let rc = Rc::new(1);
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(moro_local::async_scope!(|scope| {
-                for i in 0..n {
-                    drop(scope.spawn(holding(data, i, rc.clone())));
-                }
-            }))
-        });
-    }
-
-    #[divan::bench(args = LOCAL_SIZES)]
-    fn taskscope_local(b: Bencher<'_, '_>, n: usize) {
-        let rt = current_thread();
-        let data = data(n);
-        let data = &data[..];
-        let rc = Rc::new(1);
-        b.counter(ItemsCount::new(n)).bench_local(|| {
-            rt.block_on(async {
-                taskscope::Scope::builder()
-                    .local()
-                    .run(async |s| {
-                        for i in 0..n {
-                            drop(s.spawn_local(holding(data, i, rc.clone())));
-                        }
-                        Ok::<(), Cancelled>(())
-                    })
-                    .await
-                    .expect("scope ok");
-            })
-        });
-    }
-}
+// `!Send` children: no `taskscope_scope`.
+workload!(hold_rc: [futures_unordered, moro_local, taskscope_local], {
+    let rc = Rc::new(1);
+    move |data, i| holding(data, i, rc.clone())
+});

@@ -7,7 +7,7 @@ use std::future::pending;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Census, Error, ms, rt_test, secs};
+use common::{Census, Error, finished_scope_handle, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Scope, cancelled, checkpoint, scope};
 use tokio::time::Instant;
 
@@ -306,15 +306,8 @@ async fn background_panic_is_re_raised() {
 
 #[tokio::test]
 async fn spawn_background_into_a_finished_scope_is_closed() {
-    let mut escaped = None;
-    let r: Result<(), Cancelled> = scope(async |s| {
-        escaped = Some(s.handle());
-        Ok(())
-    })
-    .await;
-    assert!(r.is_ok());
-    let e = escaped
-        .unwrap()
+    let e = finished_scope_handle()
+        .await
         .spawn_background(async { Ok::<(), Cancelled>(()) })
         .unwrap_err();
     assert_eq!(e, taskscope::SpawnError::Closed);

@@ -33,12 +33,6 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("gave up waiting for: {what}");
 }
 
-async fn yields(n: usize) {
-    for _ in 0..n {
-        yield_now().await;
-    }
-}
-
 /// Polls `fut` exactly once with the current task's context.
 async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await

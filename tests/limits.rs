@@ -4,36 +4,10 @@ mod common;
 
 use std::future::pending;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-use common::{Census, Counter, Slot, rt_test};
+use common::{Census, Counter, Gauge, Slot, rt_test, yields};
 use taskscope::{Cancelled, Scope, TrySpawnError};
-
-/// Counts children running now and the most seen at once.
-#[derive(Clone, Default)]
-struct Gauge {
-    now: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-}
-
-impl Gauge {
-    fn enter(&self) {
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.max.fetch_max(n, SeqCst);
-    }
-    fn leave(&self) {
-        self.now.fetch_sub(1, SeqCst);
-    }
-    fn max(&self) -> usize {
-        self.max.load(SeqCst)
-    }
-}
-
-async fn yields(n: usize) {
-    for _ in 0..n {
-        tokio::task::yield_now().await;
-    }
-}
 
 rt_test! {
     async fn limit_3_of_10_never_exceeds_3_and_admits_in_spawn_order() {

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
-use common::{Census, Counter, Error, Slot, ms, rt_test, secs};
+use common::{Census, Counter, Error, Gauge, Slot, ms, rt_test, secs, yields};
 use futures_util::FutureExt;
 use taskscope::{
     CancelReason, Cancelled, Local, LocalHandle, Scope, cancelled, move_on_after, scope,
@@ -28,32 +28,6 @@ use tokio::time::{Instant, sleep};
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-async fn yields(n: usize) {
-    for _ in 0..n {
-        yield_now().await;
-    }
-}
-
-/// Counts children running now and the most seen at once.
-#[derive(Clone, Default)]
-struct Gauge {
-    now: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-}
-
-impl Gauge {
-    fn enter(&self) {
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.max.fetch_max(n, SeqCst);
-    }
-    fn leave(&self) {
-        self.now.fetch_sub(1, SeqCst);
-    }
-    fn max(&self) -> usize {
-        self.max.load(SeqCst)
-    }
-}
 
 /// Records (paused-clock) instant at which it is dropped.
 struct DropAt(Slot<Instant>);

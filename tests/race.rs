@@ -10,7 +10,7 @@ use std::future::pending;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::{Census, Error, Slot, ms, rt_test, secs};
+use common::{BoxError, Census, Error, Slot, ms, require_send, rt_test, secs};
 use futures_util::FutureExt;
 use taskscope::{CancelReason, Cancelled, Race, move_on_after, race, scope};
 use tokio::time::{Instant, sleep};
@@ -361,8 +361,6 @@ rt_test! {
 
 #[test]
 fn race_futures_are_send() {
-    fn require_send<T: Send>(_: &T) {}
-    type BoxError = Box<dyn std::error::Error + Send + Sync>;
     let f = race((0..3).map(|i| async move { Ok::<_, BoxError>(i) }));
     require_send(&f);
     let f = Race::new()
@@ -373,7 +371,6 @@ fn race_futures_are_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_race_runs_inside_a_spawned_task() {
-    type BoxError = Box<dyn std::error::Error + Send + Sync>;
     let r = tokio::spawn(async {
         race((1..=3u64).map(|i| async move {
             match i {

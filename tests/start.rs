@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::{Census, Error, ms, rt_test, secs};
+use common::{Census, Error, finished_scope_handle, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Scope, move_on_after, scope};
 use tokio::time::Instant;
 
@@ -215,15 +215,8 @@ async fn a_pending_start_keeps_the_scope_open() {
 
 #[tokio::test]
 async fn start_into_a_finished_scope_is_a_clear_error() {
-    let mut escaped = None;
-    let r: Result<(), Cancelled> = scope(async |s| {
-        escaped = Some(s.handle());
-        Ok(())
-    })
-    .await;
-    assert!(r.is_ok());
-    let e = escaped
-        .unwrap()
+    let e = finished_scope_handle()
+        .await
         .start(|ready| async move {
             ready.started(());
             Ok(())

@@ -1,4 +1,5 @@
-//! Shared test helpers: drop-counting guards and the three-runtime test macro.
+//! Shared test helpers: drop-counting guards, counters, a concurrency gauge and the
+//! three-runtime test macro.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,6 +102,52 @@ impl Counter {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// Counts children running now and the most seen at once.
+#[derive(Clone, Default)]
+pub struct Gauge {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+}
+
+impl Gauge {
+    pub fn enter(&self) {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+    }
+    pub fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
+/// Yields to the runtime `n` times.
+pub async fn yields(n: usize) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The handle of a scope that already finished (successfully): spawning through it is
+/// refused with `SpawnError::Closed`.
+pub async fn finished_scope_handle() -> taskscope::ScopeHandle<taskscope::Cancelled> {
+    let mut escaped = None;
+    let r: Result<(), taskscope::Cancelled> = taskscope::scope(async |s| {
+        escaped = Some(s.handle());
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    escaped.expect("the body ran")
+}
+
+/// A boxed error that is `Send + Sync`, for futures that must be `Send`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Compiles only if `T` is `Send`.
+pub fn require_send<T: Send>(_: &T) {}
 
 /// Defines a test that runs on `current_thread`, `multi_thread(1)` and `multi_thread(4)`:
 /// `rt_test! { async fn l3_error_cancels_siblings() { .. } }` gives
