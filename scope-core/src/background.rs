@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::SpawnError;
 use crate::sync::{Arc, Ordering};
+use crate::tree::node::Life;
 use crate::tree::{Config, Node};
 
 /// The scope's background node, created (and attached below the scope) if needed.
@@ -48,6 +49,13 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
     }
     bg.attach(Some(scope), Instant::now());
     let mut inner = scope.lock();
+    if inner.life == Life::Done {
+        // The scope future went away meanwhile and already took its background node out:
+        // one set now would never be taken (a reference cycle through `parent`).
+        drop(inner);
+        bg.detach();
+        return Err(SpawnError::Closed);
+    }
     if let Some(existing) = &inner.background {
         // Another spawn created one meanwhile: use it.
         let existing = existing.clone();

@@ -227,13 +227,23 @@ impl<'env, K: Kind> Locals<'env, K> {
                 }
             }
             let Some(running) = self.running().as_mut() else {
-                return self.park();
+                // Nothing was ever queued (a spawn is between `used` and its push): leave
+                // the poll, or take what came meanwhile.
+                let mut st = lock(&self.queue.state);
+                if st.incoming.is_empty() {
+                    st.polling = false;
+                    return Poll::Ready(());
+                }
+                continue;
             };
             loop {
-                match Pin::new(&mut *running).poll_next(cx) {
-                    Poll::Ready(Some(LocalOutcome(None))) => {}
-                    Poll::Ready(Some(LocalOutcome(Some(failure)))) => record(failure),
-                    Poll::Ready(None) | Poll::Pending => break,
+                // A completed child's future is dropped inside `poll_next`: its `Drop` may
+                // panic, which is the scope's to re-raise once everything finished.
+                match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *running).poll_next(cx))) {
+                    Ok(Poll::Ready(Some(LocalOutcome(None)))) => {}
+                    Ok(Poll::Ready(Some(LocalOutcome(Some(failure))))) => record(failure),
+                    Ok(Poll::Ready(None) | Poll::Pending) => break,
+                    Err(p) => record(Failure::Panic(p)),
                 }
             }
             let mut st = lock(&self.queue.state);
@@ -412,8 +422,11 @@ where
                 Poll::Pending
             }
             Ok(Poll::Ready(Ok(v))) => {
-                shared.finish(Ok(v));
-                Poll::Ready(LocalOutcome(None))
+                // With the handle gone, the value is dropped here: its `Drop` may panic.
+                match catch_unwind(AssertUnwindSafe(|| shared.finish(Ok(v)))) {
+                    Ok(()) => Poll::Ready(LocalOutcome(None)),
+                    Err(p) => Poll::Ready(LocalOutcome(Some(Failure::Panic(p)))),
+                }
             }
             Ok(Poll::Ready(Err(e))) => {
                 shared.finish(Err(Cancelled::new(CancelReason::ChildFailed)));
@@ -476,10 +489,25 @@ impl<T> Shared<T> {
     }
 
     fn set_child_waker(self: &Arc<Self>, waker: &Waker) {
-        if !self.handle_alive() {
+        let alive = self.handle_alive();
+        // Pairs with the release of the handle's reference: a `cancel` made before the handle
+        // was dropped is seen here.
+        std::sync::atomic::fence(Ordering::Acquire);
+        if self.cancel.load(Ordering::Relaxed) {
+            waker.wake_by_ref();
+            return;
+        }
+        if !alive {
             return; // only `LocalHandle::cancel` uses it
         }
         let mut st = lock(&self.state);
+        // `cancel` sets its flag under this lock: either it comes after and finds the waker
+        // here, or we see the flag now (it came during the poll that just returned).
+        if self.cancel.load(Ordering::Acquire) {
+            drop(st);
+            waker.wake_by_ref();
+            return;
+        }
         if st.child_waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             return;
         }
@@ -525,8 +553,11 @@ impl<T> LocalHandle<T> {
     /// its next poll (woken for it now), and its handle resolves to
     /// [`CancelReason::Explicit`] unless it finished first.
     pub fn cancel(&self) {
-        self.shared.cancel.store(true, Ordering::Release);
-        let w = lock(&self.shared.state).child_waker.take();
+        let w = {
+            let mut st = lock(&self.shared.state);
+            self.shared.cancel.store(true, Ordering::Release);
+            st.child_waker.take()
+        };
         if let Some(w) = w {
             w.wake();
         }

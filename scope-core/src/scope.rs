@@ -1161,8 +1161,10 @@ pin_project! {
             }));
             this.locals.close();
             let dropped_locals = this.locals.drop_all();
-            leave_background(this.background, &node);
+            // Done first, so that a background spawn racing this drop either set its node
+            // before the take below or is refused.
             this.driver.finish();
+            leave_background(this.background, &node);
             for p in [dropped.err(), dropped_locals.err()].into_iter().flatten() {
                 node.record_panic(p);
             }
@@ -1307,8 +1309,8 @@ where
             if let Err(p) = this.locals.drop_all() {
                 node.record_panic(p);
             }
-            leave_background(this.background, &node);
             this.driver.finish();
+            leave_background(this.background, &node);
             let out = std::mem::replace(this.out, BodyOut::Running);
             return Poll::Ready(M::output(finish(&node, out, *this.kind)));
         }

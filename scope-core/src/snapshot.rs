@@ -342,9 +342,8 @@ impl TreeSnapshot {
                 end[i] = end[c];
             }
         }
-        for i in 0..n {
+        for (i, &e) in end.iter().enumerate() {
             if has_tail(&lines, i) {
-                let e = end[i];
                 lines[e].tails.push(i);
             }
         }

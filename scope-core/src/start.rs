@@ -252,6 +252,20 @@ impl<V, E> Future for Start<V, E> {
             // It started (or ended) just now: take that instead.
             return Pin::new(this).poll(cx);
         }
+        if let Some(t) = this.task.as_mut() {
+            if let Poll::Ready(r) = Pin::new(t).poll(cx) {
+                this.task = None;
+                // The child ended without a word: it was dropped by a cancellation of its
+                // scope, or never started because the scope was cancelled already.
+                if abandon(&this.slot) {
+                    let c = r
+                        .err()
+                        .unwrap_or(Cancelled::new(CancelReason::ParentCancelled));
+                    return Poll::Ready(Err(from(c)));
+                }
+                return Pin::new(this).poll(cx);
+            }
+        }
         Poll::Pending
     }
 }

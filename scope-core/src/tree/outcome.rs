@@ -94,6 +94,22 @@ impl Node {
         let mut dropped = None;
         let (recorded, spread) = {
             let mut inner = self.lock();
+            if inner.life == Life::Done {
+                // The scope already returned (or its future was dropped): nobody can return
+                // this error any more. Report it instead of keeping it where nobody looks.
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    scope = inner.name.as_deref().unwrap_or(""),
+                    "an error arrived after its scope ended; it cannot be returned"
+                );
+                drop(inner);
+                if let Err(p) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(err)))
+                {
+                    self.record_panic(p);
+                }
+                return Recorded::Secondary;
+            }
             let first = !secondary
                 && (!cancel || !self.state().is_soft())
                 && inner.outcome.primary.is_none();
