@@ -205,6 +205,6 @@ async fn a_deep_tree_snapshots_prints_and_drops_without_recursion() {
     level(depth, tx).await.unwrap();
     let (nodes, lines) = rx.recv().unwrap();
     assert_eq!(nodes, depth + 1);
-    assert!(lines >= depth + 1);
+    assert!(lines > depth);
     let _ = Duration::ZERO;
 }
