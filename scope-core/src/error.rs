@@ -249,6 +249,20 @@ impl<E> Errors<E> {
     pub fn into_vec(self) -> Vec<E> {
         self.errors
     }
+
+    /// The first error, by value (the others are dropped): `errors.into_first()` where one
+    /// error is all the caller can return.
+    ///
+    /// ```
+    /// use taskscope_core::{CancelReason, Cancelled, Errors};
+    ///
+    /// let errs = Errors::from(Cancelled::new(CancelReason::Shutdown));
+    /// assert_eq!(errs.into_first().reason(), CancelReason::Shutdown);
+    /// ```
+    pub fn into_first(self) -> E {
+        let mut errors = self.errors;
+        errors.swap_remove(0)
+    }
 }
 
 impl<E> IntoIterator for Errors<E> {
