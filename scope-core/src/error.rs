@@ -256,7 +256,7 @@ impl<E> Errors<E> {
     /// ```
     /// use taskscope_core::{CancelReason, Cancelled, Errors};
     ///
-    /// let errs = Errors::from(Cancelled::new(CancelReason::Shutdown));
+    /// let errs: Errors<Cancelled> = Errors::from(Cancelled::new(CancelReason::Shutdown));
     /// assert_eq!(errs.into_first().reason(), CancelReason::Shutdown);
     /// ```
     pub fn into_first(self) -> E {
