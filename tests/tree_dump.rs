@@ -208,3 +208,70 @@ async fn a_deep_tree_snapshots_prints_and_drops_without_recursion() {
     assert!(lines > depth);
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_stuck_names_the_children_that_hold_the_scope_up() {
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = reports.clone();
+    let t0 = tokio::time::Instant::now();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("shutdown")
+        .grace(secs(1))
+        .on_stuck(secs(3), move |tree| {
+            out.lock().unwrap().push((t0.elapsed(), tree.to_string()))
+        })
+        .run(async |s| {
+            // Reacts to the cancel: gone within the grace period.
+            s.spawn(async {
+                cancelled().await;
+                Ok(())
+            });
+            // Ignores it: cleans up under a named shield for 10s.
+            s.spawn(async {
+                CancelScope::new()
+                    .name("flush-logs")
+                    .shield(true)
+                    .run(tokio::time::sleep(secs(10)))
+                    .await?;
+                Ok(())
+            });
+            tokio::time::sleep(secs(2)).await;
+            s.cancel();
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Ok(()), "the body completed: its value is kept");
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.len(), 1, "reported once");
+    let (at, text) = &reports[0];
+    assert_eq!(*at, secs(5), "3s after the cancel at 2s");
+    assert!(
+        text.starts_with("scope \"shutdown\" [dropping: cancelled explicitly]"),
+        "{text}"
+    );
+    assert!(text.contains("shield \"flush-logs\""), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "only the stuck child is left: {text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_stuck_stays_quiet_when_the_scope_finishes_in_time() {
+    let reports = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let out = reports.clone();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .on_stuck(secs(1), move |_| {
+            out.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .run(async |s| {
+            s.spawn(pending::<Result<(), Cancelled>>());
+            Ok(())
+        })
+        .await;
+    assert!(r.is_err());
+    tokio::time::sleep(secs(10)).await;
+    assert_eq!(reports.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

@@ -229,13 +229,22 @@ impl<E: 'static> ErrorKind<E> {
 #[must_use = "a builder does nothing until `run` is called and awaited"]
 pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     config: Config,
+    stuck: Option<StuckReport>,
     _mode: PhantomData<(M, K)>,
+}
+
+/// What [`ScopeBuilder::on_stuck`] configured.
+#[derive(Clone)]
+struct StuckReport {
+    after: Duration,
+    report: Arc<dyn Fn(&TreeSnapshot) + Send + Sync>,
 }
 
 impl<M, K> fmt::Debug for ScopeBuilder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeBuilder")
             .field("config", &self.config)
+            .field("on_stuck", &self.stuck.as_ref().map(|s| s.after))
             .finish()
     }
 }
@@ -251,6 +260,7 @@ impl ScopeBuilder {
     pub fn new() -> Self {
         ScopeBuilder {
             config: Config::default(),
+            stuck: None,
             _mode: PhantomData,
         }
     }
@@ -286,6 +296,7 @@ impl<K> ScopeBuilder<FailFast, K> {
     pub fn collect_errors(self) -> ScopeBuilder<CollectErrors, K> {
         ScopeBuilder {
             config: self.config,
+            stuck: self.stuck,
             _mode: PhantomData,
         }
     }
@@ -327,6 +338,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     pub fn local(self) -> ScopeBuilder<M, Local> {
         ScopeBuilder {
             config: self.config,
+            stuck: self.stuck,
             _mode: PhantomData,
         }
     }
@@ -342,6 +354,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     pub fn supervise(self) -> ScopeBuilder<M, Supervisor> {
         ScopeBuilder {
             config: self.config,
+            stuck: self.stuck,
             _mode: PhantomData,
         }
     }
@@ -413,6 +426,69 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
         self
     }
 
+    /// Calls `report` with a [`TreeSnapshot`] of the scope if it has not finished `after` it
+    /// was cancelled (by itself or an ancestor): the children that hold it up, their names,
+    /// states and tasks. Once per scope. The answer to "why does my program hang on
+    /// shutdown": a child that ignores cancellation (a loop without an await, a blocking
+    /// call, a shield that does not end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use taskscope_core::{shield, Cancelled, Scope};
+    ///
+    /// let seen = Arc::new(Mutex::new(String::new()));
+    /// let out = seen.clone();
+    /// let r: Result<(), Cancelled> = Scope::builder()
+    ///     .name("server")
+    ///     .timeout(Duration::from_secs(1))
+    ///     .on_stuck(Duration::from_secs(5), move |tree| *out.lock().unwrap() = tree.to_string())
+    ///     .run(async |s| {
+    ///         s.spawn(async {
+    ///             shield(tokio::time::sleep(Duration::from_secs(60))).await; // ignores the cancel
+    ///             Ok(())
+    ///         });
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(r.is_err());
+    /// assert!(seen.lock().unwrap().starts_with("scope \"server\" [dropping: deadline exceeded]"));
+    /// # }
+    /// ```
+    pub fn on_stuck(
+        mut self,
+        after: Duration,
+        report: impl Fn(&TreeSnapshot) + Send + Sync + 'static,
+    ) -> Self {
+        self.stuck = Some(StuckReport {
+            after,
+            report: Arc::new(report),
+        });
+        self
+    }
+
+    /// [`on_stuck`](Self::on_stuck) with a `tracing` warning that names the scope and
+    /// carries the rendered tree.
+    #[cfg(feature = "tracing")]
+    pub fn warn_if_stuck(self, after: Duration) -> Self {
+        self.on_stuck(after, move |tree| {
+            let scope = tree
+                .nodes()
+                .first()
+                .and_then(|n| n.name.as_deref())
+                .unwrap_or("")
+                .to_owned();
+            tracing::warn!(
+                scope,
+                "scope not finished {after:?} after it was cancelled; still running:\n{tree}"
+            );
+        })
+    }
+
     /// Runs `body` in the configured scope; see [`scope`].
     ///
     /// The closure is called right away, to build the body's future; an async closure runs
@@ -452,7 +528,15 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
         }
         let locals = Locals::new();
         let body = body(Scope::new(node.clone(), locals.queue.clone()));
+        let stuck = self.stuck.map(|report| {
+            Box::new(Stuck {
+                report,
+                timer: None,
+                fired: false,
+            })
+        });
         ScopeFuture {
+            stuck,
             kind: ErrorKind::new(from_cancelled),
             body: Some(body),
             locals,
@@ -1132,6 +1216,7 @@ pin_project! {
         body: Option<Fut>,
         locals: Locals<'env, K>,
         background: Option<Background>,
+        stuck: Option<Box<Stuck>>,
         out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         driver: Driver,
         _marker: PhantomData<(Invariant<'env>, M)>,
@@ -1222,6 +1307,9 @@ where
         this.driver.set_owner(cx.waker());
         loop {
             this.driver.poll_timer(cx);
+            if let Some(stuck) = this.stuck.as_mut() {
+                stuck.poll(this.driver.node(), cx);
+            }
             let running = matches!(this.out, BodyOut::Running);
             match this.driver.step() {
                 // An ancestor's hard cancel: whoever catches it drops this future, with its
@@ -1313,6 +1401,34 @@ where
             leave_background(this.background, &node);
             let out = std::mem::replace(this.out, BodyOut::Running);
             return Poll::Ready(M::output(finish(&node, out, *this.kind)));
+        }
+    }
+}
+
+/// The scope future's watch for [`ScopeBuilder::on_stuck`].
+struct Stuck {
+    report: StuckReport,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    fired: bool,
+}
+
+impl Stuck {
+    /// Arms the timer when the scope is first seen cancelled; reports once when it fires.
+    fn poll(&mut self, node: &Arc<Node>, cx: &mut Context<'_>) {
+        if self.fired || !node.state().is_soft() {
+            return;
+        }
+        let after = self.report.after;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.fired = true;
+            self.timer = None;
+            let report = &self.report.report;
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| report(&TreeSnapshot::of(node)))) {
+                node.record_panic(p);
+            }
         }
     }
 }
