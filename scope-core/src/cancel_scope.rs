@@ -165,6 +165,12 @@ impl fmt::Debug for CancelHandle {
 }
 
 impl CancelHandle {
+    /// A tokio-util `CancellationToken` cancelled when this node is. Feature `tokio-util`.
+    #[cfg(feature = "tokio-util")]
+    pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        crate::interop::token(&self.node)
+    }
+
     /// A copy of the cancel tree below (and including) this node: see
     /// [`TreeSnapshot`](crate::TreeSnapshot).
     pub fn snapshot(&self) -> crate::TreeSnapshot {

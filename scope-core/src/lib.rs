@@ -9,16 +9,21 @@ mod child;
 mod context;
 mod driver;
 mod error;
+#[cfg(feature = "tokio-util")]
+mod interop;
 mod local;
 mod permit;
 mod race;
 mod results;
 mod scope;
+#[cfg(feature = "signal")]
+mod shutdown;
 mod snapshot;
 mod start;
 mod supervise;
 mod sync;
 mod tree;
+mod watch;
 
 pub use cancel_scope::{
     CancelHandle, CancelScope, MoveOnAfter, Run, Shield, fail_after, fail_at, move_on_after,
@@ -36,6 +41,8 @@ pub use results::{Completions, join_all, join_all_in};
 pub use scope::{
     CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
+#[cfg(feature = "signal")]
+pub use shutdown::shutdown_signal;
 pub use snapshot::{NodeKind, NodeSnapshot, NodeState, TreeSnapshot, snapshot};
 pub use start::{Ready, Start};
 pub use supervise::Supervised;

@@ -29,6 +29,7 @@ use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::outcome::{Payload, Slot};
 use crate::tree::{Config, Node};
+use crate::watch::{StuckReport, Watch, Watches};
 
 /// Runs `body` in a new scope and waits for it and every child it spawned.
 ///
@@ -229,22 +230,15 @@ impl<E: 'static> ErrorKind<E> {
 #[must_use = "a builder does nothing until `run` is called and awaited"]
 pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     config: Config,
-    stuck: Option<StuckReport>,
+    watches: Watches,
     _mode: PhantomData<(M, K)>,
-}
-
-/// What [`ScopeBuilder::on_stuck`] configured.
-#[derive(Clone)]
-struct StuckReport {
-    after: Duration,
-    report: Arc<dyn Fn(&TreeSnapshot) + Send + Sync>,
 }
 
 impl<M, K> fmt::Debug for ScopeBuilder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeBuilder")
             .field("config", &self.config)
-            .field("on_stuck", &self.stuck.as_ref().map(|s| s.after))
+            .field("watches", &self.watches)
             .finish()
     }
 }
@@ -260,7 +254,7 @@ impl ScopeBuilder {
     pub fn new() -> Self {
         ScopeBuilder {
             config: Config::default(),
-            stuck: None,
+            watches: Watches::default(),
             _mode: PhantomData,
         }
     }
@@ -296,7 +290,7 @@ impl<K> ScopeBuilder<FailFast, K> {
     pub fn collect_errors(self) -> ScopeBuilder<CollectErrors, K> {
         ScopeBuilder {
             config: self.config,
-            stuck: self.stuck,
+            watches: self.watches,
             _mode: PhantomData,
         }
     }
@@ -338,7 +332,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     pub fn local(self) -> ScopeBuilder<M, Local> {
         ScopeBuilder {
             config: self.config,
-            stuck: self.stuck,
+            watches: self.watches,
             _mode: PhantomData,
         }
     }
@@ -354,7 +348,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     pub fn supervise(self) -> ScopeBuilder<M, Supervisor> {
         ScopeBuilder {
             config: self.config,
-            stuck: self.stuck,
+            watches: self.watches,
             _mode: PhantomData,
         }
     }
@@ -426,6 +420,101 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
         self
     }
 
+    /// Cancels the scope with `reason` when `trigger` completes (unless it was cancelled or
+    /// finished before): an external shutdown signal, a client that went away, a token of
+    /// another library. The scope future polls `trigger` while the scope runs and drops it
+    /// once the scope is cancelled or done. Several triggers may be given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{CancelReason, Cancelled, Scope};
+    /// use tokio::sync::oneshot;
+    ///
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let r: Result<(), Cancelled> = Scope::builder()
+    ///     .cancel_when(async { let _ = stopped.await; }, CancelReason::Shutdown)
+    ///     .run(async |s| {
+    ///         s.spawn(std::future::pending()); // runs until the scope is cancelled
+    ///         let _ = stop.send(());
+    ///         std::future::pending::<()>().await;
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap_err().reason(), CancelReason::Shutdown);
+    /// # }
+    /// ```
+    pub fn cancel_when(
+        mut self,
+        trigger: impl Future<Output = ()> + Send + 'static,
+        reason: CancelReason,
+    ) -> Self {
+        self.watches.add_trigger(trigger, reason);
+        self
+    }
+
+    /// Cancels the scope ([`CancelReason::Explicit`]) when `token` is cancelled: a scope that
+    /// obeys the `CancellationToken` of code built on tokio-util. Feature `tokio-util`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{CancelReason, Cancelled, Scope};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let token = CancellationToken::new();
+    /// let r: Result<(), Cancelled> = Scope::builder()
+    ///     .cancel_on(token.clone())
+    ///     .run(async |_s| {
+    ///         token.cancel(); // somebody else's shutdown
+    ///         std::future::pending::<()>().await;
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio-util")]
+    pub fn cancel_on(self, token: tokio_util::sync::CancellationToken) -> Self {
+        let (trigger, reason) = crate::interop::trigger(token);
+        self.cancel_when(trigger, reason)
+    }
+
+    /// Cancels the scope with [`CancelReason::Shutdown`] on Ctrl-C or, on Unix, SIGTERM (see
+    /// [`shutdown_signal`](crate::shutdown_signal)): the scope's children see `cancelled()`
+    /// and get the [`grace`](Self::grace) period to finish; what is left is dropped and the
+    /// scope returns `Err(Cancelled)` with reason `Shutdown`. For a program's root scope.
+    /// Feature `signal`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use taskscope::{Cancelled, Scope};
+    ///
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), Cancelled> {
+    ///     Scope::builder()
+    ///         .name("main")
+    ///         .grace(Duration::from_secs(10))
+    ///         .shutdown_on_signal()
+    ///         .run(async |s| {
+    ///             // s.spawn(serve(listener)) ...
+    ///             # let _ = s;
+    ///             Ok(())
+    ///         })
+    ///         .await
+    /// }
+    /// ```
+    #[cfg(feature = "signal")]
+    pub fn shutdown_on_signal(self) -> Self {
+        self.cancel_when(crate::shutdown::shutdown_signal(), CancelReason::Shutdown)
+    }
+
     /// Calls `report` with a [`TreeSnapshot`] of the scope if it has not finished `after` it
     /// was cancelled (by itself or an ancestor): the children that hold it up, their names,
     /// states and tasks. Once per scope. The answer to "why does my program hang on
@@ -464,7 +553,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
         after: Duration,
         report: impl Fn(&TreeSnapshot) + Send + Sync + 'static,
     ) -> Self {
-        self.stuck = Some(StuckReport {
+        self.watches.stuck = Some(StuckReport {
             after,
             report: Arc::new(report),
         });
@@ -528,15 +617,8 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
         }
         let locals = Locals::new();
         let body = body(Scope::new(node.clone(), locals.queue.clone()));
-        let stuck = self.stuck.map(|report| {
-            Box::new(Stuck {
-                report,
-                timer: None,
-                fired: false,
-            })
-        });
         ScopeFuture {
-            stuck,
+            watch: self.watches.into_watch(),
             kind: ErrorKind::new(from_cancelled),
             body: Some(body),
             locals,
@@ -1022,6 +1104,35 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     pub fn snapshot(&self) -> TreeSnapshot {
         TreeSnapshot::of(&self.node)
     }
+
+    /// A tokio-util `CancellationToken` cancelled when this scope is (by itself or an
+    /// ancestor, at the soft signal), for code that takes a token. Feature `tokio-util`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{Cancelled, scope};
+    ///
+    /// let r: Result<(), Cancelled> = scope(async |s| {
+    ///     let token = s.cancellation_token();
+    ///     // A tokio-util style worker that only knows tokens:
+    ///     s.spawn(async move {
+    ///         token.cancelled().await;
+    ///         Ok(())
+    ///     });
+    ///     s.cancel();
+    ///     Ok(())
+    /// })
+    /// .await;
+    /// assert!(r.is_ok());
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio-util")]
+    pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        crate::interop::token(&self.node)
+    }
 }
 
 /// A `'static`, clonable handle to a scope: spawn into it from anywhere, or cancel it.
@@ -1185,6 +1296,13 @@ impl<E, K> ScopeHandle<E, K> {
         TreeSnapshot::of(&self.node)
     }
 
+    /// A `CancellationToken` cancelled when this scope is (see
+    /// [`Scope::cancellation_token`]). Feature `tokio-util`.
+    #[cfg(feature = "tokio-util")]
+    pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        crate::interop::token(&self.node)
+    }
+
     /// A [`CancelHandle`] to the scope's node.
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle::from_node(self.node.clone())
@@ -1216,7 +1334,7 @@ pin_project! {
         body: Option<Fut>,
         locals: Locals<'env, K>,
         background: Option<Background>,
-        stuck: Option<Box<Stuck>>,
+        watch: Option<Box<Watch>>,
         out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         driver: Driver,
         _marker: PhantomData<(Invariant<'env>, M)>,
@@ -1307,8 +1425,8 @@ where
         this.driver.set_owner(cx.waker());
         loop {
             this.driver.poll_timer(cx);
-            if let Some(stuck) = this.stuck.as_mut() {
-                stuck.poll(this.driver.node(), cx);
+            if let Some(watch) = this.watch.as_mut() {
+                watch.poll(this.driver.node(), cx);
             }
             let running = matches!(this.out, BodyOut::Running);
             match this.driver.step() {
@@ -1401,34 +1519,6 @@ where
             leave_background(this.background, &node);
             let out = std::mem::replace(this.out, BodyOut::Running);
             return Poll::Ready(M::output(finish(&node, out, *this.kind)));
-        }
-    }
-}
-
-/// The scope future's watch for [`ScopeBuilder::on_stuck`].
-struct Stuck {
-    report: StuckReport,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    fired: bool,
-}
-
-impl Stuck {
-    /// Arms the timer when the scope is first seen cancelled; reports once when it fires.
-    fn poll(&mut self, node: &Arc<Node>, cx: &mut Context<'_>) {
-        if self.fired || !node.state().is_soft() {
-            return;
-        }
-        let after = self.report.after;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-        if timer.as_mut().poll(cx).is_ready() {
-            self.fired = true;
-            self.timer = None;
-            let report = &self.report.report;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| report(&TreeSnapshot::of(node)))) {
-                node.record_panic(p);
-            }
         }
     }
 }

@@ -108,6 +108,9 @@ pub(crate) struct Inner {
     pub(crate) finishing: bool,
     /// The task the node's future was first polled in.
     pub(crate) task: Option<tokio::task::Id>,
+    /// Tokens cancelled when this node becomes soft (`tokio-util` interop).
+    #[cfg(feature = "tokio-util")]
+    pub(crate) tokens: Vec<tokio_util::sync::CancellationToken>,
     /// A scope's background node, once a background child was spawned. Taken (to break the
     /// reference cycle through `parent`) when the scope finishes or is dropped.
     pub(crate) background: Option<Arc<Node>>,
@@ -166,6 +169,8 @@ pub(crate) struct Node {
 pub(crate) struct Wakes {
     wakers: Vec<Waker>,
     aborts: Vec<Arc<Node>>,
+    #[cfg(feature = "tokio-util")]
+    tokens: Vec<tokio_util::sync::CancellationToken>,
 }
 
 impl Wakes {
@@ -176,6 +181,10 @@ impl Wakes {
         &mut self.wakers
     }
     pub(crate) fn wake_all(self) {
+        #[cfg(feature = "tokio-util")]
+        for t in self.tokens {
+            t.cancel();
+        }
         for node in self.aborts {
             node.abort_tasks();
         }
@@ -219,6 +228,8 @@ impl Node {
                 waiters: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
                 background: None,
+                #[cfg(feature = "tokio-util")]
+                tokens: Vec::new(),
                 kind: config.kind,
                 finishing: false,
                 task: None,
@@ -260,6 +271,8 @@ impl Node {
         let new = State(self.state.fetch_or(bits, Ordering::AcqRel) | bits);
         if new.is_soft() && !old.is_soft() {
             inner.waiters.drain_into(wakes.list());
+            #[cfg(feature = "tokio-util")]
+            wakes.tokens.append(&mut inner.tokens);
         }
         if new.is_hard() && !old.is_hard() {
             wakes.aborts.push(self.clone());
