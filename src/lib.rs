@@ -108,8 +108,19 @@
 //!
 //! # Features
 //!
-//! - `tracing` (default): secondary errors, cancellations and dropped scopes are reported
-//!   as `tracing` events.
+//! - `tracing` (default): a `DEBUG` span per scope, cancel scope and spawned child, parented
+//!   like the cancel tree; events for cancellation (with the reason), deadline expiry, child
+//!   failure and panic, secondary errors and dropped scopes. A child gets its span only if a
+//!   subscriber wants it when it is spawned.
+//! - `tokio-util`: a scope's cancellation as a `CancellationToken`
+//!   (`Scope::cancellation_token`) and scopes cancelled by one (`ScopeBuilder::cancel_on`).
+//! - `signal`: `ScopeBuilder::shutdown_on_signal` and `shutdown_signal()`: Ctrl-C or SIGTERM
+//!   cancel the tree with [`CancelReason::Shutdown`], and the program exits after the grace
+//!   period.
+//!
+//! Seeing the tree: [`snapshot()`] (the tree the caller runs in), [`ScopeHandle::snapshot`],
+//! and [`ScopeBuilder::on_stuck`] for a scope that has not finished long after it was
+//! cancelled.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -135,6 +146,11 @@ pub use taskscope_core::*;
 ///   [`ScopeBuilder::supervise`]). An error nobody took from its handle is returned when the
 ///   scope ends;
 /// - `crate = "path"`: where the taskscope crate is, if it was renamed or re-exported.
+///
+/// With `#[tracing::instrument]`, put `#[scoped]` above it: attributes expand from the top
+/// and the lower one wraps the function body first, so `instrument` then wraps the scope and
+/// the call's span is the parent of the scope's span and of everything the scope runs. With
+/// the order swapped, the scope encloses the function's span.
 ///
 /// Durations are string literals of a number and a unit (`"250ms"`, `"2s"`, `"1.5s"`,
 /// `"1m"`, `"1h"`; units ns, us, ms, s, m, h), checked at compile time.

@@ -104,7 +104,7 @@ fn secondary_error_is_reported_as_an_event_naming_the_scope() {
         "one event per secondary error: {events:?}"
     );
     assert_eq!(secondary[0].scope.as_deref(), Some("fetch"));
-    let cancels: Vec<_> = events.iter().filter(|e| e.message == "cancel").collect();
+    let cancels: Vec<_> = events.iter().filter(|e| e.message == "cancelled").collect();
     assert_eq!(cancels.len(), 1, "the scope was cancelled once: {events:?}");
     assert_eq!(cancels[0].scope.as_deref(), Some("fetch"));
 }

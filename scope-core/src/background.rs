@@ -48,6 +48,13 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
         let _ = bg.runtime.set(rt.clone());
     }
     bg.attach(Some(scope), Instant::now());
+    #[cfg(feature = "tracing")]
+    {
+        let parent = scope.lock().span.clone();
+        let mut inner = bg.lock();
+        let name = inner.name.as_deref().unwrap_or("");
+        inner.span = tracing::debug_span!(parent: &parent, "background", name);
+    }
     let mut inner = scope.lock();
     if inner.life == Life::Done {
         // The scope future went away meanwhile and already took its background node out:

@@ -286,17 +286,36 @@ where
     E: Send + 'static,
 {
     let join = match slot {
-        None => rt.spawn(Child::new(node.clone(), fut)),
-        Some(slot) => rt.spawn(LimitedChild {
-            fut,
-            slot,
-            guard: TaskGuard {
-                node: Some(node.clone()),
+        None => spawn_task(rt, node, Child::new(node.clone(), fut)),
+        Some(slot) => spawn_task(
+            rt,
+            node,
+            LimitedChild {
+                fut,
+                slot,
+                guard: TaskGuard {
+                    node: Some(node.clone()),
+                },
             },
-        }),
+        ),
     };
     node.register_task(join.abort_handle());
     TaskHandle::task(join)
+}
+
+/// Spawns a child's task (in a span, with the `tracing` feature, if one is wanted).
+fn spawn_task<R>(rt: &tokio::runtime::Handle, node: &Node, fut: R) -> JoinHandle<R::Output>
+where
+    R: Future + Send + 'static,
+    R::Output: Send + 'static,
+{
+    #[cfg(feature = "tracing")]
+    return crate::spans::spawn(rt, node, fut);
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = node;
+        rt.spawn(fut)
+    }
 }
 
 /// Spawns `fut` only if the scope can start it right away (no limit, or a free slot and

@@ -55,6 +55,9 @@ pub(crate) struct Driver {
     /// A shield counts itself in the enclosing frame while it runs (the task it did so in),
     /// and registers with the scope its task was spawned into.
     shield: Option<ShieldMark>,
+    /// The node's span, entered while the inner future is polled.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl Driver {
@@ -69,6 +72,8 @@ impl Driver {
             active: false,
             finished: false,
             shield: None,
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
         }
     }
 
@@ -111,6 +116,10 @@ impl Driver {
         let parent = context::current();
         let shield = node.lock().shield;
         node.attach(parent.as_ref(), Instant::now());
+        #[cfg(feature = "tracing")]
+        {
+            self.span = crate::spans::enter_node(&node, parent.as_ref());
+        }
         if shield {
             self.shield = Some(ShieldMark {
                 task: tokio::task::try_id(),
@@ -172,7 +181,11 @@ impl Driver {
             self.timer = None;
             let node = self.node().clone();
             match self.armed.take() {
-                Some(Armed::Deadline(_)) => node.cancel(CancelReason::DeadlineExceeded, false),
+                Some(Armed::Deadline(_)) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(parent: &self.span, "deadline exceeded");
+                    node.cancel(CancelReason::DeadlineExceeded, false)
+                }
                 Some(Armed::HardAt(_)) => node.escalate(),
                 None => return,
             }
@@ -197,6 +210,8 @@ impl Driver {
 
     /// Runs `f` (the inner poll) with the node as the ambient node.
     pub(crate) fn poll_inner<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        #[cfg(feature = "tracing")]
+        let _entered = self.span.enter();
         context::enter_node(&mut self.node, &mut self.shields, f)
     }
 

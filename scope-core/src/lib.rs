@@ -19,6 +19,8 @@ mod scope;
 #[cfg(feature = "signal")]
 mod shutdown;
 mod snapshot;
+#[cfg(feature = "tracing")]
+mod spans;
 mod start;
 mod supervise;
 mod sync;

@@ -437,7 +437,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// let r: Result<(), Cancelled> = Scope::builder()
     ///     .cancel_when(async { let _ = stopped.await; }, CancelReason::Shutdown)
     ///     .run(async |s| {
-    ///         s.spawn(std::future::pending()); // runs until the scope is cancelled
+    ///         s.spawn(std::future::pending::<Result<(), Cancelled>>()); // until cancelled
     ///         let _ = stop.send(());
     ///         std::future::pending::<()>().await;
     ///         Ok(())
@@ -494,7 +494,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use taskscope::{Cancelled, Scope};
+    /// use taskscope_core::{Cancelled, Scope};
     ///
     /// #[tokio::main]
     /// async fn main() -> Result<(), Cancelled> {

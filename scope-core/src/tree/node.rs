@@ -108,6 +108,9 @@ pub(crate) struct Inner {
     pub(crate) finishing: bool,
     /// The task the node's future was first polled in.
     pub(crate) task: Option<tokio::task::Id>,
+    /// The node's span (disabled until entry, or if nobody wants it).
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
     /// Tokens cancelled when this node becomes soft (`tokio-util` interop).
     #[cfg(feature = "tokio-util")]
     pub(crate) tokens: Vec<tokio_util::sync::CancellationToken>,
@@ -230,6 +233,8 @@ impl Node {
                 background: None,
                 #[cfg(feature = "tokio-util")]
                 tokens: Vec::new(),
+                #[cfg(feature = "tracing")]
+                span: tracing::Span::none(),
                 kind: config.kind,
                 finishing: false,
                 task: None,
@@ -431,7 +436,12 @@ impl Node {
         if inner.reason.is_none() {
             inner.reason = Some(reason);
             #[cfg(feature = "tracing")]
-            tracing::debug!(scope = inner.name.as_deref().unwrap_or(""), %reason, "cancel");
+            tracing::debug!(
+                parent: &inner.span,
+                scope = inner.name.as_deref().unwrap_or(""),
+                %reason,
+                "cancelled"
+            );
         }
         let hard = hard || inner.grace.is_zero();
         if !hard && inner.hard_at.is_none() {

@@ -113,6 +113,14 @@ impl Node {
             let first = !secondary
                 && (!cancel || !self.state().is_soft())
                 && inner.outcome.primary.is_none();
+            #[cfg(feature = "tracing")]
+            tracing::debug!(
+                parent: &inner.span,
+                scope = inner.name.as_deref().unwrap_or(""),
+                first,
+                "{} failed",
+                if err.is_some() { "a child" } else { "the body" }
+            );
             let slot = match err {
                 Some(e) => Slot::Child(e),
                 None => Slot::Body,
@@ -185,6 +193,13 @@ impl Node {
                 dropped = Some(payload);
                 None
             } else {
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    parent: &inner.span,
+                    scope = inner.name.as_deref().unwrap_or(""),
+                    panic = crate::spans::panic_message(&*payload),
+                    "a child panicked"
+                );
                 if inner.outcome.panic.is_none() {
                     inner.outcome.panic = Some(payload);
                 } else {
