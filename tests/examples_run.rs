@@ -184,3 +184,70 @@ async fn fetch_profile_ok_fail_fast_and_deadline_leave_no_tasks() {
 async fn fetch_profile_current_thread() {
     fetch_profile_report().await;
 }
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/search_api.rs"]
+mod search_api;
+
+async fn search_api_report() {
+    let r = search_api::run().await.expect("the demo runs");
+    r.print();
+
+    // While both requests ran, the tree had both request scopes, under their connections.
+    for q in ["rust", "python"] {
+        assert!(
+            r.tree_both_running
+                .contains(&format!("scope \"request q={q}\"")),
+            "request q={q} in:\n{}",
+            r.tree_both_running
+        );
+    }
+    assert!(r.tree_both_running.contains("scope \"server\""));
+
+    // The client abandoned "rust": its fetch was cancelled, hyper saw the connection close
+    // mid-request, and once that connection's scope returned no backend of "rust" ran.
+    assert_eq!(r.rust_fetch, Err(CancelReason::Explicit));
+    assert_eq!(r.rust_conn.queries, ["rust"]);
+    assert!(
+        r.rust_conn.how.starts_with("the client went away"),
+        "{}",
+        r.rust_conn.how
+    );
+    assert_eq!(r.rust_backends_live_after_abandon, 0);
+    let rust = &r.rust_conn.stats[0];
+    assert_eq!(rust.started, search_api::BACKENDS.len(), "{rust:?}");
+    assert_eq!(rust.live, 0, "{rust:?}");
+    assert_eq!(rust.finished + rust.cancelled, rust.started, "{rust:?}");
+    assert!(rust.cancelled >= 1, "the slowest rust backend was cancelled: {rust:?}");
+    assert!(
+        !r.tree_after_disconnect.contains("request q=rust"),
+        "{}",
+        r.tree_after_disconnect
+    );
+
+    // Only the python results were shown: all three backends answered.
+    let shown: Vec<_> = r.shown.iter().map(|s| s.q.as_str()).collect();
+    assert_eq!(shown, ["python"], "no stale result");
+    assert_eq!(r.shown[0].status, 200);
+    assert_eq!(r.shown[0].hits.len(), search_api::BACKENDS.len());
+    assert!(r.shown[0].hits.iter().all(|h| h.contains("\"python\"")));
+    let python = &r.python_conn.stats[0];
+    assert_eq!((python.started, python.finished, python.live), (3, 3, 0));
+    assert_eq!(r.python_conn.how, "closed after the response");
+
+    // Shut down by cancelling its scope: it returned with nothing left.
+    assert_eq!(r.server.reason, Some(CancelReason::Explicit));
+    assert_eq!(r.server.tasks_left, 0);
+    assert_eq!(r.server.connections_live, 0);
+    assert_eq!(r.server.backends_live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_api_abandoned_request_leaves_no_zombie_backends() {
+    search_api_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn search_api_current_thread() {
+    search_api_report().await;
+}
