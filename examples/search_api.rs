@@ -100,7 +100,12 @@ impl Shared {
     }
 
     fn update(&self, q: &str, f: impl FnOnce(&mut QueryStats)) {
-        f(self.queries.lock().unwrap().entry(q.to_owned()).or_default());
+        f(self
+            .queries
+            .lock()
+            .unwrap()
+            .entry(q.to_owned())
+            .or_default());
     }
 
     fn backends_live(&self) -> usize {
@@ -271,8 +276,7 @@ async fn connection(
         .run(async |_s| -> io::Result<_> {
             let shared = shared.clone();
             let seen = seen.clone();
-            let service =
-                service_fn(move |req| search(req, conn, shared.clone(), seen.clone()));
+            let service = service_fn(move |req| search(req, conn, shared.clone(), seen.clone()));
             Ok(http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await)
