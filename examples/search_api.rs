@@ -17,7 +17,10 @@
 //! `request q=rust` scope: dropping a scope hard-cancels its children (the backends) and
 //! hands them to the nearest live ancestor scope, `conn 1`, which awaits them before it
 //! returns. So once `conn 1`'s scope has returned, no backend of "rust" is running: the
-//! drop guards count them. Without the scope (a `tokio::spawn` per backend, or a `JoinSet`
+//! drop guards count them. (The per-connection scope is what makes this hold per
+//! connection: without it the nearest live ancestor would be `server`, which awaits such
+//! hand-offs only when it exits. hyper polls the service future inline, inside the
+//! connection's future, so the request scope nests below `conn N` by itself.) Without the scope (a `tokio::spawn` per backend, or a `JoinSet`
 //! that aborts without waiting) the backends would go on, or still be running, after the
 //! connection is gone: zombie tasks.
 //!
