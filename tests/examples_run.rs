@@ -184,3 +184,136 @@ async fn fetch_profile_ok_fail_fast_and_deadline_leave_no_tasks() {
 async fn fetch_profile_current_thread() {
     fetch_profile_report().await;
 }
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/search_api.rs"]
+mod search_api;
+
+async fn search_api_report() {
+    let r = search_api::run().await.expect("the demo runs");
+    r.print();
+
+    // While both requests ran, the tree had both request scopes, under their connections.
+    for q in ["rust", "python"] {
+        assert!(
+            r.tree_both_running
+                .contains(&format!("scope \"request q={q}\"")),
+            "request q={q} in:\n{}",
+            r.tree_both_running
+        );
+    }
+    assert!(r.tree_both_running.contains("scope \"server\""));
+
+    // The client abandoned "rust": its fetch was cancelled, hyper saw the connection close
+    // mid-request, and once that connection's scope returned no backend of "rust" ran.
+    assert_eq!(r.rust_fetch, Err(CancelReason::Explicit));
+    assert_eq!(r.rust_conn.queries, ["rust"]);
+    assert!(
+        r.rust_conn.how.starts_with("the client went away"),
+        "{}",
+        r.rust_conn.how
+    );
+    assert_eq!(r.rust_backends_live_after_abandon, 0);
+    let rust = &r.rust_conn.stats[0];
+    assert_eq!(rust.started, search_api::BACKENDS.len(), "{rust:?}");
+    assert_eq!(rust.live, 0, "{rust:?}");
+    assert_eq!(rust.finished + rust.cancelled, rust.started, "{rust:?}");
+    assert!(
+        rust.cancelled >= 1,
+        "the slowest rust backend was cancelled: {rust:?}"
+    );
+    assert!(
+        !r.tree_after_disconnect.contains("request q=rust"),
+        "{}",
+        r.tree_after_disconnect
+    );
+
+    // Only the python results were shown: all three backends answered.
+    let shown: Vec<_> = r.shown.iter().map(|s| s.q.as_str()).collect();
+    assert_eq!(shown, ["python"], "no stale result");
+    assert_eq!(r.shown[0].status, 200);
+    assert_eq!(r.shown[0].hits.len(), search_api::BACKENDS.len());
+    assert!(r.shown[0].hits.iter().all(|h| h.contains("\"python\"")));
+    let python = &r.python_conn.stats[0];
+    assert_eq!((python.started, python.finished, python.live), (3, 3, 0));
+    assert_eq!(r.python_conn.how, "closed after the response");
+
+    // Shut down by cancelling its scope: it returned with nothing left.
+    assert_eq!(r.server.reason, Some(CancelReason::Explicit));
+    assert_eq!(r.server.tasks_left, 0);
+    assert_eq!(r.server.connections_live, 0);
+    assert_eq!(r.server.backends_live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_api_abandoned_request_leaves_no_zombie_backends() {
+    search_api_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn search_api_current_thread() {
+    search_api_report().await;
+}
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/crawl.rs"]
+mod crawl;
+
+async fn crawl_report() {
+    use crawl::{HANGS, LIMIT, Outcome, PAGES};
+
+    let r = crawl::run().await.expect("the crawl runs");
+    r.print();
+    assert_eq!(r.crawl_result, Ok(()));
+
+    // Every page reachable from the root was fetched, except the hanging one: it timed out
+    // (and the server saw its client give up). The rest were never reached.
+    let reachable = crawl::reachable(&r.site);
+    let expected: Vec<_> = reachable.iter().copied().filter(|&p| p != HANGS).collect();
+    assert_eq!(r.fetched, expected);
+    assert_eq!(r.timed_out, [HANGS]);
+    assert!(r.failed.is_empty(), "{:?}", r.outcomes);
+    let unreachable: Vec<_> = (0..PAGES).filter(|p| !reachable.contains(p)).collect();
+    assert_eq!(r.never_reached, unreachable);
+    assert!(
+        r.never_reached.contains(&36),
+        "36 is behind the hanging page"
+    );
+    assert!(r.fetched.len() >= 30, "{:?}", r.fetched);
+    assert_eq!(r.server_saw_give_up, [HANGS]);
+    // The links recorded are the site's.
+    for (&p, o) in &r.outcomes {
+        if let Outcome::Fetched { links, .. } = o {
+            assert_eq!(links, &r.site[p].links);
+        }
+    }
+
+    // The limit held: never more than four page tasks ran at once, and it was reached.
+    assert!(r.max_running <= LIMIT, "{}", r.max_running);
+    assert!(r.max_running >= 2, "{}", r.max_running);
+
+    // Mid-crawl the tree showed the crawl scope with at most four fetches running.
+    assert!(
+        r.tree_mid.contains("scope \"crawl\" [running]"),
+        "{}",
+        r.tree_mid
+    );
+    let fetching = r.tree_mid.matches("cancel scope \"fetch /p/").count();
+    assert_eq!(fetching, r.mid_fetching, "{}", r.tree_mid);
+    assert!((1..=LIMIT).contains(&r.mid_fetching), "{}", r.tree_mid);
+    assert!(r.mid_tasks >= r.mid_fetching, "{}", r.tree_mid);
+
+    // Nothing left once the crawl scope returned.
+    assert_eq!(r.running_after, 0);
+    assert_eq!(r.tasks_left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_limit_timeout_and_no_task_left() {
+    crawl_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn crawl_current_thread() {
+    crawl_report().await;
+}
