@@ -172,10 +172,7 @@ async fn background_and_shield_nodes_are_labelled() {
         .run(async |s| {
             s.spawn_background(pending::<Result<(), Cancelled>>());
             let text = taskscope::shield(async { snapshot().to_string() }).await;
-            assert!(
-                text.contains("background \"svc/background\" [running]"),
-                "{text}"
-            );
+            assert!(text.contains("background [running]"), "{text}");
             assert!(text.contains("shield [running]"), "{text}");
             Ok(())
         })
@@ -274,4 +271,44 @@ async fn on_stuck_stays_quiet_when_the_scope_finishes_in_time() {
     assert!(r.is_err());
     tokio::time::sleep(secs(10)).await;
     assert_eq!(reports.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limited_scope_shows_its_waiting_children_and_a_finished_scope_is_done() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("crawl")
+        .limit(2)
+        .run(async |s| {
+            for _ in 0..5 {
+                s.spawn(async {
+                    tokio::time::sleep(secs(1)).await;
+                    Ok(())
+                });
+            }
+            tokio::task::yield_now().await;
+            let tree = s.snapshot();
+            let i = tree.position("crawl").unwrap();
+            assert_eq!(tree.nodes()[i].waiting, 3);
+            assert_eq!(tree.nodes()[i].live_children, 5);
+            assert!(
+                tree.to_string()
+                    .starts_with("scope \"crawl\" [running] 3 waiting for a slot\n")
+            );
+            Ok(())
+        })
+        .await;
+    assert!(r.is_ok());
+    let mut kept = None;
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("short")
+        .run(async |s| {
+            kept = Some(s.handle());
+            Ok(())
+        })
+        .await;
+    assert!(r.is_ok());
+    assert_eq!(
+        kept.unwrap().snapshot().to_string(),
+        "scope \"short\" [done]\n"
+    );
 }

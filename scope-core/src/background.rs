@@ -13,8 +13,6 @@
 //! arrives once the background node was cancelled is secondary (a service that stops with
 //! `checkpoint()?` did not fail the scope).
 
-use std::borrow::Cow;
-
 use tokio::time::Instant;
 
 use crate::error::SpawnError;
@@ -24,21 +22,18 @@ use crate::tree::{Config, Node};
 
 /// The scope's background node, created (and attached below the scope) if needed.
 pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
-    let (name, grace) = {
+    let grace = {
         let inner = scope.lock();
         if let Some(bg) = &inner.background {
             return Ok(bg.clone());
         }
-        (inner.name.clone(), inner.grace)
+        inner.grace
     };
     if scope.is_closed() {
         return Err(SpawnError::Closed);
     }
     let bg = Node::new(Config {
-        name: Some(match name {
-            Some(n) => Cow::Owned(format!("{n}/background")),
-            None => Cow::Borrowed("background"),
-        }),
+        // Unnamed: it is shown as `background` below its scope.
         grace,
         forward: true,
         kind: crate::snapshot::NodeKind::Background,

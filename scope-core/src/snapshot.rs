@@ -87,6 +87,9 @@ pub struct NodeSnapshot {
     pub tasks: Vec<Id>,
     /// How many spawned and blocking children (not nested nodes) are alive.
     pub live_children: usize,
+    /// In a scope with a [`limit`](crate::ScopeBuilder::limit): how many of them (and of
+    /// the producers in [`reserve`](crate::Scope::reserve)) wait for a slot.
+    pub waiting: usize,
 }
 
 impl NodeSnapshot {
@@ -156,6 +159,13 @@ impl TreeSnapshot {
         self.nodes.iter().find(|n| n.name.as_deref() == Some(name))
     }
 
+    /// The index of the first node named `name` (for [`children`](Self::children)).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.name.as_deref() == Some(name))
+    }
+
     /// The children of node `i` (indices into [`nodes`](Self::nodes)).
     pub fn children(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         self.nodes
@@ -220,6 +230,7 @@ fn copy(
             task: inner.task,
             tasks: Vec::new(),
             live_children: 0,
+            waiting: node.limiter.as_ref().map_or(0, |l| l.waiting()),
         };
         (snap, inner.children.clone())
     };
@@ -263,7 +274,13 @@ impl fmt::Display for TreeSnapshot {
                     " [{}: {reason}]",
                     if hard { "dropping" } else { "cancelling" }
                 )?,
-                NodeState::Done => f.write_str(" [done, children handed up]")?,
+                NodeState::Done if n.live_children > 0 || lines[i].has_children => {
+                    f.write_str(" [done, children handed up]")?
+                }
+                NodeState::Done => f.write_str(" [done]")?,
+            }
+            if n.waiting > 0 {
+                write!(f, " {} waiting for a slot", n.waiting)?;
             }
             match n.time_left {
                 Some(d) if d.is_zero() => f.write_str(" deadline passed")?,
@@ -306,6 +323,8 @@ struct Line {
     /// Nodes whose task lines are written right after this node's line (it is their last
     /// descendant, or they have no children), innermost first.
     tails: Vec<usize>,
+    /// It has child nodes.
+    has_children: bool,
 }
 
 impl TreeSnapshot {
@@ -318,6 +337,7 @@ impl TreeSnapshot {
         for (i, node) in self.nodes.iter().enumerate() {
             if let Some(p) = node.parent {
                 last_child[p] = Some(i);
+                lines[p].has_children = true;
                 if let Some(t) = node.task {
                     child_tasks[p].push(t);
                 }

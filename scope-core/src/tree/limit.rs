@@ -69,6 +69,11 @@ impl Limiter {
         Ticket::Queued(ticket)
     }
 
+    /// How many children (and reservations) wait for a slot.
+    pub(crate) fn waiting(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
     /// Takes a slot only if that needs no waiting.
     pub(crate) fn try_enter(&self) -> bool {
         let mut st = lock(&self.state);
