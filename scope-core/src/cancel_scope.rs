@@ -304,10 +304,16 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         assert!(!this.driver.is_finished(), "`Run` polled after completion");
+        // On the first poll the timer is armed only if the inner future does not complete
+        // right away (as `tokio::time::timeout` does): a ready future costs no timer. A
+        // deadline already past at entry was seen by `enter` (D9).
+        let mut lazy = !this.driver.is_active();
         this.driver.enter(false);
         this.driver.set_owner(cx.waker());
         loop {
-            this.driver.poll_timer(cx);
+            if !lazy {
+                this.driver.poll_timer(cx);
+            }
             if this.out.is_none() && this.caught.is_none() {
                 match this.driver.step() {
                     Step::Outer => return Poll::Pending,
@@ -323,6 +329,10 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
                                 *this.out = Some(v);
                             }
                             _ => {
+                                if lazy {
+                                    lazy = false;
+                                    this.driver.poll_timer(cx);
+                                }
                                 if this.driver.step() == Step::Run {
                                     return Poll::Pending;
                                 }
@@ -334,6 +344,10 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
             }
             // Completed or caught: nothing spawned below may outlive us (invariant #8).
             if this.driver.poll_idle().is_pending() {
+                if lazy {
+                    lazy = false;
+                    continue; // arm the timer before waiting
+                }
                 return Poll::Pending;
             }
             this.fut.set(None);
