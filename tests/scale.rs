@@ -74,8 +74,11 @@ fn r12_million_short_children_complete_and_memory_is_freed() {
                 let (g, done) = (census.guard(), completed.clone());
                 let h = s.spawn(async move {
                     yield_now().await; // parks once
-                    done.fetch_add(1, SeqCst);
+                    // The guard first: the body counts a wave whose handles were dropped as
+                    // gone once `completed` reaches its end (counting first raced that
+                    // check, seen in release builds).
                     drop(g);
+                    done.fetch_add(1, SeqCst);
                     Ok(n)
                 });
                 handles.push(h);
