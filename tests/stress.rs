@@ -376,6 +376,13 @@ fn s3_spawn_vs_close(iterations: usize) {
     );
 }
 
+/// Yields until `flag` is set.
+async fn until_set(flag: &AtomicBool) {
+    while !flag.load(SeqCst) {
+        yield_now().await;
+    }
+}
+
 /// A child's value: owns a census guard, so it is counted when dropped.
 struct Value(#[allow(dead_code)] Guard, usize);
 
@@ -390,14 +397,18 @@ fn s3_cancel_vs_complete(iterations: usize) {
             let census = Census::new();
             let r: Result<Option<Value>, Cancelled> = scope(async |s| {
                 let g = census.guard();
+                let started = Arc::new(AtomicBool::new(false));
+                let st = started.clone();
                 let h = s.spawn(async move {
+                    st.store(true, SeqCst);
                     yields(i % 3).await;
                     Ok(Value(g, i))
                 });
-                // Near the boundary mostly; every 16th iteration the child has plenty of
-                // time to complete first (measured in debug: as few as 6 of 5,000 iterations
-                // deliver with `i % 4` alone, so "delivered" needs the help).
-                yields(if i % 16 == 15 { 64 } else { i % 4 }).await;
+                // The race starts once the child runs (a worker may take a while to pick it
+                // up; counting yields from the spawn, as R9 does, delivers in as few as 4 of
+                // 1,000 iterations).
+                until_set(&started).await;
+                yields(i % 4).await;
                 h.cancel();
                 Ok(h.await.ok())
             })
@@ -438,13 +449,19 @@ fn s3_cancel_vs_complete(iterations: usize) {
             let census = Census::new();
             let r: Result<Option<Value>, Cancelled> = scope(async |s| {
                 let g = census.guard();
+                let started = Arc::new(AtomicBool::new(false));
+                let st = started.clone();
                 let h = s.spawn(async move {
+                    st.store(true, SeqCst);
                     yields(i % 3).await;
                     Ok(Value(g, i))
                 });
                 let sh = s.handle();
                 s.spawn(async move {
-                    yields(i % 4).await;
+                    until_set(&started).await;
+                    // Wider than the child's delay: the body must also be woken with the
+                    // value before the cancel for "delivered".
+                    yields(i % 8).await;
                     sh.cancel();
                     Ok(())
                 });
