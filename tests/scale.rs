@@ -8,66 +8,20 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::{Future, pending};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::*;
 use taskscope::*;
 use tokio::task::yield_now;
 
-// ---------------------------------------------------------------------------------------
-// Live-heap accounting
-// ---------------------------------------------------------------------------------------
-
-struct CountingAlloc;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
-// adds bookkeeping on an atomic counter.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
-
-fn live_bytes() -> isize {
-    LIVE_BYTES.load(SeqCst)
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live_bytes;
 
 /// Serialises the tests of this file (they measure the process-wide heap).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -120,8 +74,11 @@ fn r12_million_short_children_complete_and_memory_is_freed() {
                 let (g, done) = (census.guard(), completed.clone());
                 let h = s.spawn(async move {
                     yield_now().await; // parks once
-                    done.fetch_add(1, SeqCst);
+                    // The guard first: the body counts a wave whose handles were dropped as
+                    // gone once `completed` reaches its end (counting first raced that
+                    // check, seen in release builds).
                     drop(g);
+                    done.fetch_add(1, SeqCst);
                     Ok(n)
                 });
                 handles.push(h);
