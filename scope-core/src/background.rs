@@ -13,8 +13,6 @@
 //! arrives once the background node was cancelled is secondary (a service that stops with
 //! `checkpoint()?` did not fail the scope).
 
-use tokio::time::Instant;
-
 use crate::error::SpawnError;
 use crate::sync::{Arc, Ordering};
 use crate::tree::node::Life;
@@ -42,7 +40,7 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
     if let Some(rt) = scope.runtime.get() {
         let _ = bg.runtime.set(rt.clone());
     }
-    bg.attach(Some(scope), Instant::now());
+    bg.attach(Some(scope));
     #[cfg(feature = "tracing")]
     {
         let parent = scope.lock().span.clone();

@@ -18,6 +18,9 @@ use crate::tree::Node;
 /// Creates the span of `node` at its entry, below the span current at its first poll (the
 /// enclosing node's or child's) or, if there is none, below its parent node's.
 pub(crate) fn enter_node(node: &Arc<Node>, parent: Option<&Arc<Node>>) -> tracing::Span {
+    if !tracing::span_enabled!(tracing::Level::DEBUG) {
+        return tracing::Span::none(); // nobody listens: no lock, no span
+    }
     let current = tracing::Span::current();
     let parent_span = if current.is_none() {
         parent.map(|p| p.lock().span.clone())

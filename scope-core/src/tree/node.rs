@@ -326,7 +326,7 @@ impl Node {
     /// Resolves a relative timeout into a deadline and returns it. The child inherits the
     /// parent's cancellation under the parent's lock, so a cancel that runs concurrently
     /// either sees the child in `children` or the child sees the cancel (#3).
-    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>, now: Instant) {
+    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) {
         let mut wakes = Wakes::default();
         // Children spawned before entry (by the body closure's synchronous part) already
         // count here: the parent must count this node as busy from now on (#5). The busy
@@ -337,7 +337,7 @@ impl Node {
                 // Lock order: parent before child (#2).
                 let mut pi = p.lock();
                 let mut ci = self.lock();
-                self.enter_locked(&mut ci, now, &mut wakes);
+                self.enter_locked(&mut ci, &mut wakes);
                 if !ci.shield {
                     let bits = p.state().for_child();
                     if bits != 0 {
@@ -350,7 +350,7 @@ impl Node {
             }
             None => {
                 let mut ci = self.lock();
-                self.enter_locked(&mut ci, now, &mut wakes);
+                self.enter_locked(&mut ci, &mut wakes);
             }
         }
         if parent.is_some() && !self.is_idle() {
@@ -362,10 +362,14 @@ impl Node {
         wakes.wake_all();
     }
 
-    fn enter_locked(self: &Arc<Self>, ci: &mut Inner, now: Instant, wakes: &mut Wakes) {
+    fn enter_locked(self: &Arc<Self>, ci: &mut Inner, wakes: &mut Wakes) {
         ci.life = Life::Entered;
         ci.task = tokio::task::try_id();
         self.bump_timer();
+        if ci.timeout.is_none() && ci.deadline.is_none() {
+            return; // no clock reading needed
+        }
+        let now = Instant::now();
         if let Some(t) = ci.timeout.take() {
             // `None` on overflow: a timeout too long to represent never fires (D10).
             let d = now.checked_add(t);
