@@ -34,7 +34,14 @@ rt_test! {
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(finished.get(), 10);
-        assert_eq!(gauge.max(), 3, "the limit was reached, never exceeded");
+        assert!(gauge.max() <= 3, "the limit was exceeded: {}", gauge.max());
+        // Reaching the limit is certain only on one thread: on a loaded multi-thread runtime
+        // a child may finish before the third one is first polled.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread
+        {
+            assert_eq!(gauge.max(), 3, "the limit was reached");
+        }
         for (i, finished_at_start) in order.get() {
             assert!(
                 finished_at_start + 3 > i,
