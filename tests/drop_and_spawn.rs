@@ -670,74 +670,7 @@ rt_test! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn r7_spawn_racing_last_child_stress() {
-    const ITERATIONS: usize = 10_000;
-    let mut accepted = 0;
-    let mut refused = 0;
-    for i in 0..ITERATIONS {
-        let census = Census::new();
-        let completed = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Cancelled>>();
-        let (c, done) = (census.clone(), completed.clone());
-        let racer_delay = i % 7;
-        // Another task (outside the scope) holds a handle and spawns once.
-        let racer = tokio::spawn(async move {
-            let h = rx.await.unwrap();
-            yields(racer_delay).await;
-            let g = c.guard();
-            let r = h.spawn(async move {
-                yield_now().await;
-                done.store(true, SeqCst);
-                drop(g);
-                Ok(())
-            });
-            match r {
-                Ok(_) => true,
-                Err(SpawnError::Closed) => false,
-                Err(e) => panic!("iteration {i}: unexpected spawn error {e:?}"),
-            }
-        });
-        let last_delay = (i / 7) % 5;
-        let r: Result<(), Cancelled> = scope(async |s| {
-            tx.send(s.handle()).unwrap();
-            s.spawn(async move {
-                yields(last_delay).await;
-                Ok(())
-            });
-            Ok(())
-        })
-        .await;
-        // Right after the scope returned.
-        let completed_at_return = completed.load(SeqCst);
-        let alive_at_return = census.alive();
-        assert_eq!(r, Ok(()));
-        let was_accepted = racer.await.unwrap();
-        if was_accepted {
-            accepted += 1;
-            assert!(
-                completed_at_return,
-                "iteration {i}: a spawn was accepted but its child had not completed when the \
-                 scope returned (accepted but never awaited)"
-            );
-            assert_eq!(alive_at_return, 0, "iteration {i}");
-        } else {
-            refused += 1;
-            assert!(
-                !completed.load(SeqCst),
-                "iteration {i}: a refused child ran"
-            );
-            assert_eq!(
-                census.alive(),
-                0,
-                "iteration {i}: the refused future was dropped"
-            );
-        }
-    }
-    eprintln!("R7 stress: {accepted} accepted (all awaited), {refused} refused with Closed");
-    assert_eq!(accepted + refused, ITERATIONS);
-    assert!(
-        accepted > 0 && refused > 0,
-        "the race was exercised both ways: {accepted} accepted, {refused} refused"
-    );
+    common::spawn_vs_close_race(10_000, "R7").await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -304,76 +304,11 @@ fn s2_deep_chains_cancelled_and_failing_small_stack_full() {
 // S3: races on 4 workers, both outcomes required
 // ---------------------------------------------------------------------------------------
 
-/// Another task spawns through a handle while the scope's last child finishes: the spawn
-/// is either accepted (and the child awaited before the scope returns) or refused with
-/// `Closed` (and the future dropped, never run).
+/// Another task spawns through a handle while the scope's last child finishes (the R7 race,
+/// shared in `common`): accepted and awaited, or refused with `Closed`; both must occur.
 fn s3_spawn_vs_close(iterations: usize) {
     let _serial = serial();
-    let rt = runtime(4);
-    let (accepted, refused) = rt.block_on(async {
-        let (mut accepted, mut refused) = (0usize, 0usize);
-        for i in 0..iterations {
-            let census = Census::new();
-            let completed = Arc::new(AtomicBool::new(false));
-            let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Cancelled>>();
-            let (c, done) = (census.clone(), completed.clone());
-            let racer_delay = i % 7;
-            let racer = tokio::spawn(async move {
-                let h = rx.await.unwrap();
-                yields(racer_delay).await;
-                let g = c.guard();
-                match h.spawn(async move {
-                    yield_now().await;
-                    done.store(true, SeqCst);
-                    drop(g);
-                    Ok(())
-                }) {
-                    Ok(_) => true,
-                    Err(SpawnError::Closed) => false,
-                    Err(e) => panic!("iteration {i}: unexpected spawn error {e:?}"),
-                }
-            });
-            let last_delay = (i / 7) % 5;
-            let r: Result<(), Cancelled> = scope(async |s| {
-                tx.send(s.handle()).unwrap();
-                s.spawn(async move {
-                    yields(last_delay).await;
-                    Ok(())
-                });
-                Ok(())
-            })
-            .await;
-            let completed_at_return = completed.load(SeqCst);
-            let alive_at_return = census.alive();
-            assert_eq!(r, Ok(()));
-            if racer.await.unwrap() {
-                accepted += 1;
-                assert!(
-                    completed_at_return,
-                    "iteration {i}: an accepted child had not completed when the scope returned"
-                );
-                assert_eq!(alive_at_return, 0, "iteration {i}");
-            } else {
-                refused += 1;
-                assert!(
-                    !completed.load(SeqCst),
-                    "iteration {i}: a refused child ran"
-                );
-                assert_eq!(
-                    census.alive(),
-                    0,
-                    "iteration {i}: the refused future was dropped"
-                );
-            }
-        }
-        (accepted, refused)
-    });
-    eprintln!("S3 spawn vs close: {accepted} accepted (all awaited), {refused} refused");
-    assert_eq!(accepted + refused, iterations);
-    assert!(
-        accepted > 0 && refused > 0,
-        "both outcomes of the race occurred: {accepted} accepted, {refused} refused"
-    );
+    runtime(4).block_on(common::spawn_vs_close_race(iterations, "S3"));
 }
 
 /// Yields until `flag` is set.

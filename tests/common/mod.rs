@@ -170,3 +170,76 @@ macro_rules! rt_test {
     };
 }
 pub(crate) use rt_test;
+
+/// R7 / S3: another task spawns through a handle while the scope's last child finishes. The
+/// spawn is either accepted (and its child awaited before the scope returns) or refused with
+/// `Closed` (and the future dropped, never run); both outcomes must occur over `iterations`
+/// rounds. Run it on a multi-thread runtime (4 workers) for a real race.
+pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
+    use std::sync::atomic::AtomicBool;
+    use taskscope::{Cancelled, ScopeHandle, SpawnError, scope};
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    for i in 0..iterations {
+        let census = Census::new();
+        let completed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Cancelled>>();
+        let (c, done) = (census.clone(), completed.clone());
+        let racer_delay = i % 7;
+        // Another task (outside the scope) holds a handle and spawns once.
+        let racer = tokio::spawn(async move {
+            let h = rx.await.unwrap();
+            yields(racer_delay).await;
+            let g = c.guard();
+            match h.spawn(async move {
+                tokio::task::yield_now().await;
+                done.store(true, Ordering::SeqCst);
+                drop(g);
+                Ok(())
+            }) {
+                Ok(_) => true,
+                Err(SpawnError::Closed) => false,
+                Err(e) => panic!("iteration {i}: unexpected spawn error {e:?}"),
+            }
+        });
+        let last_delay = (i / 7) % 5;
+        let r: Result<(), Cancelled> = scope(async |s| {
+            tx.send(s.handle()).unwrap();
+            s.spawn(async move {
+                yields(last_delay).await;
+                Ok(())
+            });
+            Ok(())
+        })
+        .await;
+        // Right after the scope returned.
+        let completed_at_return = completed.load(Ordering::SeqCst);
+        let alive_at_return = census.alive();
+        assert_eq!(r, Ok(()));
+        if racer.await.unwrap() {
+            accepted += 1;
+            assert!(
+                completed_at_return,
+                "iteration {i}: a spawn was accepted but its child had not completed when the \
+                 scope returned (accepted but never awaited)"
+            );
+            assert_eq!(alive_at_return, 0, "iteration {i}");
+        } else {
+            refused += 1;
+            assert!(
+                !completed.load(Ordering::SeqCst),
+                "iteration {i}: a refused child ran"
+            );
+            assert_eq!(
+                census.alive(),
+                0,
+                "iteration {i}: the refused future was dropped"
+            );
+        }
+    }
+    eprintln!("{label} spawn vs close: {accepted} accepted (all awaited), {refused} refused");
+    assert_eq!(accepted + refused, iterations);
+    assert!(
+        accepted > 0 && refused > 0,
+        "the race was exercised both ways: {accepted} accepted, {refused} refused"
+    );
+}
