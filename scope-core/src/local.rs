@@ -41,7 +41,7 @@ use pin_project_lite::pin_project;
 
 use crate::child::SlotGuard;
 use crate::error::{CancelReason, Cancelled, SpawnError};
-use crate::sync::{Arc, Mutex, Ordering, lock};
+use crate::sync::{Arc, Mutex, Ordering, get_mut, lock};
 use crate::tree::Node;
 use crate::tree::outcome::Payload;
 
@@ -193,9 +193,7 @@ impl<'env, K: Kind> Locals<'env, K> {
     }
 
     fn running(&mut self) -> &mut Option<FuturesUnordered<K::Task<'env>>> {
-        self.running
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        get_mut(&mut self.running)
     }
 
     /// `true` while a local child runs or waits to be taken over.

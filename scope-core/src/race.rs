@@ -10,7 +10,6 @@
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::{CancelReason, Cancelled, Errors};
 use crate::results::{Channel, Entry, Reported};
 use crate::scope::scope;
+use crate::sync::Arc;
 
 /// Runs attempts at the same goal, starting them one after another, and returns the first
 /// success; see [`Race::run`].

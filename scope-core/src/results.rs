@@ -12,13 +12,13 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use pin_project_lite::pin_project;
 
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::scope::{ScopeHandle, scope};
+use crate::sync::{Arc, Mutex, MutexGuard, lock};
 
 // ---------------------------------------------------------------------------------------
 // The shared queue and the reporting wrapper (also used by `race`).
@@ -47,10 +47,10 @@ impl<R> Channel<R> {
         })
     }
 
-    /// Locks the queue, ignoring poisoning: nothing here panics while holding the lock
-    /// (user values are dropped and wakers woken after it is released).
+    /// Locks the queue (see `sync::lock`: nothing here panics while holding it; user values
+    /// are dropped and wakers woken after it is released).
     fn lock(&self) -> MutexGuard<'_, Queue<R>> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// Queues `r` and wakes the reader.

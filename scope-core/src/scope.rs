@@ -1321,7 +1321,8 @@ enum BodyOut<T, E> {
 pin_project! {
     /// The future of [`scope`] and [`ScopeBuilder::run`].
     ///
-    /// It is `Send` exactly when the body closure, its future, `T` and `E` are.
+    /// It is `Send` exactly when the body's future, `T` and `E` are, and the scope's kind
+    /// keeps its local children `Send` (every kind but [`Local`]).
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ScopeFuture<'env, Fut, M = FailFast, K = Sendable>
     where

@@ -15,3 +15,10 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The value of a `Mutex` reached through `&mut` (no locking), ignoring poisoning. For state
+/// kept in a `Mutex` only so that its owner stays `Sync` (the scope future, the builder).
+pub(crate) fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
+    m.get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::error::CancelReason;
 use crate::snapshot::TreeSnapshot;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Mutex, get_mut};
 use crate::tree::Node;
 
 /// A future that cancels the scope with `reason` when it completes.
@@ -45,11 +45,6 @@ impl fmt::Debug for Watches {
             .field("on_stuck", &self.stuck.as_ref().map(|s| s.after))
             .finish_non_exhaustive()
     }
-}
-
-fn get_mut<T>(m: &mut Mutex<T>) -> &mut T {
-    m.get_mut()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Watches {
