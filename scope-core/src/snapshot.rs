@@ -232,7 +232,7 @@ fn copy(
             live_children: 0,
             waiting: node.limiter.as_ref().map_or(0, |l| l.waiting()),
         };
-        (snap, inner.children.clone())
+        (snap, inner.children.to_vec())
     };
     let busy_nodes = children.iter().filter(|c| !c.is_idle()).count();
     snap.live_children = node.busy_count().saturating_sub(busy_nodes);

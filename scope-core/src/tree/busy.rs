@@ -14,6 +14,7 @@
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::task::Waker;
 
+use super::list::List;
 use super::node::Node;
 use crate::sync::lock;
 
@@ -110,7 +111,7 @@ impl Node {
     /// parents while it does. Wakes the owners of the nodes that became idle.
     #[cold]
     fn transition(&self, inc: bool) -> bool {
-        let mut idle: Vec<Waker> = Vec::new();
+        let mut idle: List<Waker> = List::default();
         let guard = lock(&self.busy_lock);
         // The first level respects CLOSED on increments; the count may have moved meanwhile.
         let mut cur = self.busy.load(Relaxed);
@@ -149,7 +150,7 @@ impl Node {
         &'a self,
         guard: std::sync::MutexGuard<'a, ()>,
         inc: bool,
-        idle: &mut Vec<Waker>,
+        idle: &mut List<Waker>,
     ) {
         let mut guard = guard;
         let mut node: &Node = self;

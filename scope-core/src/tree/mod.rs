@@ -77,6 +77,7 @@
 
 pub(crate) mod busy;
 pub(crate) mod limit;
+pub(crate) mod list;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod slab;

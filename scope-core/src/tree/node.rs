@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::list::List;
 use super::outcome::Outcome;
 use super::slab::WakerSlab;
 use super::tasks::Registry;
@@ -97,7 +98,7 @@ pub(crate) struct Inner {
     pub(crate) cancel_called: bool,
     pub(crate) caught: bool,
     /// The nodes attached below this one; each knows its index here (`parent_idx`).
-    pub(crate) children: Vec<Arc<Node>>,
+    pub(crate) children: List<Arc<Node>>,
     /// The waker of the future that drives this node.
     owner: Option<Waker>,
     /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
@@ -119,23 +120,14 @@ pub(crate) struct Inner {
     pub(crate) background: Option<Arc<Node>>,
 }
 
-/// Keeps a value on cache lines of its own.
-#[repr(align(128))]
-#[derive(Default)]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// A node of the cancel tree. See the module doc of [`crate::tree`].
 ///
-/// `state` (read on every poll of every child) lives on its own cache line, away from the
-/// reference count and from `busy` (written by every spawn and every finishing child).
-#[repr(align(128))]
+/// `state` (read on every poll of every child) and `busy` (written by every spawn and every
+/// finishing child) are kept at least two cache lines apart by the field order (`repr(C)`,
+/// the large `inner` between them, checked at compile time below) rather than by aligning
+/// the node: an over-aligned allocation costs `posix_memalign`, about ten times a plain
+/// `malloc`, for every scope and cancel scope.
+#[repr(C)]
 pub(crate) struct Node {
     /// `OWN_*` and `INH_*` bits. Written only under `inner`'s lock (#1); read anywhere.
     state: AtomicU32,
@@ -144,27 +136,33 @@ pub(crate) struct Node {
     /// Bumped (under `inner`'s lock) whenever `deadline` or `hard_at` changes, so the
     /// node's future re-reads them only when they changed.
     timer_gen: AtomicU32,
-    /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
-    pub(super) busy: Padded<AtomicUsize>,
-    /// Serialises this node's transitions of `busy` through zero (#5).
-    pub(super) busy_lock: Mutex<()>,
+    /// This node is a scope's background node: outcomes are recorded with the parent.
+    pub(crate) forward: bool,
+    /// Set once `inner.background` was set: the scope then watches for its foreground
+    /// work to finish (see `busy.rs`).
+    pub(crate) has_background: AtomicBool,
+    pub(crate) inner: Mutex<Inner>,
     /// Set once, at entry; kept until the node is freed.
     pub(super) parent: OnceLock<Arc<Node>>,
     /// Index of this node in `parent.children`; written only under the parent's lock.
     parent_idx: AtomicUsize,
     /// The runtime a scope spawns its children on (scopes only).
     pub(crate) runtime: OnceLock<tokio::runtime::Handle>,
-    pub(crate) inner: Mutex<Inner>,
     /// The spawned children, for aborting them (see `tasks.rs`). Never held with `inner`.
     pub(super) tasks: Mutex<Registry>,
     /// The concurrency limit of a scope built with one (see `limit.rs`).
     pub(crate) limiter: Option<super::limit::Limiter>,
-    /// Set once `inner.background` was set: the scope then watches for its foreground
-    /// work to finish (see `busy.rs`).
-    pub(crate) has_background: AtomicBool,
-    /// This node is a scope's background node: outcomes are recorded with the parent.
-    pub(crate) forward: bool,
+    /// Serialises this node's transitions of `busy` through zero (#5).
+    pub(super) busy_lock: Mutex<()>,
+    /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
+    pub(super) busy: AtomicUsize,
 }
+
+// `state` and `busy` never share a cache line, nor an adjacent-line prefetch pair.
+const _: () = assert!(
+    std::mem::offset_of!(Node, busy) >= std::mem::offset_of!(Node, state) + 192,
+    "Node: keep the hot read word and the hot counter apart"
+);
 
 /// Work collected under a lock and done once every lock is released: wakers to wake and
 /// nodes whose children must be aborted (they became hard).
@@ -210,7 +208,7 @@ impl Node {
             state: AtomicU32::new(0),
             shielded: AtomicU32::new(0),
             timer_gen: AtomicU32::new(0),
-            busy: Padded(AtomicUsize::new(0)),
+            busy: AtomicUsize::new(0),
             busy_lock: Mutex::new(()),
             parent: OnceLock::new(),
             parent_idx: AtomicUsize::new(usize::MAX),
@@ -226,7 +224,7 @@ impl Node {
                 life: Life::Fresh,
                 cancel_called: false,
                 caught: false,
-                children: Vec::new(),
+                children: List::default(),
                 owner: None,
                 waiters: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
@@ -289,7 +287,7 @@ impl Node {
     }
 
     /// Adds the owner's waker to `out` (the node became idle). Busy lock -> inner lock (#2).
-    pub(super) fn owner_into(&self, out: &mut Vec<Waker>) {
+    pub(super) fn owner_into(&self, out: &mut List<Waker>) {
         if let Some(w) = &self.lock().owner {
             out.push(w.clone());
         }
@@ -354,7 +352,7 @@ impl Node {
             }
         }
         if parent.is_some() && !self.is_idle() {
-            let mut idle = Vec::new();
+            let mut idle = List::default();
             self.carry_up(busy_guard, true, &mut idle);
         } else {
             drop(busy_guard);
@@ -399,7 +397,11 @@ impl Node {
         if let Some(p) = self.parent.get() {
             let mut pi = p.lock();
             let idx = self.parent_idx.load(Ordering::Relaxed);
-            if idx < pi.children.len() && std::ptr::eq(Arc::as_ptr(&pi.children[idx]), self) {
+            if pi
+                .children
+                .get(idx)
+                .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), self))
+            {
                 let me = pi.children.swap_remove(idx);
                 if let Some(moved) = pi.children.get(idx) {
                     moved.parent_idx.store(idx, Ordering::Relaxed);
@@ -457,7 +459,7 @@ impl Node {
             return None;
         }
         let spread = INH_SOFT | if hard { INH_HARD } else { 0 };
-        Some((spread, inner.children.clone()))
+        Some((spread, inner.children.to_vec()))
     }
 
     /// Ends the grace period of this node's own cancellation: it becomes hard.
@@ -468,7 +470,7 @@ impl Node {
             if inner.life == Life::Done || !self.state().own_soft() {
                 None
             } else if self.set_bits(&mut inner, OWN_SOFT | OWN_HARD, &mut wakes) {
-                Some((INH_SOFT | INH_HARD, inner.children.clone()))
+                Some((INH_SOFT | INH_HARD, inner.children.to_vec()))
             } else {
                 None
             }

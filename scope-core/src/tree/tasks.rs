@@ -10,6 +10,7 @@
 
 use tokio::task::{AbortHandle, Id};
 
+use super::list::List;
 use super::node::Node;
 use crate::sync::{Ordering, lock};
 
@@ -17,7 +18,7 @@ const MIN_SWEEP: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    handles: Vec<AbortHandle>,
+    handles: List<AbortHandle>,
     /// Sweep finished handles once `handles` reaches this length.
     sweep_at: usize,
     /// Tasks spawned into this scope that run a shield right now, with their shield count.
@@ -68,7 +69,7 @@ impl Node {
     /// Aborts every registered child without a live shield (the node became hard).
     pub(crate) fn abort_tasks(&self) {
         let reg = lock(&self.tasks);
-        for h in &reg.handles {
+        for h in reg.handles.iter() {
             if !h.is_finished() && !reg.is_shielded(h.id()) {
                 h.abort();
             }
