@@ -328,7 +328,10 @@ fn s3_cancel_vs_complete(iterations: usize) {
     let rt = runtime(4);
     rt.block_on(async {
         let (mut delivered, mut dropped) = (0usize, 0usize);
+        // Side A: the child's completion (delivered when it comes first).
+        let mut balance = Balance::default();
         for i in 0..iterations {
+            let (child_spin, cancel_spin) = (balance.delay_a(), balance.delay_b());
             let census = Census::new();
             let r: Result<Option<Value>, Cancelled> = scope(async |s| {
                 let g = census.guard();
@@ -337,6 +340,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
                 let h = s.spawn(async move {
                     st.store(true, SeqCst);
                     yields(i % 3).await;
+                    spin(child_spin);
                     Ok(Value(g, i))
                 });
                 // The race starts once the child runs (a worker may take a while to pick it
@@ -344,11 +348,14 @@ fn s3_cancel_vs_complete(iterations: usize) {
                 // 1,000 iterations).
                 until_set(&started).await;
                 yields(i % 4).await;
+                spin(cancel_spin);
                 h.cancel();
                 Ok(h.await.ok())
             })
             .await;
-            match r.expect("cancelling a child alone does not fail the scope") {
+            let r = r.expect("cancelling a child alone does not fail the scope");
+            balance.record(r.is_some());
+            match r {
                 Some(v) => {
                     assert_eq!(v.1, i);
                     assert_eq!(
@@ -380,7 +387,9 @@ fn s3_cancel_vs_complete(iterations: usize) {
         );
 
         let (mut delivered, mut dropped) = (0usize, 0usize);
+        let mut balance = Balance::default();
         for i in 0..iterations {
+            let (child_spin, cancel_spin) = (balance.delay_a(), balance.delay_b());
             let census = Census::new();
             let r: Result<Option<Value>, Cancelled> = scope(async |s| {
                 let g = census.guard();
@@ -389,6 +398,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
                 let h = s.spawn(async move {
                     st.store(true, SeqCst);
                     yields(i % 3).await;
+                    spin(child_spin);
                     Ok(Value(g, i))
                 });
                 let sh = s.handle();
@@ -397,6 +407,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
                     // Wider than the child's delay: the body must also be woken with the
                     // value before the cancel for "delivered".
                     yields(i % 8).await;
+                    spin(cancel_spin);
                     sh.cancel();
                     Ok(())
                 });
@@ -404,6 +415,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
             })
             .await;
             let delivered_now = matches!(r, Ok(Some(_)));
+            balance.record(delivered_now);
             let alive_at_return = census.alive();
             if let Ok(Some(v)) = &r {
                 assert_eq!(v.1, i);

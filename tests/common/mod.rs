@@ -123,6 +123,48 @@ impl Gauge {
     }
 }
 
+/// Keeps a two-sided race balanced whatever the machine's speed and load, so that a test
+/// asserting "both outcomes occurred" exercises the race instead of the scheduler.
+///
+/// Each iteration, side A spins `delay_a()` and side B `delay_b()` before their racing
+/// step; `record(a_won)` then moves the delay towards the other outcome, by a step that
+/// grows with the distance from zero. The delays settle around the point where either side
+/// wins, on any machine (a fixed yield pattern can fall on one side only: under load, a
+/// child that completes right after it started won every one of 1,000 rounds).
+#[derive(Debug, Default)]
+pub struct Balance {
+    /// Positive: side A waits; negative: side B waits. In spin-loop hints.
+    bias: i64,
+}
+
+impl Balance {
+    const LIMIT: i64 = 1 << 20;
+
+    pub fn delay_a(&self) -> u64 {
+        self.bias.max(0) as u64
+    }
+    pub fn delay_b(&self) -> u64 {
+        (-self.bias).max(0) as u64
+    }
+    /// Side A won this round: delay it more (or B less) next time; and the other way round.
+    pub fn record(&mut self, a_won: bool) {
+        let step = 1 + self.bias.abs() / 4;
+        self.bias = if a_won {
+            self.bias + step
+        } else {
+            self.bias - step
+        }
+        .clamp(-Self::LIMIT, Self::LIMIT);
+    }
+}
+
+/// Busy-waits `n` spin-loop hints (a delay shorter than any timer, without yielding).
+pub fn spin(n: u64) {
+    for _ in 0..n {
+        std::hint::spin_loop();
+    }
+}
+
 /// Yields to the runtime `n` times.
 pub async fn yields(n: usize) {
     for _ in 0..n {
@@ -179,7 +221,10 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
     use std::sync::atomic::AtomicBool;
     use taskscope::{Cancelled, ScopeHandle, SpawnError, scope};
     let (mut accepted, mut refused) = (0usize, 0usize);
+    // Side A: the racer's spawn (accepted when it comes first).
+    let mut balance = Balance::default();
     for i in 0..iterations {
+        let (racer_spin, last_spin) = (balance.delay_a(), balance.delay_b());
         let census = Census::new();
         let completed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Cancelled>>();
@@ -189,6 +234,7 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
         let racer = tokio::spawn(async move {
             let h = rx.await.unwrap();
             yields(racer_delay).await;
+            spin(racer_spin);
             let g = c.guard();
             match h.spawn(async move {
                 tokio::task::yield_now().await;
@@ -206,6 +252,7 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
             tx.send(s.handle()).unwrap();
             s.spawn(async move {
                 yields(last_delay).await;
+                spin(last_spin);
                 Ok(())
             });
             Ok(())
@@ -215,7 +262,9 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
         let completed_at_return = completed.load(Ordering::SeqCst);
         let alive_at_return = census.alive();
         assert_eq!(r, Ok(()));
-        if racer.await.unwrap() {
+        let was_accepted = racer.await.unwrap();
+        balance.record(was_accepted);
+        if was_accepted {
             accepted += 1;
             assert!(
                 completed_at_return,
