@@ -42,7 +42,7 @@ use crate::sync::{Arc, AtomicUsize, Ordering};
 /// with a `block_on` loop against two other threads are bounded (exhaustively they take
 /// 130,000 and 2.4 million executions, minutes in release). `LOOM_MAX_PREEMPTIONS` overrides
 /// the bound of every model. With `LOOM_LOG` set this is `loom::model`, which installs the
-/// subscriber that prints the interleaving of a failing execution (set
+/// subscriber that prints the interleaving (`LOOM_LOG=trace`, an env-filter; set
 /// `LOOM_MAX_PREEMPTIONS` too then, or the bounded models explore unbounded).
 fn model(preemptions: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -363,6 +363,36 @@ fn loom_last_child_done_vs_spawn() {
     SEEN.assert_both(
         "the last child finished first (through zero and back)",
         "the spawn came first (the count never reached zero)",
+    );
+}
+
+/// A scope whose body spawned a child before the scope's future was first polled (the
+/// child counts in the fresh node, which has no parent yet) enters the tree (`attach`)
+/// while that child finishes. `attach` holds the node's busy lock across setting `parent`
+/// and carrying the node's unit up, so the child's `task_done` either ran before (nothing
+/// to carry, nothing carried down) or after (the unit it carries down is the one `attach`
+/// carried up): the parent ends idle either way, and exact meanwhile (#5).
+#[test]
+fn loom_attach_busy_node_vs_last_child() {
+    static SEEN: Outcomes = Outcomes::new();
+    model(None, || {
+        let parent = root(Config::default());
+        let scope = Node::new(Config::default());
+        assert!(scope.try_add_task(), "spawned before entry");
+        let s = scope.clone();
+        let child = thread::spawn(move || s.task_done());
+        scope.attach(Some(&parent));
+        SEEN.record(parent.busy_count() == 1);
+        assert!(parent.foreground_idle(&scope), "#5");
+        child.join().unwrap();
+
+        assert!(scope.is_idle());
+        assert!(parent.is_idle(), "#5: no unit left behind in the parent");
+        detach_all(&[&scope, &parent]);
+    });
+    SEEN.assert_both(
+        "the parent counted the busy scope just after attach",
+        "the parent was idle just after attach (the child had finished)",
     );
 }
 
