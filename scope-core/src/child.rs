@@ -12,7 +12,6 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -20,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::context;
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::Node;
 use crate::tree::limit::Ticket;
 use crate::tree::outcome::Payload;

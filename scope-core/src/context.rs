@@ -264,6 +264,18 @@ pub struct WaitForCancel {
     key: Option<u32>,
 }
 
+#[cfg(all(test, taskscope_loom))]
+impl WaitForCancel {
+    /// Waits for `node` itself, not the ambient node: for the loom models, whose threads
+    /// share one OS thread and so one thread-local frame.
+    pub(crate) fn on(node: Arc<Node>) -> Self {
+        WaitForCancel {
+            node: Some(node),
+            key: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for WaitForCancel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WaitForCancel")

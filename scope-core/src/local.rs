@@ -33,7 +33,6 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, Waker};
 
 use futures_util::stream::{FuturesUnordered, Stream};
@@ -41,7 +40,7 @@ use pin_project_lite::pin_project;
 
 use crate::child::SlotGuard;
 use crate::error::{CancelReason, Cancelled, SpawnError};
-use crate::sync::{Arc, Mutex, Ordering, get_mut, lock};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, fence, get_mut, lock};
 use crate::tree::Node;
 use crate::tree::outcome::Payload;
 
@@ -490,7 +489,7 @@ impl<T> Shared<T> {
         let alive = self.handle_alive();
         // Pairs with the release of the handle's reference: a `cancel` made before the handle
         // was dropped is seen here.
-        std::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         if self.cancel.load(Ordering::Relaxed) {
             waker.wake_by_ref();
             return;

@@ -1,10 +1,50 @@
 //! The synchronisation primitives the crate uses, behind one module.
 //!
-//! Everything that locks or counts goes through here so that a later `cfg(loom)` shim can
-//! swap the types for loom's without touching the tree (tokio-util does the same).
+//! Everything that locks or counts goes through here, so that the loom models of the cancel
+//! tree (`src/tree/loom_tests.rs`) can swap the types for [loom]'s without touching the tree
+//! (tokio-util does the same). The models are built with the crate's own cfg,
+//! `taskscope_loom` (not plain `loom`, which would also switch tokio to its loom internals),
+//! and take a few seconds in release:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg taskscope_loom" cargo test -p taskscope-core --release --lib loom_tests
+//! ```
+//!
+//! # What is modelled
+//!
+//! In the crate's unit tests built with that cfg (`cfg(all(test, taskscope_loom))`: loom is
+//! a dev-dependency of that cfg only, so normal builds never compile it), [`Mutex`] and
+//! [`MutexGuard`] (a node's `inner` lock, its `busy_lock`, the task registry, every other
+//! lock of the crate), the atomics ([`AtomicBool`], [`AtomicU32`], [`AtomicUsize`]: the
+//! state word, the busy count and its `CLOSED` bit, `parent_idx`, the flags) and [`fence`]
+//! are loom's, so loom explores the interleavings of their operations (and the weak-memory
+//! behaviours it models). Loom's types must live inside `loom::model`, so in that build the
+//! crate's other unit tests must not create a node.
+//!
+//! Two types stay std's, because loom has no equivalent for what the crate uses:
+//!
+//! - [`Arc`]: loom's `Arc` has no `into_inner` (used by `Node`'s iterative drop) and the
+//!   crate hands `Arc`s to tokio. Reference counts are therefore not modelled (no leak
+//!   checking by loom); every access *through* an `Arc` to a loom lock or atomic is.
+//! - [`OnceLock`]: loom has none. A node's `parent` is set once, in `attach`, while the
+//!   node's `busy_lock` and its parent's and its own `inner` locks are held, and is read by
+//!   `carry_up` under the node's `busy_lock` and by `detach` after the node's `inner` lock
+//!   showed `life == Entered`: the locks that order those accesses are modelled, the
+//!   `OnceLock` itself is not. `runtime` (a tokio handle) is never touched by the models.
+//!
+//! [loom]: https://docs.rs/loom
 
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+#[cfg(not(all(test, taskscope_loom)))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+#[cfg(not(all(test, taskscope_loom)))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+#[cfg(all(test, taskscope_loom))]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+#[cfg(all(test, taskscope_loom))]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+
+pub(crate) use std::sync::{Arc, OnceLock};
 
 /// Locks `m`, ignoring poisoning.
 ///

@@ -11,12 +11,12 @@
 //! parent, then release the child), so the units a node sends up arrive in the order its
 //! transitions happened (#5).
 
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::task::Waker;
 
 use super::list::List;
 use super::node::Node;
-use crate::sync::lock;
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::sync::{MutexGuard, lock};
 
 /// Set once a node accepts no more children; the count below it keeps counting down.
 pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -148,7 +148,7 @@ impl Node {
     /// passes through zero by it, hand over hand. `guard` is this node's `busy_lock`.
     pub(super) fn carry_up<'a>(
         &'a self,
-        guard: std::sync::MutexGuard<'a, ()>,
+        guard: MutexGuard<'a, ()>,
         inc: bool,
         idle: &mut List<Waker>,
     ) {

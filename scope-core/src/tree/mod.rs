@@ -78,6 +78,8 @@
 pub(crate) mod busy;
 pub(crate) mod limit;
 pub(crate) mod list;
+#[cfg(all(test, taskscope_loom))]
+mod loom_tests;
 pub(crate) mod node;
 pub(crate) mod outcome;
 pub(crate) mod slab;
