@@ -78,6 +78,16 @@ impl CancelScope {
         }
     }
 
+    /// A cancel scope with a relative timeout, built without taking the node's lock.
+    fn with_timeout(d: Duration) -> Self {
+        CancelScope {
+            node: Node::new(Config {
+                timeout: Some(d),
+                ..Config::default()
+            }),
+        }
+    }
+
     /// Cancels the scope `d` after it is entered (its first poll). `Duration::MAX` never
     /// fires. Combined with [`deadline`](Self::deadline), the earlier one wins.
     pub fn timeout(self, d: Duration) -> Self {
@@ -304,18 +314,29 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         assert!(!this.driver.is_finished(), "`Run` polled after completion");
-        // On the first poll the timer is armed only if the inner future does not complete
-        // right away (as `tokio::time::timeout` does): a ready future costs no timer. A
-        // deadline already past at entry was seen by `enter` (D9).
+        // On the first poll the timer is armed, and the owner's waker registered, only if
+        // the inner future does not complete right away (as `tokio::time::timeout` does): a
+        // ready future costs no timer and no waker clone. A deadline already past at entry
+        // was seen by `enter` (D9). Registering late is safe because every path that waits
+        // registers first and then reads the state again (`step`, `poll_idle`): a cancel or
+        // an idle transition either happened before the registration and is seen by that
+        // read, or happens after it and wakes the waker (both take the node's lock).
         let mut lazy = !this.driver.is_active();
         this.driver.enter(false);
-        this.driver.set_owner(cx.waker());
+        if !lazy {
+            this.driver.set_owner(cx.waker());
+        }
         loop {
             if !lazy {
                 this.driver.poll_timer(cx);
             }
             if this.out.is_none() && this.caught.is_none() {
                 match this.driver.step() {
+                    Step::Outer if lazy => {
+                        lazy = false;
+                        this.driver.set_owner(cx.waker());
+                        continue;
+                    }
                     Step::Outer => return Poll::Pending,
                     Step::Catch => *this.caught = Some(this.driver.catch()),
                     Step::Run => {
@@ -331,6 +352,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
                             _ => {
                                 if lazy {
                                     lazy = false;
+                                    this.driver.set_owner(cx.waker());
                                     this.driver.poll_timer(cx);
                                 }
                                 if this.driver.step() == Step::Run {
@@ -346,7 +368,8 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
             if this.driver.poll_idle().is_pending() {
                 if lazy {
                     lazy = false;
-                    continue; // arm the timer before waiting
+                    this.driver.set_owner(cx.waker());
+                    continue; // arm the timer and check again before waiting
                 }
                 return Poll::Pending;
             }
@@ -386,7 +409,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
 /// ```
 pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        run: CancelScope::new().timeout(d).run(fut),
+        run: CancelScope::with_timeout(d).run(fut),
     }
 }
 
@@ -437,7 +460,7 @@ impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
 /// # }
 /// ```
 pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F, F::Output> {
-    CancelScope::new().timeout(d).run(fut)
+    CancelScope::with_timeout(d).run(fut)
 }
 
 /// Like [`fail_after`] with an absolute deadline.

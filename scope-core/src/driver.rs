@@ -114,8 +114,7 @@ impl Driver {
             }
         }
         let parent = context::current();
-        let shield = node.lock().shield;
-        node.attach(parent.as_ref());
+        let shield = node.attach(parent.as_ref());
         #[cfg(feature = "tracing")]
         {
             self.span = crate::spans::enter_node(&node, parent.as_ref());

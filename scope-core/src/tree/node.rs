@@ -321,16 +321,17 @@ impl Node {
 
     /// Puts the node into the tree below `parent` (the ambient node at entry).
     ///
-    /// Resolves a relative timeout into a deadline and returns it. The child inherits the
-    /// parent's cancellation under the parent's lock, so a cancel that runs concurrently
-    /// either sees the child in `children` or the child sees the cancel (#3).
-    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) {
+    /// Resolves a relative timeout into a deadline. The child inherits the parent's
+    /// cancellation under the parent's lock, so a cancel that runs concurrently either sees
+    /// the child in `children` or the child sees the cancel (#3). Returns whether the node
+    /// is a shield (read under the same lock, so entry takes no other).
+    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) -> bool {
         let mut wakes = Wakes::default();
         // Children spawned before entry (by the body closure's synchronous part) already
         // count here: the parent must count this node as busy from now on (#5). The busy
         // lock is held across setting `parent`, so no transition of this node slips between.
         let busy_guard = crate::sync::lock(&self.busy_lock);
-        match parent {
+        let shield = match parent {
             Some(p) => {
                 // Lock order: parent before child (#2).
                 let mut pi = p.lock();
@@ -345,12 +346,14 @@ impl Node {
                 self.parent_idx.store(pi.children.len(), Ordering::Relaxed);
                 pi.children.push(self.clone());
                 let _ = self.parent.set(p.clone());
+                ci.shield
             }
             None => {
                 let mut ci = self.lock();
                 self.enter_locked(&mut ci, &mut wakes);
+                ci.shield
             }
-        }
+        };
         if parent.is_some() && !self.is_idle() {
             let mut idle = List::default();
             self.carry_up(busy_guard, true, &mut idle);
@@ -358,6 +361,7 @@ impl Node {
             drop(busy_guard);
         }
         wakes.wake_all();
+        shield
     }
 
     fn enter_locked(self: &Arc<Self>, ci: &mut Inner, wakes: &mut Wakes) {
