@@ -178,10 +178,21 @@ impl Wakes {
     pub(crate) fn push(&mut self, w: Waker) {
         self.wakers.push(w);
     }
+    #[cfg(feature = "tokio-util")]
+    fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+    #[cfg(not(feature = "tokio-util"))]
+    fn has_tokens(&self) -> bool {
+        false
+    }
     pub(crate) fn list(&mut self) -> &mut Vec<Waker> {
         &mut self.wakers
     }
     pub(crate) fn wake_all(self) {
+        if self.wakers.is_empty() && self.aborts.is_empty() && !self.has_tokens() {
+            return; // the common case (an attach, a detach): nothing to do
+        }
         #[cfg(feature = "tokio-util")]
         for t in self.tokens {
             t.cancel();
