@@ -78,16 +78,6 @@ impl CancelScope {
         }
     }
 
-    /// A cancel scope with a relative timeout, built without taking the node's lock.
-    fn with_timeout(d: Duration) -> Self {
-        CancelScope {
-            node: Node::new(Config {
-                timeout: Some(d),
-                ..Config::default()
-            }),
-        }
-    }
-
     /// Cancels the scope `d` after it is entered (its first poll). `Duration::MAX` never
     /// fires. Combined with [`deadline`](Self::deadline), the earlier one wins.
     pub fn timeout(self, d: Duration) -> Self {
@@ -152,6 +142,7 @@ impl CancelScope {
             out: None,
             caught: None,
             driver: Driver::new(self.node),
+            lazy: None,
         }
     }
 }
@@ -286,6 +277,9 @@ pin_project! {
         out: Option<T>,
         caught: Option<Cancelled>,
         driver: Driver,
+        // The timeout of a cancel scope whose node is not built yet (`move_on_after`,
+        // `fail_after`): see `context::enter_lazy`.
+        lazy: Option<Duration>,
     }
 
     impl<F, T> PinnedDrop for Run<F, T> {
@@ -308,12 +302,78 @@ impl<F, T> fmt::Debug for Run<F, T> {
     }
 }
 
+/// The configuration of a cancel scope with a relative timeout and nothing else.
+fn timeout_config(d: Duration) -> Config {
+    Config {
+        timeout: Some(d),
+        ..Config::default()
+    }
+}
+
+impl<F, T> Run<F, T> {
+    /// A cancel scope with timeout `d` around `fut`, whose node is built only when needed:
+    /// if the first poll of `fut` completes without asking for its scope, no node is built.
+    /// A zero timeout is entered at once (it cancels before the first poll, D9).
+    fn with_timeout(d: Duration, fut: F) -> Self {
+        let (driver, lazy) = if d.is_zero() {
+            (Driver::new(Node::new(timeout_config(d))), None)
+        } else {
+            (Driver::unbuilt(), Some(d))
+        };
+        Run {
+            fut: Some(fut),
+            out: None,
+            caught: None,
+            driver,
+            lazy,
+        }
+    }
+}
+
 impl<F: Future<Output = T>, T> Future for Run<F, T> {
     type Output = Result<T, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         assert!(!this.driver.is_finished(), "`Run` polled after completion");
+        // A first poll whose future completed: no timer unless it must wait for children.
+        let mut completed_first = false;
+        if let Some(d) = this.lazy.take() {
+            // The first poll of a cancel scope with no node yet. The timeout starts at entry
+            // either way: a node built during or after this poll resolves it then, and a
+            // future that completes here never sees it.
+            let fut = this.fut.as_mut();
+            match this
+                .driver
+                .poll_lazy(d, || fut.as_pin_mut().map(|f| f.poll(cx)))
+            {
+                // The ambient node is hard-cancelled: enter the ordinary way (below).
+                None => this.driver.build(Node::new(timeout_config(d))),
+                Some((polled, built)) => {
+                    if let Some(Poll::Ready(v)) = polled {
+                        this.fut.set(None);
+                        if !built {
+                            this.driver.finish_unbuilt();
+                            return Poll::Ready(Ok(v));
+                        }
+                        *this.out = Some(v);
+                        completed_first = true;
+                    }
+                    if !built {
+                        this.driver.build(Node::new(timeout_config(d)));
+                        this.driver.enter(false);
+                    }
+                    // Now an ordinary cancel scope whose future was polled once.
+                    this.driver.set_owner(cx.waker());
+                    if this.out.is_none() {
+                        this.driver.poll_timer(cx);
+                        if this.driver.step() == Step::Run {
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
         // On the first poll the timer is armed, and the owner's waker registered, only if
         // the inner future does not complete right away (as `tokio::time::timeout` does): a
         // ready future costs no timer and no waker clone. A deadline already past at entry
@@ -321,7 +381,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
         // registers first and then reads the state again (`step`, `poll_idle`): a cancel or
         // an idle transition either happened before the registration and is seen by that
         // read, or happens after it and wakes the waker (both take the node's lock).
-        let mut lazy = !this.driver.is_active();
+        let mut lazy = !this.driver.is_active() || completed_first;
         this.driver.enter(false);
         if !lazy {
             this.driver.set_owner(cx.waker());
@@ -409,7 +469,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
 /// ```
 pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        run: CancelScope::with_timeout(d).run(fut),
+        run: Run::with_timeout(d, fut),
     }
 }
 
@@ -460,7 +520,7 @@ impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
 /// # }
 /// ```
 pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F, F::Output> {
-    CancelScope::with_timeout(d).run(fut)
+    Run::with_timeout(d, fut)
 }
 
 /// Like [`fail_after`] with an absolute deadline.

@@ -8,17 +8,23 @@
 //!
 //! The frame also counts the live shields inside the innermost node future being polled, so
 //! a hard-cancelled node knows to keep polling until its shields finished (DESIGN §3.11).
+//!
+//! A timeout-only cancel scope (`move_on_after`, `fail_after`) lends no node on its first
+//! poll, only a *pending* one ([`enter_lazy`]); the first read of the frame under it builds
+//! and attaches the node ([`materialize`]), so every reader sees what an eager node would
+//! give, and a future that completes without reading costs no node.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::Cancelled;
 use crate::sync::Arc;
-use crate::tree::Node;
+use crate::tree::{Config, Node};
 
 struct Frame {
     /// The innermost in-task node future being polled (a scope, a cancel scope).
@@ -27,11 +33,22 @@ struct Frame {
     task_root: Option<Arc<Node>>,
     /// Live shields inside the innermost node future being polled (in this task).
     shields: u32,
+    /// A cancel scope entered without its node ([`enter_lazy`]), innermost.
+    pending: Option<Pending>,
+}
+
+/// The state of a cancel scope whose first poll runs without a node of its own.
+enum Pending {
+    /// Not built: its timeout. The frame's `node` is still the scope's parent.
+    Unbuilt(Duration),
+    /// Built by [`materialize`] and lent: the frame's `node` is it, and this is the frame's
+    /// node before it (the parent, to put back).
+    Built(Option<Arc<Node>>),
 }
 
 thread_local! {
     static FRAME: RefCell<Frame> = const {
-        RefCell::new(Frame { node: None, task_root: None, shields: 0 })
+        RefCell::new(Frame { node: None, task_root: None, shields: 0, pending: None })
     };
 }
 
@@ -51,6 +68,9 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
         /// `None` when the lender leaves the task root alone (a node future).
         task_root: Option<Option<Arc<Node>>>,
         shields: u32,
+        /// A lazily entered cancel scope further out: not the one code under this lender
+        /// runs in, so it is set aside.
+        pending: Option<Pending>,
     }
     struct Guard<'a, 'b> {
         slot: &'a mut Option<Arc<Node>>,
@@ -66,6 +86,7 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
                 let mut frame = frame.borrow_mut();
                 let node = std::mem::replace(&mut frame.node, saved.node);
                 let now = std::mem::replace(&mut frame.shields, saved.shields);
+                frame.pending = saved.pending;
                 match &mut self.how {
                     Lend::Node(shields) => {
                         *self.slot = node;
@@ -93,11 +114,13 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
                 node: std::mem::replace(&mut frame.node, lent),
                 task_root: None,
                 shields: std::mem::replace(&mut frame.shields, **shields),
+                pending: frame.pending.take(),
             },
             Lend::TaskRoot => Saved {
                 node: frame.node.take(),
                 task_root: Some(std::mem::replace(&mut frame.task_root, lent)),
                 shields: std::mem::replace(&mut frame.shields, 0),
+                pending: frame.pending.take(),
             },
         };
         guard.saved = Some(saved);
@@ -121,10 +144,100 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
     lend(root, Lend::TaskRoot, f)
 }
 
+/// Runs `f` for the first poll of a cancel scope with timeout `timeout` that has no node
+/// yet (`move_on_after`, `fail_after`): the node is built and attached below the ambient
+/// node only if code under `f` asks for its scope (`current()`, `is_cancelled()`, a nested
+/// scope or child, `cancelled()`, a snapshot: everything goes through [`with_current`]).
+/// A future that completes without asking costs no node, no lock and no clock reading.
+///
+/// Returns `None` without running `f` if the ambient node is hard-cancelled (the scope
+/// must not poll its future then) or there is no frame (thread teardown): the caller
+/// enters the ordinary way. Otherwise `f`'s result; the node, if it was built, is in
+/// `slot` (also on unwind), entered and attached. `shields` is the scope's count of live
+/// shields inside it, as for [`enter_node`].
+pub(crate) fn enter_lazy<R>(
+    timeout: Duration,
+    slot: &mut Option<Arc<Node>>,
+    shields: &mut u32,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    struct Guard<'a> {
+        slot: &'a mut Option<Arc<Node>>,
+        shields: &'a mut u32,
+        /// The frame's `pending` and `shields` before this scope.
+        saved: (Option<Pending>, u32),
+    }
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let _ = FRAME.try_with(|frame| {
+                let mut frame = frame.borrow_mut();
+                let (pending, outer) = (self.saved.0.take(), self.saved.1);
+                let now = std::mem::replace(&mut frame.shields, outer);
+                frame.shields = outer.wrapping_add(now.wrapping_sub(*self.shields));
+                *self.shields = now;
+                if let Some(Pending::Built(parent)) = std::mem::replace(&mut frame.pending, pending)
+                {
+                    *self.slot = std::mem::replace(&mut frame.node, parent);
+                }
+            });
+        }
+    }
+    let saved = FRAME
+        .try_with(|frame| {
+            // A lazy cancel scope directly inside another one not built yet: the outer one
+            // is built first, as it is this one's parent.
+            if matches!(frame.borrow().pending, Some(Pending::Unbuilt(_))) {
+                materialize(frame);
+            }
+            let mut frame = frame.borrow_mut();
+            let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
+            if ambient.is_some_and(|n| n.state().is_hard()) {
+                return None;
+            }
+            let pending = frame.pending.replace(Pending::Unbuilt(timeout));
+            let outer = std::mem::replace(&mut frame.shields, *shields);
+            Some((pending, outer))
+        })
+        .ok()
+        .flatten()?;
+    let guard = Guard {
+        slot,
+        shields,
+        saved,
+    };
+    let r = f();
+    drop(guard);
+    Some(r)
+}
+
+/// Builds the lazily entered cancel scope of the frame, if it has one not built yet, and
+/// makes it the frame's node (see [`enter_lazy`]).
+fn materialize(frame: &RefCell<Frame>) {
+    let (timeout, parent) = {
+        let f = frame.borrow();
+        let Some(Pending::Unbuilt(timeout)) = f.pending else {
+            return;
+        };
+        (timeout, f.node.clone().or_else(|| f.task_root.clone()))
+    };
+    // Built and attached outside the frame's borrow: attach takes locks and may wake.
+    let node = Node::new(Config {
+        timeout: Some(timeout),
+        ..Config::default()
+    });
+    node.attach(parent.as_ref());
+    let mut f = frame.borrow_mut();
+    let parent = f.node.replace(node);
+    f.pending = Some(Pending::Built(parent));
+}
+
 /// Runs `f` with the ambient node (if any).
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
     let mut f = Some(f);
     let r = FRAME.try_with(|frame| {
+        if matches!(frame.borrow().pending, Some(Pending::Unbuilt(_))) {
+            materialize(frame);
+        }
         let frame = frame.borrow();
         (f.take().expect("called once"))(frame.node.as_ref().or(frame.task_root.as_ref()))
     });

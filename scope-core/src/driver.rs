@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -62,8 +63,12 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(node: Arc<Node>) -> Self {
+        Driver::new_with(Some(node))
+    }
+
+    fn new_with(node: Option<Arc<Node>>) -> Self {
         Driver {
-            node: Some(node),
+            node,
             timer: None,
             armed: None,
             seen: None,
@@ -75,6 +80,39 @@ impl Driver {
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
         }
+    }
+
+    /// A driver whose node is built later: by [`poll_lazy`](Self::poll_lazy) if code under
+    /// the first poll asks for it, or by [`build`](Self::build).
+    pub(crate) fn unbuilt() -> Self {
+        Driver::new_with(None)
+    }
+
+    /// Gives an unbuilt driver its node (not yet entered: [`enter`](Self::enter) next).
+    pub(crate) fn build(&mut self, node: Arc<Node>) {
+        self.node = Some(node);
+    }
+
+    /// The first poll of a cancel scope with no node yet: runs `f` with the node pending in
+    /// the ambient frame (see [`context::enter_lazy`]). `None` if `f` did not run (the caller
+    /// builds the node and enters the ordinary way). Otherwise `f`'s result and whether the
+    /// node was built (it is then entered and attached: the driver is active).
+    pub(crate) fn poll_lazy<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce() -> R,
+    ) -> Option<(R, bool)> {
+        // Active while `f` runs, so that a drop during an unwind out of `f` finishes (detaches)
+        // a node built meanwhile.
+        self.active = true;
+        let r = context::enter_lazy(timeout, &mut self.node, &mut self.shields, f);
+        let built = self.node.is_some();
+        self.active = built;
+        #[cfg(feature = "tracing")]
+        if let Some(node) = &self.node {
+            self.span = crate::spans::enter_node(node, node.parent());
+        }
+        r.map(|r| (r, built))
     }
 
     /// A driver for a node that is already in the tree (a scope's background node): it only
@@ -231,6 +269,13 @@ impl Driver {
         inner.caught = true;
         let reason = inner.reason.unwrap_or(CancelReason::Explicit);
         Cancelled::with_suppressed(reason, inner.outcome.suppressed)
+    }
+
+    /// Done without ever having had a node (a lazy cancel scope whose first poll completed
+    /// without building it): nothing to leave.
+    pub(crate) fn finish_unbuilt(&mut self) {
+        self.finished = true;
+        self.active = false;
     }
 
     /// Leaves the tree: the node is done (invariant #6).
