@@ -302,21 +302,13 @@ impl<F, T> fmt::Debug for Run<F, T> {
     }
 }
 
-/// The configuration of a cancel scope with a relative timeout and nothing else.
-fn timeout_config(d: Duration) -> Config {
-    Config {
-        timeout: Some(d),
-        ..Config::default()
-    }
-}
-
 impl<F, T> Run<F, T> {
     /// A cancel scope with timeout `d` around `fut`, whose node is built only when needed:
     /// if the first poll of `fut` completes without asking for its scope, no node is built.
     /// A zero timeout is entered at once (it cancels before the first poll, D9).
     fn with_timeout(d: Duration, fut: F) -> Self {
         let (driver, lazy) = if d.is_zero() {
-            (Driver::new(Node::new(timeout_config(d))), None)
+            (Driver::new(Node::new(Config::timeout_only(d))), None)
         } else {
             (Driver::unbuilt(), Some(d))
         };
@@ -348,7 +340,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
                 .poll_lazy(d, || fut.as_pin_mut().map(|f| f.poll(cx)))
             {
                 // The ambient node is hard-cancelled: enter the ordinary way (below).
-                None => this.driver.build(Node::new(timeout_config(d))),
+                None => this.driver.build(Node::new(Config::timeout_only(d))),
                 Some((polled, built)) => {
                     if let Some(Poll::Ready(v)) = polled {
                         this.fut.set(None);
@@ -360,7 +352,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
                         completed_first = true;
                     }
                     if !built {
-                        this.driver.build(Node::new(timeout_config(d)));
+                        this.driver.build(Node::new(Config::timeout_only(d)));
                         this.driver.enter(false);
                     }
                     // Now an ordinary cancel scope whose future was polled once.

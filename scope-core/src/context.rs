@@ -221,10 +221,7 @@ fn materialize(frame: &RefCell<Frame>) {
         (timeout, f.node.clone().or_else(|| f.task_root.clone()))
     };
     // Built and attached outside the frame's borrow: attach takes locks and may wake.
-    let node = Node::new(Config {
-        timeout: Some(timeout),
-        ..Config::default()
-    });
+    let node = Node::new(Config::timeout_only(timeout));
     node.attach(parent.as_ref());
     let mut f = frame.borrow_mut();
     let parent = f.node.replace(node);

@@ -40,7 +40,8 @@ struct ShieldMark {
 }
 
 pub(crate) struct Driver {
-    /// `None` only while lent to the ambient frame.
+    /// `None` only while lent to the ambient frame, or before a lazy cancel scope's node is
+    /// built ([`Driver::unbuilt`]).
     node: Option<Arc<Node>>,
     timer: Option<Pin<Box<Sleep>>>,
     armed: Option<Armed>,

@@ -206,6 +206,17 @@ impl Wakes {
     }
 }
 
+impl Config {
+    /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
+    /// `fail_after`).
+    pub(crate) fn timeout_only(d: Duration) -> Config {
+        Config {
+            timeout: Some(d),
+            ..Config::default()
+        }
+    }
+}
+
 impl Inner {
     /// Sets a relative timeout (resolved at entry); the shorter of two wins.
     pub(crate) fn set_timeout(&mut self, d: Duration) {
