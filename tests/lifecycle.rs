@@ -71,6 +71,71 @@ rt_test! {
     }
 }
 
+/// An error that owns a census guard: counted when it is dropped.
+enum Guarded {
+    Failed(#[allow(dead_code)] common::Guard),
+    Cancelled(Cancelled),
+}
+
+impl std::fmt::Debug for Guarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Guarded::Failed(_) => f.write_str("Failed"),
+            Guarded::Cancelled(c) => write!(f, "Cancelled({c:?})"),
+        }
+    }
+}
+
+impl From<Cancelled> for Guarded {
+    fn from(c: Cancelled) -> Self {
+        Guarded::Cancelled(c)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn l4_body_failing_after_the_scope_was_cancelled_is_secondary() {
+    // DESIGN §3.2: an error that arrives after the scope was cancelled is secondary, the
+    // body's like a child's. The scope returns its cancellation with the error counted as
+    // suppressed, and the error value is gone before the scope returns.
+    let census = Census::new();
+    let r: Result<(), Guarded> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |s| {
+            s.cancel();
+            cancelled().await;
+            Err(Guarded::Failed(census.guard()))
+        })
+        .await;
+    let alive_at_return = census.alive();
+    match r {
+        Err(Guarded::Cancelled(c)) => {
+            assert_eq!(c.reason(), CancelReason::Explicit);
+            assert_eq!(c.suppressed_errors(), 1, "the body's error is counted");
+        }
+        other => panic!("expected the scope's cancellation, got {other:?}"),
+    }
+    assert_eq!((census.made(), alive_at_return), (1, 0));
+
+    // Collecting mode keeps it: it is the only error, so it is returned.
+    let r = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .collect_errors()
+        .run(async |s| {
+            s.cancel();
+            cancelled().await;
+            Err::<(), _>(Error::Boom(6))
+        })
+        .await;
+    assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(6)]);
+
+    // Before any cancellation the body's error is the primary one, as always.
+    let r: Result<(), Error> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |_| Err(Error::Boom(7)))
+        .await;
+    assert_eq!(r, Err(Error::Boom(7)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn l4_body_and_child_fail_first_wins_other_kept() {
     // The child fails first; the body fails afterwards, during the grace period.

@@ -27,7 +27,7 @@ use crate::snapshot::TreeSnapshot;
 use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
-use crate::tree::outcome::{Payload, Slot};
+use crate::tree::outcome::{Payload, Recorded, Slot};
 use crate::tree::{Config, Node};
 use crate::watch::{StuckReport, Watch, Watches};
 
@@ -1314,6 +1314,8 @@ enum BodyOut<T, E> {
     Running,
     Ok(T),
     Err(E),
+    /// It failed after the scope was cancelled: the error was counted as suppressed.
+    Suppressed,
     Panicked,
     Caught(Cancelled),
 }
@@ -1398,6 +1400,13 @@ where
     }
 }
 
+/// Drops a value of user code; a panic in its `Drop` is the scope's to re-raise.
+fn drop_value<V>(value: V, node: &Arc<Node>) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        node.record_panic(p);
+    }
+}
+
 fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
     let mut body = body;
     if body.is_some() {
@@ -1461,10 +1470,17 @@ where
                             node.lock().finishing = true;
                             match r.into_result() {
                                 Ok(v) => *this.out = BodyOut::Ok(v),
-                                Err(e) => {
-                                    let _ = node.record_error(None);
-                                    *this.out = BodyOut::Err(e);
-                                }
+                                // An error after the scope was cancelled is secondary,
+                                // like a child's (DESIGN §3.2): counted, not returned.
+                                Err(e) => match node.record_error(None) {
+                                    Recorded::Suppressed => {
+                                        drop_value(e, node);
+                                        *this.out = BodyOut::Suppressed;
+                                    }
+                                    Recorded::Primary | Recorded::Kept => {
+                                        *this.out = BodyOut::Err(e)
+                                    }
+                                },
                             }
                         }
                         Some(Err(payload)) => {

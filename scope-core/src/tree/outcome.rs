@@ -52,9 +52,11 @@ use crate::sync::Arc;
 pub(crate) enum Recorded {
     /// It came first, before any cancellation: it decides the scope's outcome.
     Primary,
-    /// The scope was already cancelled or had failed: kept in collecting mode, otherwise
-    /// counted and reported.
-    Secondary,
+    /// The scope was already cancelled or had failed: kept (collecting mode), returned after
+    /// the primary one.
+    Kept,
+    /// The scope was already cancelled or had failed: counted as suppressed and reported.
+    Suppressed,
 }
 
 impl Node {
@@ -108,7 +110,7 @@ impl Node {
                 {
                     self.record_panic(p);
                 }
-                return Recorded::Secondary;
+                return Recorded::Suppressed;
             }
             let first = !secondary
                 && (!cancel || !self.state().is_soft())
@@ -126,6 +128,7 @@ impl Node {
                 None => Slot::Body,
             };
             let out = &mut inner.outcome;
+            let collect = out.collect;
             if first {
                 if out.collect {
                     out.all.push(slot);
@@ -151,8 +154,10 @@ impl Node {
             };
             let recorded = if first {
                 Recorded::Primary
+            } else if collect {
+                Recorded::Kept
             } else {
-                Recorded::Secondary
+                Recorded::Suppressed
             };
             (recorded, spread)
         };
