@@ -91,8 +91,10 @@ impl Cancelled {
         self.reason
     }
 
-    /// How many errors were returned by children after the cancellation started and could
-    /// not be returned themselves.
+    /// How many errors were returned by children, or by the scope's body, after the
+    /// cancellation started and could not be returned themselves (with the `tracing`
+    /// feature, each is also reported as a warning naming the scope). Collecting mode
+    /// returns them instead.
     pub const fn suppressed_errors(&self) -> u32 {
         self.suppressed
     }
