@@ -115,9 +115,7 @@ where
             if must_stop(node) {
                 // Completed as the hard cancel came: the value is dropped here, before the
                 // scope can see the child as finished, not later in the task cell.
-                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(v))) {
-                    node.record_panic(p);
-                }
+                node.drop_user(v);
                 return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
             }
             Poll::Ready(Ok(v))

@@ -1400,13 +1400,6 @@ where
     }
 }
 
-/// Drops a value of user code; a panic in its `Drop` is the scope's to re-raise.
-fn drop_value<V>(value: V, node: &Arc<Node>) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        node.record_panic(p);
-    }
-}
-
 fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
     let mut body = body;
     if body.is_some() {
@@ -1474,7 +1467,7 @@ where
                                 // like a child's (DESIGN §3.2): counted, not returned.
                                 Err(e) => match node.record_error(None) {
                                     Recorded::Suppressed => {
-                                        drop_value(e, node);
+                                        node.drop_user(e);
                                         *this.out = BodyOut::Suppressed;
                                     }
                                     Recorded::Primary | Recorded::Kept => {

@@ -52,8 +52,8 @@ use crate::sync::Arc;
 pub(crate) enum Recorded {
     /// It came first, before any cancellation: it decides the scope's outcome.
     Primary,
-    /// The scope was already cancelled or had failed: kept (collecting mode), returned after
-    /// the primary one.
+    /// The scope was already cancelled or had failed: kept (collecting mode) and returned
+    /// with the others, in order of arrival.
     Kept,
     /// The scope was already cancelled or had failed: counted as suppressed and reported.
     Suppressed,
@@ -105,11 +105,7 @@ impl Node {
                     "an error arrived after its scope ended; it cannot be returned"
                 );
                 drop(inner);
-                if let Err(p) =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(err)))
-                {
-                    self.record_panic(p);
-                }
+                self.drop_user(err);
                 return Recorded::Suppressed;
             }
             let first = !secondary
@@ -130,13 +126,13 @@ impl Node {
             let out = &mut inner.outcome;
             let collect = out.collect;
             if first {
-                if out.collect {
+                if collect {
                     out.all.push(slot);
                     out.primary = Some(Slot::Body); // a marker: "there is a primary"
                 } else {
                     out.primary = Some(slot);
                 }
-            } else if out.collect {
+            } else if collect {
                 out.all.push(slot);
             } else {
                 out.suppressed += 1;
@@ -165,14 +161,18 @@ impl Node {
             super::node::propagate(bits, children, &mut wakes);
         }
         wakes.wake_all();
-        // A secondary error whose `Drop` panics: that panic is the scope's to re-raise, with
-        // its payload, and must not unwind into the child's task.
-        if let Err(p) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(dropped)))
+        // A secondary error whose `Drop` panics must not unwind into the child's task.
+        self.drop_user(dropped);
+        recorded
+    }
+
+    /// Drops a value of user code (an error, an output nobody will see) outside every
+    /// lock; a panic in its `Drop` is the scope's to re-raise, with its payload.
+    pub(crate) fn drop_user<V>(self: &Arc<Self>, value: V) {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
         {
             self.record_panic(p);
         }
-        recorded
     }
 
     /// Records a panic payload of a child or the body and cancels the scope with
