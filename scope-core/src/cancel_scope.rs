@@ -12,7 +12,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::driver::{Driver, Step};
-use crate::error::{CancelReason, Cancelled};
+use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::parent::{Hold, Parent};
 use crate::sync::Arc;
 use crate::tree::node::Life;
 use crate::tree::{Config, Node};
@@ -50,6 +51,8 @@ use crate::tree::{Config, Node};
 /// ```
 pub struct CancelScope {
     node: Arc<Node>,
+    /// Opened under an explicit parent: counted there from [`CancelScope::parent`] on.
+    hold: Option<Hold>,
 }
 
 impl Default for CancelScope {
@@ -75,6 +78,7 @@ impl CancelScope {
     pub fn new() -> Self {
         CancelScope {
             node: Node::new(Config::default()),
+            hold: None,
         }
     }
 
@@ -119,6 +123,17 @@ impl CancelScope {
         self
     }
 
+    /// Opens the cancel scope under `parent` instead of the ambient node; see
+    /// [`ScopeBuilder::parent`](crate::ScopeBuilder::parent).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the parent finished.
+    pub fn parent(mut self, parent: impl Into<Parent>) -> Result<Self, SpawnError> {
+        self.hold = Some(parent.into().hold()?);
+        Ok(self)
+    }
+
     /// A handle to cancel this scope or move its deadline, before or while it runs.
     pub fn handle(&self) -> CancelHandle {
         CancelHandle {
@@ -141,7 +156,7 @@ impl CancelScope {
             fut: Some(fut),
             out: None,
             caught: None,
-            driver: Driver::new(self.node),
+            driver: Driver::with_hold(self.node, self.hold),
             lazy: None,
         }
     }
@@ -186,6 +201,15 @@ impl CancelHandle {
     /// cancelled). Idempotent; after the scope exited it does nothing.
     pub fn cancel(&self) {
         self.node.cancel(CancelReason::Explicit, false);
+    }
+
+    /// Cancels the scope with `reason` (unless it was already cancelled: the first reason
+    /// sticks), for code that knows why better than [`CancelReason::Explicit`] says: a
+    /// server layer whose client went away cancels the request with
+    /// [`CancelReason::Disconnected`]. The scope's grace period applies as for
+    /// [`cancel`](Self::cancel).
+    pub fn cancel_with(&self, reason: CancelReason) {
+        self.node.cancel(reason, false);
     }
 
     /// The scope's own deadline (not its ancestors'). A relative timeout is known only once

@@ -10,6 +10,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::context;
 use crate::error::{CancelReason, Cancelled};
+use crate::parent::Hold;
 use crate::sync::Arc;
 use crate::tree::Node;
 
@@ -60,6 +61,11 @@ pub(crate) struct Driver {
     /// The node's span, entered while the inner future is polled.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
+    /// Opened under an explicit parent ([`crate::Parent`]): the unit of the parent's busy
+    /// count this node holds until it finished. Such a node attaches below that parent, not
+    /// the ambient node, and catches inherited hard cancels too (it is the outermost node of
+    /// its task).
+    hold: Option<Hold>,
 }
 
 impl Driver {
@@ -80,7 +86,15 @@ impl Driver {
             shield: None,
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
+            hold: None,
         }
+    }
+
+    /// A driver for a node opened under an explicit parent (`hold` counts it there).
+    pub(crate) fn with_hold(node: Arc<Node>, hold: Option<Hold>) -> Self {
+        let mut d = Driver::new(node);
+        d.hold = hold;
+        d
     }
 
     /// A driver whose node is built later: by [`poll_lazy`](Self::poll_lazy) if code under
@@ -139,8 +153,8 @@ impl Driver {
         self.finished
     }
 
-    /// First poll: attach below the ambient node, resolve the timeout, capture the runtime
-    /// (for scopes), count a shield in the enclosing frame.
+    /// First poll: attach below the explicit parent or else the ambient node, resolve the
+    /// timeout, capture the runtime (for scopes), count a shield in the enclosing frame.
     pub(crate) fn enter(&mut self, with_runtime: bool) {
         if self.active || self.finished {
             return;
@@ -152,7 +166,10 @@ impl Driver {
                 let _ = node.runtime.set(rt);
             }
         }
-        let parent = context::current();
+        let parent = match &self.hold {
+            Some(hold) => Some(hold.node().clone()),
+            None => context::current(),
+        };
         let shield = node.attach(parent.as_ref());
         #[cfg(feature = "tracing")]
         {
@@ -237,9 +254,11 @@ impl Driver {
         let st = self.node().state();
         if self.shields > 0 {
             Step::Run
-        } else if st.inherited_hard() {
+        } else if st.inherited_hard() && self.hold.is_none() {
             Step::Outer
-        } else if st.own_hard() {
+        } else if st.is_hard() {
+            // Its own hard cancel, or an inherited one under an explicit parent: no node
+            // future further out in this task belongs to the tree, so this one catches.
             Step::Catch
         } else {
             Step::Run
@@ -268,7 +287,8 @@ impl Driver {
         let node = self.node();
         let mut inner = node.lock();
         inner.caught = true;
-        let reason = inner.reason.unwrap_or(CancelReason::Explicit);
+        // No reason of its own: the hard cancel was inherited (explicit parent).
+        let reason = inner.reason.unwrap_or(CancelReason::ParentCancelled);
         Cancelled::with_suppressed(reason, inner.outcome.suppressed)
     }
 
@@ -296,5 +316,8 @@ impl Driver {
         if let Some(node) = &self.node {
             node.detach();
         }
+        // Out of the parent's child list first; a node still busy (dropped with children
+        // running) keeps its own unit in the parent's count (invariant #6).
+        drop(self.hold.take());
     }
 }

@@ -29,6 +29,9 @@ pub enum CancelReason {
     /// A background child ([`Scope::spawn_background`](crate::Scope::spawn_background)):
     /// the scope's body and foreground children finished, so it is no longer needed.
     ScopeDone,
+    /// The client the work was for went away (its connection closed, or its HTTP/2 stream
+    /// was reset): nobody is left to receive the result.
+    Disconnected,
 }
 
 impl CancelReason {
@@ -43,6 +46,7 @@ impl CancelReason {
             CancelReason::Shutdown => "shutdown",
             CancelReason::NotStarted => "the child returned without signalling that it started",
             CancelReason::ScopeDone => "the scope's foreground work finished",
+            CancelReason::Disconnected => "the client disconnected",
         }
     }
 }

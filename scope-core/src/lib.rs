@@ -12,6 +12,7 @@ mod error;
 #[cfg(feature = "tokio-util")]
 mod interop;
 mod local;
+mod parent;
 mod permit;
 mod race;
 mod results;
@@ -37,6 +38,7 @@ pub use context::{
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
 pub use local::{Accepts, FailsFast, Kind, Local, LocalHandle, Sendable, Supervisor};
+pub use parent::Parent;
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use race::{Race, race};
 pub use results::{Completions, join_all, join_all_in};

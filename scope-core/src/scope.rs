@@ -22,6 +22,7 @@ use crate::local::{
     self, Accepts, FailsFast, Kind, Local, LocalChild, LocalHandle, Locals, Queue, Sendable,
     Supervisor,
 };
+use crate::parent::{Hold, Parent};
 use crate::permit::{HandleReserve, Reserve};
 use crate::snapshot::TreeSnapshot;
 use crate::start::{self, Ready, Start};
@@ -231,6 +232,8 @@ impl<E: 'static> ErrorKind<E> {
 pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     config: Config,
     watches: Watches,
+    /// Opened under an explicit parent: counted there from [`ScopeBuilder::parent`] on.
+    hold: Option<Hold>,
     _mode: PhantomData<(M, K)>,
 }
 
@@ -239,6 +242,7 @@ impl<M, K> fmt::Debug for ScopeBuilder<M, K> {
         f.debug_struct("ScopeBuilder")
             .field("config", &self.config)
             .field("watches", &self.watches)
+            .field("explicit_parent", &self.hold.is_some())
             .finish()
     }
 }
@@ -255,6 +259,7 @@ impl ScopeBuilder {
         ScopeBuilder {
             config: Config::default(),
             watches: Watches::default(),
+            hold: None,
             _mode: PhantomData,
         }
     }
@@ -291,6 +296,7 @@ impl<K> ScopeBuilder<FailFast, K> {
         ScopeBuilder {
             config: self.config,
             watches: self.watches,
+            hold: self.hold,
             _mode: PhantomData,
         }
     }
@@ -333,6 +339,7 @@ impl<M> ScopeBuilder<M, Sendable> {
         ScopeBuilder {
             config: self.config,
             watches: self.watches,
+            hold: self.hold,
             _mode: PhantomData,
         }
     }
@@ -349,6 +356,7 @@ impl<M> ScopeBuilder<M, Sendable> {
         ScopeBuilder {
             config: self.config,
             watches: self.watches,
+            hold: self.hold,
             _mode: PhantomData,
         }
     }
@@ -373,6 +381,32 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     pub fn deadline(mut self, at: Instant) -> Self {
         self.config.deadline = Some(self.config.deadline.map_or(at, |d| d.min(at)));
         self
+    }
+
+    /// Opens the scope under `parent` instead of the ambient node: a child of that scope,
+    /// wherever (in whichever task) this scope runs.
+    ///
+    /// The scope is counted by the parent from this call on, as a spawned child would be:
+    /// the parent does not return before this scope's future finished or was dropped (one
+    /// never run included: dropping the builder or the future releases it). It is cancelled
+    /// when the parent is (reason [`CancelReason::ParentCancelled`] when the parent's hard
+    /// cancel ends it), its deadline is at most the parent's, and children it leaves behind
+    /// when its future is dropped are awaited by the parent. Since no node future further
+    /// out in its task belongs to the tree, it catches the parent's hard cancel itself.
+    ///
+    /// Scopes opened under a parent do not count toward the parent's
+    /// [`limit`](Self::limit).
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::Closed`] if the parent finished: it can no longer await anything.
+    ///
+    /// # Examples
+    ///
+    /// See [`Parent`].
+    pub fn parent(mut self, parent: impl Into<Parent>) -> Result<Self, SpawnError> {
+        self.hold = Some(parent.into().hold()?);
+        Ok(self)
     }
 
     /// Time between the scope's own soft cancel (children see `cancelled()` and may clean
@@ -624,7 +658,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
             locals,
             background: None,
             out: BodyOut::Running,
-            driver: Driver::new(node),
+            driver: Driver::with_hold(node, self.hold),
             _marker: PhantomData,
         }
     }
@@ -1272,6 +1306,18 @@ impl<E, K: FailsFast> ScopeHandle<E, K> {
         E: From<Cancelled> + Send + 'static,
     {
         start::start(&self.node, f)
+    }
+}
+
+impl<E, K> From<&ScopeHandle<E, K>> for Parent {
+    fn from(handle: &ScopeHandle<E, K>) -> Self {
+        Parent::new(handle.node.clone())
+    }
+}
+
+impl<E, K> From<ScopeHandle<E, K>> for Parent {
+    fn from(handle: ScopeHandle<E, K>) -> Self {
+        Parent::new(handle.node)
     }
 }
 

@@ -1,0 +1,259 @@
+//! Scopes opened under an explicit parent (`ScopeBuilder::parent`, `CancelScope::parent`):
+//! a scope that runs in a task the tree does not own (as a web server's connection task) is
+//! still a child of the given scope: counted, cancelled, bounded and awaited by it.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use taskscope::{
+    CancelReason, CancelScope, Cancelled, Parent, Scope, SpawnError, cancelled, current_deadline,
+};
+use tokio::sync::oneshot;
+
+/// Bounds a wait: a regression fails in seconds instead of hanging.
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(secs(10), f)
+        .await
+        .expect("bounded wait timed out")
+}
+
+rt_test! {
+    async fn parent_waits_for_a_scope_opened_under_it_in_a_foreign_task() {
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+            let request = Scope::builder().name("request").parent(&server.handle()).expect("the parent runs");
+            // The body spawns nothing: only the hold keeps the server scope open.
+            tokio::spawn(request.run(async move |_s| {
+                tokio::time::sleep(ms(30)).await;
+                d.store(true, Ordering::SeqCst);
+                Ok::<_, Cancelled>(())
+            }));
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+        assert!(done.load(Ordering::SeqCst), "the server scope returned first");
+    }
+}
+
+rt_test! {
+    async fn scope_under_a_parent_sees_the_parents_soft_cancel() {
+        let (seen_tx, seen_rx) = oneshot::channel();
+        // With a grace period the cancel is soft first: the request sees it and returns.
+        let r: Result<(), Cancelled> = bounded(Scope::builder().grace(secs(5)).run(async |server| {
+            let (started_tx, started_rx) = oneshot::channel();
+            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            tokio::spawn(request.run(async move |_s| {
+                started_tx.send(()).ok();
+                cancelled().await;
+                seen_tx.send(taskscope::is_cancelled()).ok();
+                Ok::<_, Cancelled>(())
+            }));
+            started_rx.await.ok();
+            server.cancel();
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(seen_rx.await, Ok(true));
+    }
+}
+
+rt_test! {
+    async fn parents_hard_cancel_is_caught_as_parent_cancelled() {
+        let census = Census::new();
+        let (out_tx, out_rx) = oneshot::channel();
+        let g = census.guard();
+        let c = census.clone();
+        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+            let (started_tx, started_rx) = oneshot::channel();
+            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            tokio::spawn(async move {
+                let r = request
+                    .run(async move |s| {
+                        let child = c.guard();
+                        s.spawn(async move {
+                            let _child = child;
+                            std::future::pending::<Result<(), Cancelled>>().await
+                        });
+                        let _g = g;
+                        started_tx.send(()).ok();
+                        std::future::pending::<Result<(), Cancelled>>().await
+                    })
+                    .await;
+                out_tx.send(r).ok();
+            });
+            started_rx.await.ok();
+            server.cancel(); // no grace: hard at once
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+        // Right after the server scope returned: the request's body and child are gone.
+        assert_eq!(census.alive(), 0);
+        let caught = out_rx.await.expect("the request future finished");
+        assert_eq!(caught.unwrap_err().reason(), CancelReason::ParentCancelled);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn scope_under_a_parent_is_bounded_by_the_parents_deadline() {
+    let (tx, rx) = oneshot::channel();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .run(async |server| {
+            let expected = current_deadline();
+            let request = Scope::builder()
+                .timeout(secs(60))
+                .parent(&server.handle())
+                .expect("the parent runs");
+            tokio::spawn(request.run(async move |_s| {
+                tx.send((expected, current_deadline())).ok();
+                Ok::<_, Cancelled>(())
+            }));
+            Ok(())
+        })
+        .await;
+    assert_eq!(r, Ok(()));
+    let (server, request) = rx.await.unwrap();
+    assert!(server.is_some());
+    assert_eq!(
+        request, server,
+        "the request's 60 s is capped by the server's 1 s"
+    );
+}
+
+rt_test! {
+    async fn children_of_a_dropped_scope_under_a_parent_are_awaited_by_the_parent() {
+        let cleaned = Arc::new(AtomicBool::new(false));
+        let c = cleaned.clone();
+        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+            let (started_tx, started_rx) = oneshot::channel();
+            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            let task = tokio::spawn(request.run(async move |s| {
+                // A blocking child cannot be dropped: it stops when it sees the cancel,
+                // after a cleanup that takes a while.
+                s.spawn_blocking(move || {
+                    while !taskscope::is_cancelled() {
+                        std::thread::sleep(ms(1));
+                    }
+                    std::thread::sleep(ms(30));
+                    c.store(true, Ordering::SeqCst);
+                    Ok(())
+                });
+                started_tx.send(()).ok();
+                std::future::pending::<Result<(), Cancelled>>().await
+            }));
+            started_rx.await.ok();
+            task.abort(); // the foreign task drops the request scope's future
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+        assert!(
+            cleaned.load(Ordering::SeqCst),
+            "the server scope returned before the orphaned child finished"
+        );
+    }
+}
+
+#[tokio::test]
+async fn opening_under_a_finished_scope_is_refused_with_closed() {
+    let finished = finished_scope_handle().await;
+    let parent = Parent::from(&finished);
+    assert!(parent.is_closed());
+    assert_eq!(
+        Scope::builder().parent(&parent).unwrap_err(),
+        SpawnError::Closed
+    );
+    assert_eq!(
+        CancelScope::new().parent(finished).unwrap_err(),
+        SpawnError::Closed
+    );
+}
+
+rt_test! {
+    async fn builder_and_future_dropped_unused_release_the_parent() {
+        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+            let h = server.handle();
+            drop(Scope::builder().parent(&h).expect("the parent runs"));
+            drop(CancelScope::new().parent(&h).expect("the parent runs"));
+            drop(Scope::builder().parent(&h).expect("the parent runs").run(async |_s| Ok::<_, Cancelled>(())));
+            drop(CancelScope::new().parent(&h).expect("the parent runs").run(async {}));
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+    }
+}
+
+rt_test! {
+    async fn cancel_scope_under_a_parent_catches_its_hard_cancel_and_its_own_reason() {
+        let (out_tx, out_rx) = oneshot::channel();
+        let (reason_tx, reason_rx) = oneshot::channel();
+        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+            let h = server.handle();
+            // One cancelled by the parent ...
+            let (started_tx, started_rx) = oneshot::channel();
+            let cs = CancelScope::new().parent(&h).expect("the parent runs");
+            tokio::spawn(async move {
+                let r = cs
+                    .run(async move {
+                        started_tx.send(()).ok();
+                        std::future::pending::<()>().await
+                    })
+                    .await;
+                out_tx.send(r).ok();
+            });
+            // ... and one cancelled with a reason of its own.
+            let cs = CancelScope::new().parent(&h).expect("the parent runs");
+            let handle = cs.handle();
+            tokio::spawn(async move {
+                handle.cancel_with(CancelReason::Disconnected);
+                reason_tx.send(cs.run(std::future::pending::<()>()).await).ok();
+            });
+            started_rx.await.ok();
+            server.cancel();
+            Ok(())
+        }))
+        .await;
+        assert_eq!(r, Ok(()));
+        let by_parent = out_rx.await.unwrap().unwrap_err();
+        assert_eq!(by_parent.reason(), CancelReason::ParentCancelled);
+        let own = reason_rx.await.unwrap().unwrap_err();
+        assert_eq!(own.reason(), CancelReason::Disconnected);
+    }
+}
+
+#[tokio::test]
+async fn scope_under_a_parent_appears_below_it_in_a_snapshot() {
+    let (tx, rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(Scope::builder().name("server").run(async |server| {
+        let request = Scope::builder()
+            .name("request")
+            .parent(&server.handle())
+            .expect("the parent runs");
+        let parent = Parent::from(server.handle());
+        tokio::spawn(request.run(async move |_s| {
+            tx.send(parent.snapshot().to_string()).ok();
+            release_rx.await.ok();
+            Ok::<_, Cancelled>(())
+        }));
+        Ok::<_, Cancelled>(())
+    }));
+    let dump = bounded(rx).await.unwrap();
+    drop(release_tx);
+    assert_eq!(bounded(server).await.unwrap(), Ok(()));
+    let server = dump
+        .find("server")
+        .expect("the server scope is in the dump");
+    let request = dump
+        .find("request")
+        .expect("the request scope is in the dump");
+    assert!(server < request, "request below server:\n{dump}");
+}
