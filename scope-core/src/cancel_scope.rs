@@ -212,6 +212,13 @@ impl CancelHandle {
         self.node.cancel(reason, false);
     }
 
+    /// Sets the grace period of the scope's next own cancel (the time between its soft and
+    /// hard phase; see [`CancelScope::grace`]). A cancel already in its grace period keeps
+    /// the end it was given.
+    pub fn set_grace(&self, grace: Duration) {
+        self.node.lock().grace = grace;
+    }
+
     /// The scope's own deadline (not its ancestors'). A relative timeout is known only once
     /// the scope was entered.
     pub fn deadline(&self) -> Option<Instant> {
