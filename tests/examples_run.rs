@@ -317,3 +317,43 @@ async fn crawl_limit_timeout_and_no_task_left() {
 async fn crawl_current_thread() {
     crawl_report().await;
 }
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/axum_search.rs"]
+mod axum_search;
+
+async fn axum_search_report() {
+    let r = axum_search::run().await.expect("the demo runs");
+    r.print();
+    r.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_search_abandoned_search_backends_are_cancelled_and_awaited() {
+    axum_search_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn axum_search_current_thread() {
+    axum_search_report().await;
+}
+
+#[allow(dead_code)] // the example's `main`
+#[path = "../examples/deadline_chain.rs"]
+mod deadline_chain;
+
+async fn deadline_chain_report() {
+    let r = deadline_chain::run().await.expect("the chain runs");
+    r.print();
+    r.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_chain_budget_shrinks_per_hop_and_runs_out_where_it_is_spent() {
+    deadline_chain_report().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn deadline_chain_current_thread() {
+    deadline_chain_report().await;
+}

@@ -25,7 +25,7 @@ rt_test! {
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
         let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
-            let request = Scope::builder().name("request").parent(&server.handle()).expect("the parent runs");
+            let request = Scope::builder().name("request").parent(server.handle()).expect("the parent runs");
             // The body spawns nothing: only the hold keeps the server scope open.
             tokio::spawn(request.run(async move |_s| {
                 tokio::time::sleep(ms(30)).await;
@@ -46,7 +46,7 @@ rt_test! {
         // With a grace period the cancel is soft first: the request sees it and returns.
         let r: Result<(), Cancelled> = bounded(Scope::builder().grace(secs(5)).run(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
-            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             tokio::spawn(request.run(async move |_s| {
                 started_tx.send(()).ok();
                 cancelled().await;
@@ -71,7 +71,7 @@ rt_test! {
         let c = census.clone();
         let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
-            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             tokio::spawn(async move {
                 let r = request
                     .run(async move |s| {
@@ -109,7 +109,7 @@ async fn scope_under_a_parent_is_bounded_by_the_parents_deadline() {
             let expected = current_deadline();
             let request = Scope::builder()
                 .timeout(secs(60))
-                .parent(&server.handle())
+                .parent(server.handle())
                 .expect("the parent runs");
             tokio::spawn(request.run(async move |_s| {
                 tx.send((expected, current_deadline())).ok();
@@ -133,7 +133,7 @@ rt_test! {
         let c = cleaned.clone();
         let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
-            let request = Scope::builder().parent(&server.handle()).expect("the parent runs");
+            let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             let task = tokio::spawn(request.run(async move |s| {
                 // A blocking child cannot be dropped: it stops when it sees the cancel,
                 // after a cleanup that takes a while.
@@ -236,18 +236,23 @@ async fn scope_under_a_parent_appears_below_it_in_a_snapshot() {
     let server = tokio::spawn(Scope::builder().name("server").run(async |server| {
         let request = Scope::builder()
             .name("request")
-            .parent(&server.handle())
+            .parent(server.handle())
             .expect("the parent runs");
         let parent = Parent::from(server.handle());
         tokio::spawn(request.run(async move |_s| {
-            tx.send(parent.snapshot().to_string()).ok();
+            let tree = parent.snapshot();
+            tx.send((tree.to_string(), tree.nodes()[0].live_children))
+                .ok();
             release_rx.await.ok();
             Ok::<_, Cancelled>(())
         }));
         Ok::<_, Cancelled>(())
     }));
-    let dump = bounded(rx).await.unwrap();
+    let (dump, live_children) = bounded(rx).await.unwrap();
     drop(release_tx);
+    // The request scope is a node below the server, not one of its tasks.
+    assert_eq!(live_children, 0, "{dump}");
+    assert!(!dump.contains("blocking or starting"), "{dump}");
     assert_eq!(bounded(server).await.unwrap(), Ok(()));
     let server = dump
         .find("server")

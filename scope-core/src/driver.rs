@@ -167,7 +167,10 @@ impl Driver {
             }
         }
         let parent = match &self.hold {
-            Some(hold) => Some(hold.node().clone()),
+            Some(hold) => {
+                node.held.store(true, crate::sync::Ordering::Relaxed);
+                Some(hold.node().clone())
+            }
             None => context::current(),
         };
         let shield = node.attach(parent.as_ref());

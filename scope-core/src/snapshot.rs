@@ -20,7 +20,7 @@ use tokio::task::Id;
 use tokio::time::Instant;
 
 use crate::error::CancelReason;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
 use crate::tree::node::Life;
 
@@ -234,8 +234,13 @@ fn copy(
         };
         (snap, inner.children.to_vec())
     };
-    let busy_nodes = children.iter().filter(|c| !c.is_idle()).count();
-    snap.live_children = node.busy_count().saturating_sub(busy_nodes);
+    // Child nodes in the count: busy ones (one unit each), and those opened under this node
+    // as an explicit parent (one more unit each, while they run).
+    let nodes = children
+        .iter()
+        .map(|c| usize::from(!c.is_idle()) + usize::from(c.held.load(Ordering::Relaxed)))
+        .sum::<usize>();
+    snap.live_children = node.busy_count().saturating_sub(nodes);
     snap.tasks = node.live_tasks();
     (snap, children)
 }

@@ -215,7 +215,12 @@ where
                         r = listener.accept() => r,
                     };
                     let stream = match accepted {
-                        Ok((stream, _peer)) => stream,
+                        Ok((stream, _peer)) => {
+                            // A response written in several pieces must not wait for the
+                            // peer's delayed acknowledgement (about 40 ms on Linux).
+                            let _ = stream.set_nodelay(true);
+                            stream
+                        }
                         Err(e) => {
                             accept_failed(e).await;
                             continue;

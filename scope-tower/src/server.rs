@@ -363,16 +363,19 @@ enum State<F: Future> {
     Done,
 }
 
+/// A handler's future in its request scope, boxed so that a handler whose client went away
+/// can move to a task of its own.
+type Handler<F> = Pin<Box<Run<F, <F as Future>::Output>>>;
+
 struct Running<F: Future> {
-    /// Boxed so that a client that went away can leave it to a task of its own.
-    run: Pin<Box<Run<F, F::Output>>>,
+    run: Handler<F>,
     handle: CancelHandle,
     policy: RoutePolicy,
     grpc: bool,
     exhausted: bool,
     stats: Stats,
     /// [`keep_running`] for this `F`.
-    detach: fn(Pin<Box<Run<F, F::Output>>>),
+    detach: fn(Handler<F>),
 }
 
 impl<F: Future> ResponseFuture<F> {
@@ -461,7 +464,7 @@ impl<F: Future> Drop for ResponseFuture<F> {
 ///
 /// Instantiated in [`RequestScope::call`], where `F: Send + 'static` is known, and kept as
 /// a function pointer, since `Drop` cannot require it.
-fn keep_running<F>(run: Pin<Box<Run<F, F::Output>>>)
+fn keep_running<F>(run: Handler<F>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -505,15 +508,16 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> S::Future {
-        match req.extensions().get::<RoutePolicy>() {
-            Some(p) => *p.0.lock().unwrap_or_else(PoisonError::into_inner) = self.policy,
-            None => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(
-                    policy = ?self.policy,
-                    "OnDisconnect layer without a ServerLayer around it: it has no effect"
-                );
-            }
+        let route = req.extensions().get::<RoutePolicy>();
+        #[cfg(feature = "tracing")]
+        if route.is_none() {
+            tracing::debug!(
+                policy = ?self.policy,
+                "OnDisconnect layer without a ServerLayer around it: it has no effect"
+            );
+        }
+        if let Some(p) = route {
+            *p.0.lock().unwrap_or_else(PoisonError::into_inner) = self.policy;
         }
         self.inner.call(req)
     }
