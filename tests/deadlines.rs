@@ -840,3 +840,29 @@ async fn d11_scope_timeout_bounds_children_child_move_on_is_not_error() {
     assert_eq!(handle.reason(), Some(CancelReason::DeadlineExceeded));
     assert!(handle.cancel_called());
 }
+
+#[tokio::test(start_paused = true)]
+async fn deadline_moved_into_the_past_before_entry_cancels_at_once_and_for_good() {
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.set_deadline(Instant::now() - Duration::from_millis(1));
+    assert!(
+        h.cancel_called(),
+        "a past deadline is the cancel it will be"
+    );
+    assert_eq!(h.reason(), Some(CancelReason::DeadlineExceeded));
+    // A later deadline does not revive it (level-triggered).
+    h.set_deadline(Instant::now() + Duration::from_secs(10));
+    assert!(h.cancel_called());
+    let polled = std::sync::atomic::AtomicBool::new(false);
+    let r = cs
+        .run(async { polled.store(true, std::sync::atomic::Ordering::SeqCst) })
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+    assert!(
+        !polled.load(std::sync::atomic::Ordering::SeqCst),
+        "cancelled at entry"
+    );
+    assert!(h.cancelled_caught());
+}

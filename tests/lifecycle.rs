@@ -557,3 +557,28 @@ rt_test! {
         assert_eq!(census.alive(), 0);
     }
 }
+
+rt_test! {
+    async fn scope_ended_by_its_parents_cancel_reports_parent_cancelled() {
+        let (inner_tx, inner_rx) = tokio::sync::oneshot::channel();
+        let r: Result<(), Error> = Scope::builder()
+            .grace(Duration::from_secs(5))
+            .run(async |outer| {
+                outer.cancel();
+                // A nested scope whose body stops at the cancellation it inherited.
+                let inner: Result<(), Error> = scope(async |_s| {
+                    taskscope::checkpoint().await?;
+                    Ok(())
+                })
+                .await;
+                inner_tx.send(inner).ok();
+                Ok(())
+            })
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(
+            inner_rx.await.unwrap(),
+            Err(Error::Cancelled(CancelReason::ParentCancelled))
+        );
+    }
+}

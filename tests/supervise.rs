@@ -261,3 +261,47 @@ async fn the_scope_macro_takes_supervise() {
         "the unobserved error is returned at the end"
     );
 }
+
+// A child whose handle was dropped fails during its cleanup, after the scope was cancelled:
+// that error is secondary, as in fail-fast mode. It neither replaces the deadline's
+// `DeadlineExceeded` nor the body's value; it is counted as suppressed.
+
+#[tokio::test(start_paused = true)]
+async fn late_unobserved_error_after_the_deadline_is_secondary() {
+    // The child's own error is a `Cancelled` with reason `Shutdown`, told apart by it.
+    let r: Result<(), Cancelled> = Scope::builder()
+        .supervise()
+        .timeout(ms(100))
+        .grace(ms(50))
+        .run(async |s| {
+            drop(s.spawn(async {
+                cancelled().await;
+                // Fails in its cleanup.
+                Err::<(), _>(Cancelled::new(CancelReason::Shutdown))
+            }));
+            Ok(())
+        })
+        .await;
+    let c = r.unwrap_err();
+    assert_eq!(c.reason(), CancelReason::DeadlineExceeded);
+    assert_eq!(c.suppressed_errors(), 1);
+}
+
+rt_test! {
+    async fn late_unobserved_error_after_an_explicit_cancel_keeps_the_bodys_value() {
+        let r: Result<u32, Error> = Scope::builder()
+            .supervise()
+            .grace(Duration::from_secs(5))
+            .run(async |s| {
+                drop(s.spawn(async {
+                    cancelled().await;
+                    Err::<(), _>(Error::Boom(8))
+                }));
+                tokio::task::yield_now().await;
+                s.cancel();
+                Ok(42)
+            })
+            .await;
+        assert_eq!(r, Ok(42));
+    }
+}

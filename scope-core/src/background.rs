@@ -14,6 +14,7 @@
 //! `checkpoint()?` did not fail the scope).
 
 use crate::error::SpawnError;
+use crate::parent::Parent;
 use crate::sync::{Arc, Ordering};
 use crate::tree::node::Life;
 use crate::tree::{Config, Node};
@@ -76,16 +77,7 @@ pub(crate) fn spawn<R>(
     scope: &Arc<Node>,
     spawn: impl FnOnce(&Arc<Node>) -> Result<R, SpawnError>,
 ) -> Result<R, SpawnError> {
-    if !scope.try_add_task() {
-        return Err(SpawnError::Closed);
-    }
-    struct Hold<'a>(&'a Node);
-    impl Drop for Hold<'_> {
-        fn drop(&mut self) {
-            self.0.task_done();
-        }
-    }
-    let _hold = Hold(scope);
+    let _hold = Parent::new(scope.clone()).hold()?;
     let bg = node(scope)?;
     spawn(&bg)
 }
@@ -93,4 +85,97 @@ pub(crate) fn spawn<R>(
 /// Takes the background node out of the scope (breaking the cycle through `parent`).
 pub(crate) fn take(scope: &Node) -> Option<Arc<Node>> {
     scope.lock().background.take()
+}
+
+#[cfg(all(test, not(taskscope_loom)))]
+mod tests {
+    use futures_util::FutureExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use crate::tree::node::LIVE_NODES;
+    use crate::{Cancelled, ScopeHandle, scope};
+
+    /// The scope future is dropped (cancel, close, take the background node out) while
+    /// another thread spawns the scope's first background child through a handle. The
+    /// spawn can count itself before the close and create the background node after the
+    /// drop took the (absent) one: a node set then would never be taken, and the scope and
+    /// background nodes would keep each other alive (a cycle through `parent`).
+    ///
+    /// Counts live nodes process-wide, so it runs alone, in a child process of the test
+    /// binary (other tests hold nodes while they run).
+    #[test]
+    fn background_spawn_racing_the_scope_drop_leaks_no_node() {
+        const ALONE: &str = "TASKSCOPE_LEAK_TEST_ALONE";
+        const NAME: &str =
+            "background::tests::background_spawn_racing_the_scope_drop_leaks_no_node";
+        if std::env::var(ALONE).is_err() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .env(ALONE, "1")
+                .args(["--exact", NAME, "--test-threads=1"])
+                .output()
+                .unwrap();
+            let log = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{log}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                log.contains("1 passed"),
+                "the test did not run alone: {log}"
+            );
+            return;
+        }
+        const N: usize = 2000;
+        let before = LIVE_NODES.load(SeqCst);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut spawned = 0;
+        for i in 0..N {
+            let (htx, hrx) = std::sync::mpsc::channel::<ScopeHandle<Cancelled>>();
+            let go = Arc::new(AtomicUsize::new(0));
+            let go2 = go.clone();
+            let spawner = std::thread::spawn(move || {
+                let h = hrx.recv().unwrap();
+                go2.fetch_add(1, SeqCst);
+                while go2.load(SeqCst) < 2 {
+                    std::hint::spin_loop();
+                }
+                for _ in 0..(i % 32) * 8 {
+                    std::hint::spin_loop();
+                }
+                h.spawn_background(std::future::pending::<Result<(), Cancelled>>())
+                    .is_ok()
+            });
+            rt.block_on(async {
+                let mut fut = Box::pin(scope(async |s| -> Result<(), Cancelled> {
+                    htx.send(s.handle()).ok();
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }));
+                assert!(fut.as_mut().now_or_never().is_none(), "the body waits");
+                go.fetch_add(1, SeqCst);
+                while go.load(SeqCst) < 2 {
+                    std::hint::spin_loop();
+                }
+                for _ in 0..(i % 7) * 16 {
+                    std::hint::spin_loop();
+                }
+                drop(fut);
+            });
+            spawned += usize::from(spawner.join().unwrap());
+        }
+        drop(rt);
+        // Both outcomes of the race occurred: some spawns won, some were refused.
+        assert!(
+            0 < spawned && spawned < N,
+            "{spawned} of {N} spawns accepted"
+        );
+        let leaked = LIVE_NODES.load(SeqCst) - before;
+        assert_eq!(leaked, 0, "{leaked} nodes leaked over {N} races");
+    }
 }

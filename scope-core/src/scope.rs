@@ -1692,7 +1692,9 @@ fn finish<T, E>(node: &Node, out: BodyOut<T, E>, kind: ErrorKind<E>) -> Outcome<
         }
         Some(BodyOut::Ok(v)) => return Ok(v),
         Some(BodyOut::Caught(c)) => c.reason(),
-        _ => reason.unwrap_or(CancelReason::Explicit),
+        // The body failed after a cancellation (its error was secondary). No reason of the
+        // scope's own: the cancellation was inherited from an ancestor.
+        _ => reason.unwrap_or(CancelReason::ParentCancelled),
     };
     Err((cancelled(reason), Vec::new()))
 }

@@ -68,6 +68,23 @@
 //! | a client that went away | handler dropped | handler dropped | `Drop`, `Cancel { grace }` or `Detach`, per route |
 //! | status at expiry | 408 (configurable) | `CANCELLED` | 504 / `DEADLINE_EXCEEDED` |
 //!
+//! # With tonic
+//!
+//! tonic's `Server` and `Channel` read `grpc-timeout` themselves and start a timer of their
+//! own that no layer can reach: at the caller's deadline tonic's server answers
+//! `CANCELLED` (and its channel gives up) before the request scope's `DEADLINE_EXCEEDED`
+//! arrives, and the handler's work is then dropped rather than awaited before the answer.
+//! Serve tonic's routes (`tonic::service::Routes`, a tower service) with [`serve`] or
+//! another hyper server, and call through a hyper client wrapped in [`ClientLayer`], as
+//! the `grpc_deadline` example does. A call `ClientLayer` refuses to send fails with a boxed
+//! [`Cancelled`](taskscope_core::Cancelled), which tonic's client reports as
+//! `Code::Unknown`: map it to `DEADLINE_EXCEEDED` where you call.
+//!
+//! `ClientLayer` over a service whose error type is already a boxed error, in a future that
+//! must be `Send`, can trip rustc's higher-ranked inference ("implementation of `From` is
+//! not general enough"), as tower's own `TimeoutLayer` does; a concrete error type on the
+//! inner service avoids it.
+//!
 //! # Example: axum
 //!
 //! ```no_run

@@ -228,8 +228,15 @@ impl Inner {
     }
 }
 
+/// Nodes alive in this process: unit tests check that a race leaves none behind.
+#[cfg(test)]
+pub(crate) static LIVE_NODES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 impl Node {
     pub(crate) fn new(config: Config) -> Arc<Node> {
+        #[cfg(test)]
+        LIVE_NODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Arc::new(Node {
             state: AtomicU32::new(0),
             shielded: AtomicU32::new(0),
@@ -512,7 +519,7 @@ impl Node {
         wakes.wake_all();
     }
 
-    /// Moves the deadline; an earlier one that is already past cancels at once (D4).
+    /// Moves the deadline; one that is already past cancels at once, also before entry.
     pub(crate) fn set_deadline(self: &Arc<Self>, deadline: Option<Instant>) {
         let mut wakes = Wakes::default();
         let spread = {
@@ -523,7 +530,9 @@ impl Node {
             if let Some(w) = &inner.owner {
                 wakes.push(w.clone());
             }
-            let past = inner.life == Life::Entered && deadline.is_some_and(|d| d <= Instant::now());
+            // Past already, before entry too: that is the cancel it will be, so it is made
+            // now (level-triggered: a later deadline does not revive the node).
+            let past = inner.life != Life::Done && deadline.is_some_and(|d| d <= Instant::now());
             if past {
                 self.cancel_locked(
                     &mut inner,
@@ -588,6 +597,8 @@ impl Drop for Node {
     /// Frees a chain of parents iteratively: a 10,000-deep chain of nodes whose last
     /// references are their children's `parent` pointers must not recurse.
     fn drop(&mut self) {
+        #[cfg(test)]
+        LIVE_NODES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let mut next = self.parent.take();
         while let Some(p) = next {
             match Arc::into_inner(p) {

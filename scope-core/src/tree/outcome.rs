@@ -68,7 +68,8 @@ impl Node {
 
     /// Records an error nobody observed (a supervised child's, whose handle was dropped)
     /// without cancelling anything: the scope returns it when it ends, like the first error
-    /// (or with the others, in collecting mode) if none came before it.
+    /// (or with the others, in collecting mode) if none came before it and the scope was
+    /// not cancelled before it arrived.
     pub(crate) fn record_unobserved(self: &Arc<Self>, err: Payload) -> Recorded {
         self.record(Some(err), false)
     }
@@ -108,9 +109,10 @@ impl Node {
                 self.drop_user(err);
                 return Recorded::Suppressed;
             }
-            let first = !secondary
-                && (!cancel || !self.state().is_soft())
-                && inner.outcome.primary.is_none();
+            // An error after the scope was cancelled (its own cancel, its deadline, its
+            // parent) is secondary in every mode: it neither replaces the body's value nor
+            // the deadline's `DeadlineExceeded`, supervised or not.
+            let first = !secondary && !self.state().is_soft() && inner.outcome.primary.is_none();
             #[cfg(feature = "tracing")]
             tracing::debug!(
                 parent: &inner.span,
