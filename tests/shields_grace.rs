@@ -585,3 +585,72 @@ rt_test! {
         assert_eq!(census.alive(), 0);
     }
 }
+
+// A child cancelled through its own handle (or a `start()` whose caller went away) while it
+// runs a shield: the shielded part completes, and the child stops at its first await after
+// it, as for a cancel of its scope.
+
+rt_test! {
+    async fn task_handle_cancel_waits_for_the_childs_shield() {
+        let steps: Slot<&'static str> = Slot::default();
+        let st = steps.clone();
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let (in_shield_tx, in_shield_rx) = tokio::sync::oneshot::channel();
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let child = s.spawn(async move {
+                shield(async {
+                    in_shield_tx.send(()).ok();
+                    go_rx.await.ok();
+                    sleep(ms(10)).await;
+                    st.push("shield done");
+                })
+                .await;
+                st.push("after the shield, before its next await");
+                tokio::task::yield_now().await;
+                st.push("past the next await");
+                Ok(())
+            });
+            in_shield_rx.await.ok();
+            child.cancel();
+            go_tx.send(()).ok();
+            let out = tokio::time::timeout(secs(10), child).await.expect("bounded");
+            assert_eq!(out.unwrap_err().reason(), CancelReason::Explicit);
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(steps.get(), ["shield done", "after the shield, before its next await"]);
+    }
+}
+
+rt_test! {
+    async fn start_dropped_by_its_caller_waits_for_the_childs_shielded_setup() {
+        let steps: Slot<&'static str> = Slot::default();
+        let st = steps.clone();
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let (in_setup_tx, in_setup_rx) = tokio::sync::oneshot::channel();
+            let start = s.start(move |ready: taskscope::Ready<u32>| async move {
+                shield(async {
+                    in_setup_tx.send(()).ok();
+                    sleep(ms(20)).await;
+                    st.push("setup done");
+                })
+                .await;
+                tokio::task::yield_now().await;
+                st.push("past the next await");
+                ready.started(1);
+                Ok(())
+            });
+            // The caller gives up while the child runs its shielded setup.
+            let out = tokio::select! {
+                v = start => Some(v),
+                _ = in_setup_rx => None,
+            };
+            assert!(out.is_none(), "the child started");
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(steps.get(), ["setup done"]);
+    }
+}

@@ -297,7 +297,7 @@ where
         ),
     };
     node.register_task(join.abort_handle());
-    TaskHandle::task(join)
+    TaskHandle::task(join, Some(node.clone()))
 }
 
 /// Spawns a child's task (in a span, with the `tracing` feature, if one is wanted).
@@ -385,7 +385,7 @@ where
             }
         }
     });
-    Ok(TaskHandle::task(join))
+    Ok(TaskHandle::task(join, None))
 }
 
 /// A handle to one child of a scope: await it for the child's value.
@@ -417,16 +417,20 @@ pub struct TaskHandle<T> {
 enum HandleInner<T> {
     Task {
         join: JoinHandle<Result<T, Cancelled>>,
+        /// The scope the child was spawned into: a cancel waits for its shields there.
+        /// `None` for a blocking child (it cannot be cancelled, only awaited).
+        node: Option<Arc<Node>>,
         cancel_requested: AtomicBool,
     },
     Refused,
 }
 
 impl<T> TaskHandle<T> {
-    fn task(join: JoinHandle<Result<T, Cancelled>>) -> Self {
+    fn task(join: JoinHandle<Result<T, Cancelled>>, node: Option<Arc<Node>>) -> Self {
         TaskHandle {
             inner: HandleInner::Task {
                 join,
+                node,
                 cancel_requested: AtomicBool::new(false),
             },
         }
@@ -442,18 +446,22 @@ impl<T> TaskHandle<T> {
     ///
     /// The child is dropped at its next poll, like [`JoinHandle::abort`], and its handle
     /// resolves to `Err(Cancelled)` with [`CancelReason::Explicit`] (unless it completed
-    /// first). This is immediate: no grace period, and shields inside the child do not
-    /// protect it (they shield against the tree, and this cancels the task itself). The
-    /// scope still awaits the child's drop. A blocking child cannot be cancelled this way;
-    /// it is awaited.
+    /// first). There is no grace period. A child that runs a [`shield`](crate::shield)
+    /// finishes the shielded part first, as for a cancel of its scope: the cancellation
+    /// lands at its first await after the shield. The scope still awaits the child's drop.
+    /// A blocking child cannot be cancelled this way; it is awaited.
     pub fn cancel(&self) {
         if let HandleInner::Task {
             join,
+            node,
             cancel_requested,
         } = &self.inner
         {
             cancel_requested.store(true, Ordering::Relaxed);
-            join.abort();
+            match node {
+                Some(node) => node.cancel_task(&join.abort_handle()),
+                None => join.abort(),
+            }
         }
     }
 
@@ -474,6 +482,7 @@ impl<T> Future for TaskHandle<T> {
             HandleInner::Task {
                 join,
                 cancel_requested,
+                ..
             } => Pin::new(join).poll(cx).map(|r| match r {
                 Ok(r) => r,
                 Err(e) if e.is_panic() => Err(Cancelled::new(CancelReason::ChildPanicked)),

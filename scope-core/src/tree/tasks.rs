@@ -23,6 +23,8 @@ pub(crate) struct Registry {
     sweep_at: usize,
     /// Tasks spawned into this scope that run a shield right now, with their shield count.
     shielded: Vec<(Id, u32)>,
+    /// Tasks whose handle cancelled them while they ran a shield: aborted when it ends.
+    deferred: Vec<Id>,
 }
 
 impl Registry {
@@ -76,6 +78,20 @@ impl Node {
         }
     }
 
+    /// Cancels the child task `handle` alone ([`TaskHandle::cancel`](crate::TaskHandle)):
+    /// aborted now, or, if it runs a shield, once its last shield ended. Decided under the
+    /// registry's lock, as shields register under it: a shield either registered first
+    /// (the abort waits for it) or starts in a task already aborted.
+    pub(crate) fn cancel_task(&self, handle: &AbortHandle) {
+        let mut reg = lock(&self.tasks);
+        let id = handle.id();
+        if !reg.is_shielded(id) {
+            handle.abort();
+        } else if !reg.deferred.contains(&id) {
+            reg.deferred.push(id);
+        }
+    }
+
     /// A shield started (`entered`) or ended in the child task `id` of this scope.
     pub(crate) fn shield_task(&self, id: Id, entered: bool) {
         let mut reg = lock(&self.tasks);
@@ -91,6 +107,15 @@ impl Node {
                 if reg.shielded[i].1 == 0 {
                     reg.shielded.swap_remove(i);
                     self.shielded.fetch_sub(1, Ordering::AcqRel);
+                    // Its handle cancelled it meanwhile: the cancellation lands at the
+                    // task's next await. (A hard cancel of the scope is seen by the task's
+                    // wrapper right after this poll.)
+                    if let Some(d) = reg.deferred.iter().position(|t| *t == id) {
+                        reg.deferred.swap_remove(d);
+                        if let Some(h) = reg.handles.iter().find(|h| h.id() == id) {
+                            h.abort();
+                        }
+                    }
                 }
             }
             (None, false) => {}
