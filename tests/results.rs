@@ -583,3 +583,37 @@ async fn completions_are_a_stream_in_completion_order() {
     .await;
     assert_eq!(r, Ok(vec![10, 20, 30]));
 }
+
+/// One child fails while the body waits in `join_next` on a 4-worker runtime: the body
+/// wakes with the child's `ChildFailed` entry and fails with it (`?`), but the scope must
+/// return the child's own error, every time: the error reaches the scope before the entry
+/// is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completions_reader_never_hides_the_childs_error() {
+    const N: usize = 2000;
+    let mut wrong = Vec::new();
+    for i in 0..N {
+        let r: Result<(), Error> = tokio::time::timeout(
+            secs(10),
+            taskscope::scope(async |s| {
+                let mut done = Completions::new(s.handle());
+                done.spawn(async { Err::<(), _>(Error::Boom(1)) }).unwrap();
+                while let Some(r) = done.join_next().await {
+                    r?;
+                }
+                Ok(())
+            }),
+        )
+        .await
+        .expect("bounded");
+        if r != Err(Error::Boom(1)) {
+            wrong.push((i, r));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {N} runs: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}

@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use pin_project_lite::pin_project;
 
+use crate::context;
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::scope::{ScopeHandle, scope};
 use crate::sync::{Arc, Mutex, MutexGuard, lock};
@@ -217,7 +218,7 @@ struct Done<T, E> {
     _error: PhantomData<fn() -> E>,
 }
 
-impl<T, E> Entry for Done<T, E> {
+impl<T, E: Send + 'static> Entry for Done<T, E> {
     type Key = u64;
     type In = Result<T, E>;
     type Out = Result<(), E>;
@@ -225,7 +226,21 @@ impl<T, E> Entry for Done<T, E> {
     fn done(id: u64, out: Result<T, E>) -> (Self, Result<(), E>) {
         let (result, out) = match out {
             Ok(v) => (Ok(v), Ok(())),
-            Err(e) => (Err(Cancelled::new(CancelReason::ChildFailed)), Err(e)),
+            Err(e) => {
+                // The error reaches the scope here, before the entry is queued (by the
+                // caller, once this returns): a reader woken by the `ChildFailed` entry
+                // that fails with it finds the scope failed with this error already, so
+                // the reader's error is the secondary one. `done` runs inside the child's
+                // poll, where the ambient node is the scope the child was spawned into.
+                let unrecorded = match context::current() {
+                    Some(scope) => {
+                        let _ = scope.record_error(Some(Box::new(e)));
+                        Ok(())
+                    }
+                    None => Err(e),
+                };
+                (Err(Cancelled::new(CancelReason::ChildFailed)), unrecorded)
+            }
         };
         let entry = Done {
             id,
