@@ -40,7 +40,13 @@
 //! per request count, with the arguments `--count <case> <n>`: build the runtime, run
 //! [`WARMUP`] requests, then `n` more (n = 0 and n = [`CALLGRIND_N`]); the difference of
 //! the two totals divided by `n` is the cost per request (the runtime, the scope and the
-//! warm-up cancel out). One case by hand, and its profile (inclusive costs per function):
+//! warm-up cancel out). Besides the in-memory rows it runs two loopback cases,
+//! `loopback_serve` and `loopback_plain`: the two servers of the throughput part on the
+//! current-thread runtime with one keep-alive client making the `n` requests (user-space
+//! instructions of client and server together; the kernel's share is not counted).
+//! The `client` rows include 1/[`CHUNK`] of a `move_on_after` per request (a few
+//! instructions, the same in each row). One case by hand, and its profile (inclusive costs
+//! per function):
 //!
 //! ```text
 //! cargo bench -p taskscope-tower --bench layers --no-run   # prints the binary's path
@@ -48,6 +54,9 @@
 //! valgrind --tool=callgrind --callgrind-out-file=cg.n target/release/deps/layers-<hash> --count server_layer 20000
 //! callgrind_annotate --inclusive=yes cg.n | head -60
 //! ```
+//!
+//! A function's cost per request is its inclusive cost in `cg.n` less that in `cg.0`,
+//! divided by `n`.
 //!
 //! `--callgrind` keeps its output files in `target/release/layers-callgrind/`
 //! (`<case>.<n>.out`), ready for `callgrind_annotate`.
@@ -60,7 +69,8 @@
 //! accepted sockets. Load: [`CLIENTS`] concurrent HTTP/1 keep-alive clients (hyper's
 //! `client::conn::http1`, one connection each) making [`PER_CLIENT`] sequential `GET /`
 //! requests each, with `grpc-timeout: 1S`, on 127.0.0.1; requests/s over the whole batch,
-//! connects included. Both servers run on the same runtime (one of each flavor, in turn);
+//! connects included, and the CPU time of the whole process (clients included, from
+//! `/proc/self/stat`, 10 ms ticks) over all timed batches of a server, per request. Both servers run on the same runtime (one of each flavor, in turn);
 //! one untimed warm-up batch each, then [`ROUNDS`] batches each, alternating which goes
 //! first. Run without `--bench` (`cargo test --benches`), divan runs each bench once and
 //! the throughput part makes one short batch per server.
@@ -118,7 +128,9 @@ fn main() {
             .expect("--count <case> <n>");
         count(Case::named(case), n);
     } else if let Some(i) = args.iter().position(|a| a == "--callgrind") {
-        callgrind(args.get(i + 1).map(String::as_str).unwrap_or(""));
+        // `cargo bench` appends `--bench`: a filter is the next argument that is no option.
+        let filter = args.get(i + 1).filter(|a| !a.starts_with('-'));
+        callgrind(filter.map_or("", String::as_str));
     } else if args.iter().any(|a| a == "--throughput") {
         throughput(ROUNDS, CLIENTS, PER_CLIENT);
     } else {
@@ -138,7 +150,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 // The in-memory cases.
 
-/// One row of the in-memory benches.
+/// One row of the in-memory benches, or (callgrind only) one loopback server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Case {
     ServerBare,
@@ -150,10 +162,14 @@ enum Case {
     OwnScopeBare,
     OwnScopeTowerTimeout,
     OwnScopeClientLayer,
+    /// `serve` on 127.0.0.1, one keep-alive client: only under `--callgrind`.
+    LoopbackServe,
+    /// The plain hyper-util loop on 127.0.0.1, one keep-alive client.
+    LoopbackPlain,
 }
 
 impl Case {
-    const ALL: [Case; 9] = [
+    const ALL: [Case; 11] = [
         Case::ServerBare,
         Case::TowerHttpTimeout,
         Case::ServerLayer,
@@ -163,6 +179,8 @@ impl Case {
         Case::OwnScopeBare,
         Case::OwnScopeTowerTimeout,
         Case::OwnScopeClientLayer,
+        Case::LoopbackServe,
+        Case::LoopbackPlain,
     ];
 
     fn name(self) -> &'static str {
@@ -176,6 +194,8 @@ impl Case {
             Case::OwnScopeBare => "own_scope_bare",
             Case::OwnScopeTowerTimeout => "own_scope_tower_timeout",
             Case::OwnScopeClientLayer => "own_scope_client_layer",
+            Case::LoopbackServe => "loopback_serve",
+            Case::LoopbackPlain => "loopback_plain",
         }
     }
 
@@ -192,16 +212,20 @@ impl Case {
             Case::ServerLayer => Some(Case::TowerHttpTimeout),
             Case::ClientLayer => Some(Case::TowerTimeout),
             Case::OwnScopeClientLayer => Some(Case::OwnScopeTowerTimeout),
+            Case::LoopbackServe => Some(Case::LoopbackPlain),
             _ => None,
         }
     }
 
     /// The row without any layer in the same group.
-    fn bare(self) -> Case {
+    fn bare(self) -> Option<Case> {
         match self {
-            Case::ServerBare | Case::TowerHttpTimeout | Case::ServerLayer => Case::ServerBare,
-            Case::ClientBare | Case::TowerTimeout | Case::ClientLayer => Case::ClientBare,
-            _ => Case::OwnScopeBare,
+            Case::ServerBare | Case::TowerHttpTimeout | Case::ServerLayer => Some(Case::ServerBare),
+            Case::ClientBare | Case::TowerTimeout | Case::ClientLayer => Some(Case::ClientBare),
+            Case::OwnScopeBare | Case::OwnScopeTowerTimeout | Case::OwnScopeClientLayer => {
+                Some(Case::OwnScopeBare)
+            }
+            Case::LoopbackServe | Case::LoopbackPlain => None,
         }
     }
 }
@@ -322,6 +346,16 @@ fn run_case(rt: &Runtime, case: Case, n: usize) {
                 own_scope(&tower::timeout::TimeoutLayer::new(BUDGET).layer(bare), n).await
             }
             Case::OwnScopeClientLayer => own_scope(&ClientLayer::new().layer(bare), n).await,
+            Case::LoopbackServe | Case::LoopbackPlain => {
+                let server = if case == Case::LoopbackServe {
+                    start_serve().await.0
+                } else {
+                    start_plain().await
+                };
+                client(server.addr, n).await;
+                let _ = server.stop.send(());
+                server.task.await.expect("the server task");
+            }
         }
     });
 }
@@ -448,19 +482,23 @@ fn callgrind(filter: &str) {
     println!();
     for &(case, per) in &per_request {
         let Some(peer) = case.peer() else { continue };
-        let (Some(peer_per), Some(bare)) = (of(peer), of(case.bare())) else {
-            continue;
-        };
-        println!(
-            "{:<26} {per:>8.1} vs {:<24} {peer_per:>8.1}: {:.2}x; above {}: {:.1} vs {:.1} ({:.2}x)",
+        let Some(peer_per) = of(peer) else { continue };
+        print!(
+            "{:<26} {per:>8.1} vs {:<24} {peer_per:>8.1}: {:.2}x",
             case.name(),
             peer.name(),
             per / peer_per,
-            case.bare().name(),
-            per - bare,
-            peer_per - bare,
-            (per - bare) / (peer_per - bare),
         );
+        match case.bare().and_then(|b| Some((b, of(b)?))) {
+            Some((bare, bare_per)) => println!(
+                "; above {}: {:.1} vs {:.1} ({:.2}x)",
+                bare.name(),
+                per - bare_per,
+                peer_per - bare_per,
+                (per - bare_per) / (peer_per - bare_per),
+            ),
+            None => println!("; {:.1} more", per - peer_per),
+        }
     }
 }
 
@@ -557,29 +595,29 @@ async fn client(addr: SocketAddr, n: usize) {
         .expect("the connection ends well");
 }
 
-/// CPU time of this process so far, in nanoseconds: the sum of its threads' run times
-/// (`/proc/self/task/*/schedstat`, Linux only).
-fn cpu_ns() -> Option<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
+/// CPU time of this process so far (all threads, user and system), in clock ticks of
+/// 10 ms: fields 14 and 15 of `/proc/self/stat` (Linux only).
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// One batch's measures.
 struct Batch {
     /// Requests per second of wall time.
     rate: f64,
-    /// CPU time of the whole process (clients included) per request, in microseconds.
-    cpu_us: Option<f64>,
+    /// CPU ticks of the whole process (clients included) spent in the batch.
+    cpu_ticks: Option<u64>,
 }
 
 /// One batch: `clients` concurrent clients of `per_client` requests, on `rt`.
 fn batch(rt: &Runtime, addr: SocketAddr, clients: usize, per_client: usize) -> Batch {
     let requests = (clients * per_client) as f64;
-    let cpu = cpu_ns();
+    let cpu = cpu_ticks();
     let start = Instant::now();
     rt.block_on(async {
         let tasks: Vec<_> = (0..clients)
@@ -590,10 +628,8 @@ fn batch(rt: &Runtime, addr: SocketAddr, clients: usize, per_client: usize) -> B
         }
     });
     let rate = requests / start.elapsed().as_secs_f64();
-    let cpu_us = cpu
-        .zip(cpu_ns())
-        .map(|(a, b)| (b - a) as f64 / 1_000.0 / requests);
-    Batch { rate, cpu_us }
+    let cpu_ticks = cpu.zip(cpu_ticks()).map(|(a, b)| b - a);
+    Batch { rate, cpu_ticks }
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -610,7 +646,8 @@ fn throughput(rounds: usize, clients: usize, per_client: usize) {
     println!(
         "\nloopback throughput: {clients} keep-alive HTTP/1 clients x {per_client} requests per \
          batch, {rounds} timed batches per server (after one warm-up batch), alternating; \
-         cpu = CPU time of the whole process (clients included) per request"
+         cpu = CPU time of the whole process (clients included) over all timed batches, \
+         per request"
     );
     for (flavor, rt) in [
         ("current_thread", current_thread()),
@@ -638,14 +675,15 @@ fn throughput(rounds: usize, clients: usize, per_client: usize) {
         let mut rates = batches
             .each_ref()
             .map(|b| b.iter().map(|b| b.rate).collect::<Vec<_>>());
-        let mut cpus = batches
-            .each_ref()
-            .map(|b| b.iter().filter_map(|b| b.cpu_us).collect::<Vec<_>>());
+        let requests = (rounds * clients * per_client) as f64;
+        let cpu = batches.each_ref().map(|b| {
+            let ticks: Option<u64> = b.iter().map(|b| b.cpu_ticks).sum();
+            ticks.map(|t| t as f64 * 10_000.0 / requests)
+        });
         let best = rates
             .each_ref()
             .map(|r| r.iter().copied().fold(0.0, f64::max));
         let med = rates.each_mut().map(|r| median(r));
-        let cpu = cpus.each_mut().map(|c| (!c.is_empty()).then(|| median(c)));
         let cpu_text = |c: Option<f64>| c.map_or(String::from("n/a"), |c| format!("{c:.2} us"));
         println!("{flavor}:");
         for (i, name) in ["taskscope_tower::serve", "plain hyper-util loop"]
@@ -653,14 +691,14 @@ fn throughput(rounds: usize, clients: usize, per_client: usize) {
             .enumerate()
         {
             println!(
-                "  {name:<22} median {:>7.0} req/s  best {:>7.0} req/s  cpu/request (median) {}",
+                "  {name:<22} median {:>7.0} req/s  best {:>7.0} req/s  cpu/request {}",
                 med[i],
                 best[i],
                 cpu_text(cpu[i]),
             );
         }
         let cpu_ratio = match cpu {
-            [Some(a), Some(b)] => format!("{:.3}", a / b),
+            [Some(a), Some(b)] if b > 0.0 => format!("{:.3}", a / b),
             _ => String::from("n/a"),
         };
         println!(

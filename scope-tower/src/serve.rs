@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use taskscope_core::{CancelReason, Parent, Scope, ScopeHandle};
+use taskscope_core::{CancelReason, Cancelled, Parent, Scope, ScopeHandle};
 use tokio::net::{TcpListener, TcpStream};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -196,8 +196,8 @@ where
         for trigger in triggers {
             builder = builder.cancel_when(trigger, CancelReason::Shutdown);
         }
-        builder
-            .run(async move |server| -> io::Result<()> {
+        let served = builder
+            .run(async move |server| -> Result<(), Cancelled> {
                 let mut template = ServerLayer::new(server.handle())
                     .min_budget(min_budget)
                     .on_disconnect(on_disconnect)
@@ -234,7 +234,13 @@ where
                 // The listener is dropped with the body: new connections are refused.
                 Ok(())
             })
-            .await
+            .await;
+        match served {
+            // Its own shutdown is how a server ends: with no grace period the accept loop
+            // is dropped at once (the scope catches its cancel) rather than left by `break`.
+            Err(c) if c.reason() == CancelReason::Shutdown => Ok(()),
+            r => r.map_err(io::Error::from),
+        }
     }
 }
 
@@ -259,7 +265,11 @@ async fn accept_failed(e: io::Error) {
 
 /// One connection, in a connection scope: HTTP/2 streams are spawned into it, request
 /// scopes open under it. Its failures (an I/O error, a handler's panic) end it alone.
-async fn connection<S, B>(stream: TcpStream, template: ServerLayer, service: S) -> io::Result<()>
+async fn connection<S, B>(
+    stream: TcpStream,
+    template: ServerLayer,
+    service: S,
+) -> Result<(), Cancelled>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -268,30 +278,31 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let scope = Scope::builder()
-        .name("connection")
-        .run(async move |conn| -> io::Result<()> {
-            let layer = ServerLayer::under(&template, Parent::from(conn.handle()));
-            let svc = TowerToHyperService::new(layer.layer(service));
-            let builder = auto::Builder::new(Streams(conn.handle()));
-            let served = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(served);
-            let r = tokio::select! {
-                r = served.as_mut() => r,
-                _ = taskscope_core::cancelled() => {
-                    // Shutdown: finish what is in flight, accept nothing new.
-                    served.as_mut().graceful_shutdown();
-                    served.await
+    let scope =
+        Scope::builder()
+            .name("connection")
+            .run(async move |conn| -> Result<(), Cancelled> {
+                let layer = ServerLayer::under(&template, Parent::from(conn.handle()));
+                let svc = TowerToHyperService::new(layer.layer(service));
+                let builder = auto::Builder::new(Streams(conn.handle()));
+                let served = builder.serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(served);
+                let r = tokio::select! {
+                    r = served.as_mut() => r,
+                    _ = taskscope_core::cancelled() => {
+                        // Shutdown: finish what is in flight, accept nothing new.
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
+                };
+                #[cfg(feature = "tracing")]
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
                 }
-            };
-            #[cfg(feature = "tracing")]
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            #[cfg(not(feature = "tracing"))]
-            let _ = r;
-            Ok(())
-        });
+                #[cfg(not(feature = "tracing"))]
+                let _ = r;
+                Ok(())
+            });
     if AssertUnwindSafe(scope).catch_unwind().await.is_err() {
         #[cfg(feature = "tracing")]
         tracing::error!("a handler panicked: its connection was closed");
@@ -302,7 +313,7 @@ where
 /// hyper's executor for HTTP/2 streams: each stream is a child of its connection scope. A
 /// stream whose handler panics is dropped alone (its siblings go on).
 #[derive(Clone)]
-struct Streams(ScopeHandle<io::Error>);
+struct Streams(ScopeHandle<Cancelled>);
 
 impl<F> hyper::rt::Executor<F> for Streams
 where

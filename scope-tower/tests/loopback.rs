@@ -157,12 +157,26 @@ where
 }
 
 impl Server {
-    /// Fires the shutdown trigger; waits (bounded) for `serve` to return.
-    async fn shutdown(mut self) -> io::Result<()> {
+    /// Fires the shutdown trigger; waits (bounded) for `serve` to return, and checks that it
+    /// ended by that shutdown.
+    async fn shutdown(self) {
+        ended_by_shutdown(self.stop().await);
+    }
+
+    /// Fires the shutdown trigger; `serve`'s result (bounded).
+    async fn stop(mut self) -> io::Result<()> {
         let _ = self.stop.take().unwrap().send(());
         bounded("serve returns after the shutdown", &mut self.task)
             .await
             .expect("the serve task panicked")
+    }
+}
+
+/// `serve`'s result after its shutdown trigger fired: always `Ok` (its own shutdown is how
+/// a server ends, with or without a grace period).
+fn ended_by_shutdown(r: io::Result<()>) {
+    if let Err(e) = r {
+        panic!("serve failed: {e}");
     }
 }
 
@@ -323,7 +337,8 @@ rt_test! {
         let stats = server.stats.clone();
 
         // A client leaves: the handler's children go without any shutdown.
-        let (_, alive) = leave_mid_request(server.addr, "/", next(&mut started, "first start")).await;
+        let first = next(&mut started, "the first handler starts");
+        let (_, alive) = leave_mid_request(server.addr, "/", first).await;
         assert_eq!(alive, 4);
         wait_until("the first handler's children are gone", || w.live.alive() == 0).await;
         assert_eq!(w.cleaned(), 1, "the blocking child finished its cleanup");
@@ -331,10 +346,11 @@ rt_test! {
 
         // Another client leaves and the server shuts down at once (no grace): `serve`
         // returns only once the dropped handler's blocking child finished its cleanup.
-        let (_, alive) = leave_mid_request(server.addr, "/", next(&mut started, "second start")).await;
+        let second = next(&mut started, "the second handler starts");
+        let (_, alive) = leave_mid_request(server.addr, "/", second).await;
         assert_eq!(alive, 4);
         wait_until("the second client is seen gone", || stats.disconnected() == 2).await;
-        server.shutdown().await.expect("serve");
+        server.shutdown().await;
         assert_eq!(w.live.alive(), 0, "right after serve returned");
         assert_eq!(w.cleaned(), 2, "right after serve returned");
         // Dropped handlers never reached the code after their scope.
@@ -350,7 +366,8 @@ rt_test! {
             let w = w.clone();
             service_fn(move |_req: Request<Incoming>| work_until_cancelled(w.clone()))
         };
-        let server = start(svc, |s| s.on_disconnect(OnDisconnect::Cancel { grace: ms(2000) })).await;
+        let cancel = OnDisconnect::Cancel { grace: ms(2000) };
+        let server = start(svc, |s| s.on_disconnect(cancel)).await;
         let stats = server.stats.clone();
 
         let (_, alive) = leave_mid_request(server.addr, "/", next(&mut started, "start")).await;
@@ -362,7 +379,7 @@ rt_test! {
         assert_eq!(w.cleaned(), 1);
         assert_eq!((stats.requests(), stats.disconnected()), (1, 1));
 
-        server.shutdown().await.expect("serve");
+        server.shutdown().await;
         assert_eq!(w.live.alive(), 0, "right after serve returned");
     }
 }
@@ -388,12 +405,14 @@ rt_test! {
                 }
             })
         };
-        let server = start(svc, |s| s.on_disconnect(OnDisconnect::Cancel { grace: ms(2000) })).await;
+        let cancel = OnDisconnect::Cancel { grace: ms(2000) };
+        let server = start(svc, |s| s.on_disconnect(cancel)).await;
         let stats = server.stats.clone();
         let addr = server.addr;
 
         let (send, conn) = http2(addr).await;
-        let sibling = tokio::spawn(send.clone().send_request(get(&format!("http://{addr}/sibling"))));
+        let sibling_req = get(&format!("http://{addr}/sibling"));
+        let sibling = tokio::spawn(send.clone().send_request(sibling_req));
         assert_eq!(next(&mut started, "the sibling starts").await.0, "sibling");
         // The second stream on the same connection: reset (its response future dropped)
         // once its handler started.
@@ -427,7 +446,7 @@ rt_test! {
 
         drop(send);
         bounded("the client's connection closes", conn).await.unwrap();
-        server.shutdown().await.expect("serve");
+        server.shutdown().await;
         assert_eq!(w.live.alive(), 0, "right after serve returned");
     }
 }
@@ -469,7 +488,7 @@ async fn detached_handler_runs_to_completion_after_its_client_left() {
     assert_eq!(done.get(), [(Ok(()), false)]);
     assert_eq!(live.alive(), 0);
 
-    server.shutdown().await.expect("serve");
+    server.shutdown().await;
     assert_eq!(live.alive(), 0, "right after serve returned");
     assert_eq!((stats.requests(), stats.disconnected()), (1, 1));
 }
@@ -484,22 +503,25 @@ async fn shutdown_waits_for_a_detached_handler_whose_client_left() {
         service_fn(move |_req: Request<Incoming>| {
             let (live, done, started_tx) = (live.clone(), done.clone(), started_tx.clone());
             async move {
-                let _g = live.guard();
-                started_tx.send(()).ok();
-                // Runs on after its client left, until the server's shutdown reaches it...
-                let why = taskscope::cancelled().await;
-                let shutdown_seen = Instant::now();
-                // ...then finishes its work, in a child, within the shutdown's grace.
                 let g = live.guard();
+                let shutdown_seen = Slot::default();
+                let seen = shutdown_seen.clone();
+                // The work, in a child: runs on after its client left until the server's
+                // shutdown reaches it, then finishes within the shutdown's grace.
                 let r = taskscope::scope(async |s| {
                     s.spawn(async move {
                         let _g = g;
+                        taskscope::cancelled().await;
+                        seen.push(Instant::now());
                         sleep(ms(100)).await;
                         Ok(())
                     });
+                    started_tx.send(()).ok();
                     Ok::<_, Cancelled>(())
                 })
                 .await;
+                let why = taskscope::cancelled().await;
+                let shutdown_seen = shutdown_seen.get()[0];
                 done.push((why.reason(), r.is_ok(), shutdown_seen, Instant::now()));
                 ok("written")
             }
@@ -516,7 +538,7 @@ async fn shutdown_waits_for_a_detached_handler_whose_client_left() {
     wait_until("the client is seen gone", || stats.disconnected() == 1).await;
     assert!(done.get().is_empty(), "the handler waits for the shutdown");
     let fired = Instant::now();
-    server.shutdown().await.expect("serve");
+    server.shutdown().await;
     let returned = Instant::now();
 
     assert_eq!(live.alive(), 0, "right after serve returned");
@@ -529,7 +551,7 @@ async fn shutdown_waits_for_a_detached_handler_whose_client_left() {
     let (reason, work_ok, shutdown_seen, finished) = done[0];
     // The request scope is cancelled through its ancestors (the server scope).
     assert_eq!(reason, CancelReason::ParentCancelled);
-    // A soft cancel: the work's scope under it still ran its child to the end.
+    // A soft cancel: the work's scope ran its child to the end.
     assert!(work_ok, "the work's scope completed");
     assert!(fired <= shutdown_seen && shutdown_seen < finished && finished <= returned);
     assert!(finished - shutdown_seen >= ms(100));
@@ -569,15 +591,13 @@ async fn load_client(addr: SocketAddr, n: usize, served: Arc<AtomicUsize>) -> Ou
                 Some(send) => send,
                 None => match http1(addr).await {
                     Ok((send, _task)) => conn.insert(send),
-                    Err(e) => {
-                        assert!(
-                            matches!(
-                                e.kind(),
-                                io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
-                            ),
-                            "{e}"
-                        );
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                         out.refused += 1;
+                        return;
+                    }
+                    // Connected to the backlog of a listener that then closed.
+                    Err(_) => {
+                        out.closed += 1;
                         return;
                     }
                 },
@@ -653,8 +673,9 @@ async fn shutdown_under_load_answers_every_request_and_leaves_nothing_running() 
     };
     let stats = server.stats();
 
-    let r: Result<(), Cancelled> = bounded(
-        "the outer scope",
+    // Bounded by the load's length (about 1.3 s here), not by `BOUND`.
+    let outer = tokio::time::timeout(
+        Duration::from_secs(20),
         Scope::builder().name("outer").run(async |outer| {
             let r = server.await;
             let returned = Instant::now();
@@ -672,8 +693,8 @@ async fn shutdown_under_load_answers_every_request_and_leaves_nothing_running() 
             );
             Ok(())
         }),
-    )
-    .await;
+    );
+    let r: Result<(), Cancelled> = outer.await.expect("the load and the shutdown timed out");
     assert_eq!(r, Ok(()));
 
     // New connections are refused.
@@ -955,18 +976,17 @@ async fn deadline_shrinks_along_a_chain_of_servers_and_ends_its_work_when_spent(
 
     let stats: Vec<Stats> = servers.iter().map(|s| s.stats.clone()).collect();
     for s in servers {
-        s.shutdown().await.expect("serve");
+        s.shutdown().await;
     }
     assert!(all_idle(&hops), "right after the servers returned");
     eprintln!("hop stats (C, B, A): {stats:?}");
-    // Nothing of the 120 ms run was answered 200 by C.
-    assert_eq!(stats[0].requests(), 3);
-    assert_eq!(
-        stats[0].deadline_exceeded() + stats[0].expired_on_arrival() + stats[0].disconnected(),
-        1,
-        "{:?}",
-        stats[0]
-    );
+    // C answered the first two runs; in the 120 ms run it was either called and cut (by its
+    // own deadline or by B's, which went away), or not called at all (B's `ClientLayer`
+    // found nothing left to send).
+    let c = &stats[0];
+    let cut = c.deadline_exceeded() + c.expired_on_arrival() + c.disconnected();
+    assert!(c.requests() <= 3, "{c:?}");
+    assert_eq!(cut, c.requests() - 2, "{c:?}");
 }
 
 #[tokio::test]
@@ -1009,5 +1029,16 @@ async fn grpc_request_with_a_spent_budget_is_answered_deadline_exceeded_without_
     bounded("the client's connection closes", conn)
         .await
         .unwrap();
-    server.shutdown().await.expect("serve");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_trigger_ends_serve_with_ok_whatever_the_grace() {
+    for grace in [ms(1), Duration::ZERO] {
+        let svc = service_fn(|_req: Request<Incoming>| async { ok("idle") });
+        let server = start(svc, |s| s.grace(grace)).await;
+        // An idle server: no connection was ever made.
+        let r = server.stop().await;
+        assert!(r.is_ok(), "grace {grace:?}: serve returned {r:?}");
+    }
 }
