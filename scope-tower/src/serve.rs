@@ -37,8 +37,9 @@ type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// (the listener is closed, so new connections are refused), every connection is told to
 /// finish (HTTP/1: after its current request; HTTP/2: `GOAWAY`), and in-flight requests
 /// see `cancelled()` and have the [`grace`](Serve::grace) period to finish; what is left
-/// then is dropped. The future returns once nothing the server, its connections and their
-/// handlers spawned is running.
+/// then is dropped with its connection (the client sees the connection close, not a 503).
+/// The future returns `Ok(())` once nothing the server, its connections and their handlers
+/// spawned is running.
 ///
 /// **Failures stay where they happen.** A handler's error is its response; a panic in a
 /// handler closes its connection (HTTP/1) or its stream (HTTP/2) and is logged, and the
