@@ -42,14 +42,28 @@ const UNITS: [(u8, u128); 6] = [
 /// ```
 pub fn encode(d: Duration) -> HeaderValue {
     let nanos = d.as_nanos();
+    // The finest unit whose count fits: a comparison each, then one division.
     let (unit, count) = UNITS
         .iter()
-        .map(|&(unit, len)| (unit, nanos / len))
-        .find(|&(_, count)| count <= u128::from(MAX_VALUE))
-        .unwrap_or((b'H', u128::from(MAX_VALUE)));
-    let mut s = count.to_string();
-    s.push(char::from(unit));
-    HeaderValue::try_from(s).expect("digits and a unit letter are a valid header value")
+        .find(|&&(_, len)| nanos < (u128::from(MAX_VALUE) + 1) * len)
+        .map_or((b'H', MAX_VALUE), |&(unit, len)| {
+            // Fits: below 10^8.
+            (unit, (nanos / len) as u64)
+        });
+    // At most eight digits and the unit, written from the end.
+    let mut buf = [0u8; 9];
+    buf[8] = unit;
+    let mut at = 8;
+    let mut n = count;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buf[at..]).expect("digits and a unit letter are a valid header value")
 }
 
 /// Decodes a `grpc-timeout` value; `None` if it does not follow the grammar (no digits,

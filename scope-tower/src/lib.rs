@@ -118,6 +118,7 @@
 mod client;
 pub mod grpc_timeout;
 mod headers;
+mod route;
 #[cfg(feature = "serve")]
 mod serve;
 mod server;
@@ -125,7 +126,8 @@ mod stats;
 
 pub use client::{BoxError, CallFuture, ClientLayer, PropagateDeadline};
 pub use headers::{DEADLINE_EXHAUSTED, TIMEOUT_MS};
+pub use route::SetOnDisconnect;
 #[cfg(feature = "serve")]
 pub use serve::{Serve, serve};
-pub use server::{OnDisconnect, RequestScope, ResponseFuture, ServerLayer, SetOnDisconnect};
+pub use server::{OnDisconnect, RequestScope, ResponseFuture, ServerLayer};
 pub use stats::Stats;

@@ -289,6 +289,8 @@ where
                 let served = builder.serve_connection(TokioIo::new(stream), svc);
                 tokio::pin!(served);
                 let r = tokio::select! {
+                    // The connection first: it is what each wakeup is for (and no random pick).
+                    biased;
                     r = served.as_mut() => r,
                     _ = taskscope_core::cancelled() => {
                         // Shutdown: finish what is in flight, accept nothing new.

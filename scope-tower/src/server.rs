@@ -4,8 +4,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -231,10 +231,6 @@ impl<S: fmt::Debug> fmt::Debug for RequestScope<S> {
     }
 }
 
-/// The disconnect policy of one request, which a route's [`OnDisconnect`] layer overrides.
-#[derive(Clone, Debug)]
-struct RoutePolicy(Arc<Mutex<OnDisconnect>>);
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestScope<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -250,7 +246,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let stats = &self.layer.stats;
         let config = &*self.layer.config;
         stats.add(|c| &c.requests);
@@ -296,10 +292,12 @@ where
                 return ResponseFuture::answered(reply(CancelReason::Shutdown, grpc, false));
             }
         };
-        let policy = RoutePolicy(Arc::new(Mutex::new(config.on_disconnect)));
-        req.extensions_mut().insert(policy.clone());
+        // A route's `OnDisconnect` layer may be called here (or in a poll, below).
+        let mut policy = config.on_disconnect;
+        let inner = &mut self.inner;
+        let handler = crate::route::open(&mut policy, || inner.call(req));
         let handle = scope.handle();
-        let run = Box::pin(scope.run(self.inner.call(req)));
+        let run = Box::pin(scope.run(handler));
         ResponseFuture {
             state: State::Running(Running {
                 run,
@@ -370,7 +368,8 @@ type Handler<F> = Pin<Box<Run<F, <F as Future>::Output>>>;
 struct Running<F: Future> {
     run: Handler<F>,
     handle: CancelHandle,
-    policy: RoutePolicy,
+    /// The server's policy, or the route's once its layer was called.
+    policy: OnDisconnect,
     grpc: bool,
     exhausted: bool,
     stats: Stats,
@@ -416,7 +415,9 @@ where
             State::Answered(res) => res
                 .take()
                 .expect("`ResponseFuture` polled after completion"),
-            State::Running(r) => match ready!(r.run.as_mut().poll(cx)) {
+            State::Running(r) => match ready!(crate::route::open(&mut r.policy, || {
+                r.run.as_mut().poll(cx)
+            })) {
                 Ok(res) => res,
                 Err(cancelled) => {
                     let reason = cancelled.reason();
@@ -443,8 +444,7 @@ impl<F: Future> Drop for ResponseFuture<F> {
             return;
         };
         r.stats.add(|c| &c.disconnected);
-        let policy = *r.policy.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match policy {
+        match r.policy {
             OnDisconnect::Drop => {
                 r.handle.cancel_with(CancelReason::Disconnected);
                 drop(r.run);
@@ -474,51 +474,5 @@ where
             let _ = run.await;
         })),
         Err(_) => drop(run),
-    }
-}
-
-/// A route's own [`OnDisconnect`] policy: the service of `OnDisconnect` used as a layer.
-#[derive(Clone, Debug)]
-pub struct SetOnDisconnect<S> {
-    inner: S,
-    policy: OnDisconnect,
-}
-
-impl<S> Layer<S> for OnDisconnect {
-    type Service = SetOnDisconnect<S>;
-
-    fn layer(&self, inner: S) -> SetOnDisconnect<S> {
-        SetOnDisconnect {
-            inner,
-            policy: *self,
-        }
-    }
-}
-
-impl<S, B> Service<Request<B>> for SetOnDisconnect<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        let route = req.extensions().get::<RoutePolicy>();
-        #[cfg(feature = "tracing")]
-        if route.is_none() {
-            tracing::debug!(
-                policy = ?self.policy,
-                "OnDisconnect layer without a ServerLayer around it: it has no effect"
-            );
-        }
-        if let Some(p) = route {
-            *p.0.lock().unwrap_or_else(PoisonError::into_inner) = self.policy;
-        }
-        self.inner.call(req)
     }
 }
