@@ -40,22 +40,31 @@ use crate::tree::Node;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), taskscope_core::Cancelled> {
-/// use taskscope_core::{Parent, Scope};
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+/// use taskscope_core::{Cancelled, Parent, Scope};
 ///
-/// let served = taskscope_core::scope(async |server| {
+/// let done = Arc::new(AtomicBool::new(false));
+/// let d = done.clone();
+/// taskscope_core::scope(async |server| {
 ///     let parent = Parent::from(&server.handle());
 ///     // Opened here, so counted by the server scope from now on ...
 ///     let request = Scope::builder().name("request").parent(&parent).expect("the parent runs");
 ///     // ... and run in a task the tree does not own, as a web server runs a connection.
-///     tokio::spawn(request.run(async |s| {
-///         s.spawn(async { Ok(()) }); // awaited by the request scope
-///         Ok::<_, taskscope_core::Cancelled>("served")
+///     tokio::spawn(request.run(async move |s| {
+///         s.spawn(async move {
+///             tokio::time::sleep(Duration::from_millis(10)).await;
+///             d.store(true, Ordering::SeqCst);
+///             Ok(())
+///         }); // awaited by the request scope
+///         Ok::<_, Cancelled>(())
 ///     }));
-///     Ok(())
+///     Ok::<_, Cancelled>(())
 /// })
-/// .await;
-/// // The server scope returned only after the request scope finished.
-/// assert!(served.is_ok());
+/// .await?;
+/// // The server scope returned only after the request scope and its child finished.
+/// assert!(done.load(Ordering::SeqCst));
 /// # Ok(())
 /// # }
 /// ```
