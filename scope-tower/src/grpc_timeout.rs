@@ -37,7 +37,8 @@ const UNITS: [(u8, u128); 6] = [
 /// use taskscope_tower::grpc_timeout;
 ///
 /// assert_eq!(grpc_timeout::encode(Duration::from_millis(150)), "150000u");
-/// assert_eq!(grpc_timeout::encode(Duration::from_secs(30)), "30000m");
+/// assert_eq!(grpc_timeout::encode(Duration::from_secs(30)), "30000000u");
+/// assert_eq!(grpc_timeout::encode(Duration::from_secs(3600)), "3600000m");
 /// assert_eq!(grpc_timeout::encode(Duration::ZERO), "0n");
 /// ```
 pub fn encode(d: Duration) -> HeaderValue {
