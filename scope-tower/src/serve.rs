@@ -65,7 +65,7 @@ type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///         .max_timeout(Duration::from_secs(10))
 ///         .on_disconnect(OnDisconnect::Cancel { grace: Duration::from_millis(200) })
 ///         .grace(Duration::from_secs(5))
-///         .shutdown_on(async { tokio::signal::ctrl_c().await.ok(); })
+///         .shutdown_on(taskscope::shutdown_signal()) // Ctrl-C or SIGTERM
 ///         .await
 /// }
 /// ```
