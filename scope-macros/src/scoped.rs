@@ -96,8 +96,12 @@ fn contains_impl(tokens: TokenStream) -> bool {
     })
 }
 
-/// The entry point: on any error, the original item is emitted unchanged next to the
-/// errors, so the rest of the program (and the IDE) still sees the function.
+/// The entry point. On an error in the options, the function is still expanded with the
+/// options that were valid (tokio-macros does the same with a default configuration), next
+/// to the errors: a body that uses the scope handle then type-checks as it will once the
+/// option is fixed, so the error about the option is the only one. If the item itself
+/// cannot be expanded (not an `async fn`, no body, not a function), it is emitted
+/// unchanged next to the errors, so the rest of the program (and the IDE) still sees it.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let mut options = Options::default();
@@ -116,11 +120,14 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             return with_errors(item, errors);
         }
     };
-    validate(&parsed, &options, &mut errors);
-    if errors.has_any() {
+    validate(&parsed, &mut options, &mut errors);
+    if !errors.has_any() {
+        return expand_fn(parsed, &options, false);
+    }
+    if parsed.sig.asyncness.is_none() || parsed.body.is_none() {
         return with_errors(item, errors);
     }
-    expand_fn(parsed, &options)
+    with_errors(expand_fn(parsed, &options, true), errors)
 }
 
 fn with_errors(item: TokenStream, mut errors: Errors) -> TokenStream {
@@ -128,7 +135,9 @@ fn with_errors(item: TokenStream, mut errors: Errors) -> TokenStream {
     quote!(#item #errors)
 }
 
-fn validate(f: &FnItem, options: &Options, errors: &mut Errors) {
+/// Checks the item against the options. An option the return type cannot honour (a
+/// timeout on a function that cannot say "timed out") is reported and dropped.
+fn validate(f: &FnItem, options: &mut Options, errors: &mut Errors) {
     if f.sig.asyncness.is_none() {
         errors.push(syn::Error::new_spanned(
             f.sig.fn_token,
@@ -163,6 +172,8 @@ fn validate(f: &FnItem, options: &Options, errors: &mut Errors) {
                 f.sig.ident
             ),
         ));
+        options.timeout = None;
+        options.deadline = None;
     }
 }
 
@@ -183,7 +194,10 @@ fn validate(f: &FnItem, options: &Options, errors: &mut Errors) {
 /// ```
 /// `Option<T>` and other return types run the body in an inner `async move` block (so
 /// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
-fn expand_fn(f: FnItem, options: &Options) -> TokenStream {
+///
+/// `after_errors`: expanded next to errors about the options; a handle the body does not
+/// use is then not warned about (the warning would only add noise to the error).
+fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
     let FnItem {
         attrs,
         vis,
@@ -198,6 +212,7 @@ fn expand_fn(f: FnItem, options: &Options) -> TokenStream {
     let name = sig.ident.to_string();
     let builder = options.builder(Some(&name));
     let handle = match &options.handle {
+        Some(h) if after_errors => quote!(#[allow(unused_variables)] #h),
         Some(h) => h.to_token_stream(),
         None => quote!(_),
     };

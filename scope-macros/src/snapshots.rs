@@ -219,3 +219,26 @@ fn scope_crate_path() {
         quote!(crate = "ts", |_| { Ok::<_, ts::Cancelled>(()) }),
     );
 }
+
+/// A misspelled option: the function is still expanded (with the options that were valid)
+/// next to the error, so the body's `s` resolves to the scope handle instead of being
+/// reported (or flagged by an IDE) as unknown.
+#[test]
+fn scoped_bad_option_still_binds_the_handle() {
+    let out = crate::scoped::expand(
+        quote!(s, timout = "2s"),
+        quote! {
+            async fn fetch(id: u32) -> Result<u32, Error> {
+                let child = s.spawn(async move { Ok(id) });
+                child.await
+            }
+        },
+    );
+    let text = out.to_string();
+    assert!(text.contains("compile_error"), "{text}");
+    assert!(
+        text.contains("ScopeBuilder"),
+        "the function was not expanded: {text}"
+    );
+    check("scoped_bad_option", pretty_item(out));
+}
