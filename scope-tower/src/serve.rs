@@ -27,7 +27,7 @@ type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves `service` on `listener` in a server scope: one connection scope per connection,
 /// one request scope per request (see [`ServerLayer`]), HTTP/1 and HTTP/2 (negotiated
-/// from the first bytes, as hyper-util's `auto` builder does).
+/// from the first bytes, as hyper-util's `auto` builder does), HTTP/1 upgrades included.
 ///
 /// The returned [`Serve`] configures it (the request scopes' maximum timeout, the
 /// disconnect policy, the shutdown's grace period and trigger) and runs when awaited.
@@ -286,7 +286,7 @@ where
                 let layer = ServerLayer::under(&template, Parent::from(conn.handle()));
                 let svc = TowerToHyperService::new(layer.layer(service));
                 let builder = auto::Builder::new(Streams(conn.handle()));
-                let served = builder.serve_connection(TokioIo::new(stream), svc);
+                let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 tokio::pin!(served);
                 let r = tokio::select! {
                     // The connection first: it is what each wakeup is for (and no random pick).
