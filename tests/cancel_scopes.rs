@@ -1,4 +1,4 @@
-//! SCENARIOS "Cancel scopes": C1–C7.
+//! Cancel scopes: scenarios C1–C7 (`docs/scenarios.md`).
 
 mod common;
 

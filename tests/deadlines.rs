@@ -1,4 +1,4 @@
-//! SCENARIOS "Deadlines": D1–D11.
+//! Deadlines: scenarios D1–D11 (`docs/scenarios.md`).
 //!
 //! All of them are time-based, so they run under `start_paused = true` (current_thread) and
 //! assert exact instants.
@@ -507,7 +507,7 @@ async fn d7_inner_timeout_error_passes_through_outer() {
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), ms(10));
 
-    // Both expire at the same instant: the outermost catches (DESIGN §3.7).
+    // Both expire at the same instant: the outermost catches (`docs/design.md`, 4.7).
     let t0 = Instant::now();
     let r = move_on_after(ms(10), fail_after(ms(10), pending::<()>())).await;
     assert_eq!(r, None);
@@ -735,8 +735,9 @@ async fn d10_duration_max_timeout_never_fires() {
 
 #[tokio::test(start_paused = true)]
 async fn d10_far_deadline_instant_no_overflow() {
-    // DESIGN §3.10: far instants must not overflow. A deadline a century away is kept as
-    // is, does not fire years early, and fires exactly when it is reached.
+    // Far instants must not overflow (`docs/design.md`, 4.10 Deadlines). A deadline a
+    // century away is kept as is, does not fire years early, and fires exactly when it is
+    // reached.
     let year = 365 * DAY;
     let t0 = Instant::now();
     let far = t0 + 100 * year;

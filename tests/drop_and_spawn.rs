@@ -1,4 +1,6 @@
-//! SCENARIOS "Drop, leaks, spawning rules": R1–R9 and R14 (DESIGN §3.1, §3.12, §3.13).
+//! Dropping, leaks and spawning rules: scenarios R1–R9 and R14 (`docs/scenarios.md`); the
+//! rules are in `docs/design.md`, 4.1 Guaranteed await, 4.12 A dropped scope future and
+//! 4.13 Spawning rules.
 //!
 //! Leaks are checked with census guards right after the scope returned, never "eventually".
 //! Scheduler-sensitive scenarios run on three runtimes (`rt_test!`); the ones that build

@@ -1,5 +1,5 @@
-//! Issue 5, fitting the ecosystem: tokio-util `CancellationToken` both ways, `cancel_when`,
-//! and `shutdown_on_signal` (a real SIGTERM, in a child process).
+//! Fitting the ecosystem: tokio-util `CancellationToken` both ways, `cancel_when`, and
+//! `shutdown_on_signal` (a real SIGTERM, in a child process).
 
 mod common;
 

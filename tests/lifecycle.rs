@@ -1,4 +1,4 @@
-//! SCENARIOS "Lifecycle and errors": L1–L12.
+//! Lifecycle and errors: scenarios L1–L12 (`docs/scenarios.md`).
 
 mod common;
 
@@ -94,9 +94,9 @@ impl From<Cancelled> for Guarded {
 
 #[tokio::test(start_paused = true)]
 async fn l4_body_failing_after_the_scope_was_cancelled_is_secondary() {
-    // DESIGN §3.2: an error that arrives after the scope was cancelled is secondary, the
-    // body's like a child's. The scope returns its cancellation with the error counted as
-    // suppressed, and the error value is gone before the scope returns.
+    // An error that arrives after the scope was cancelled is secondary, the body's like a
+    // child's (`docs/design.md`, 4.2). The scope returns its cancellation with the error
+    // counted as suppressed, and the error value is gone before the scope returns.
     let census = Census::new();
     let r: Result<(), Guarded> = Scope::builder()
         .grace(Duration::from_secs(1))

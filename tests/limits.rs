@@ -1,4 +1,4 @@
-//! Issue 4, limits: `Scope::builder().limit(n)`, FIFO admission, `try_spawn`, `reserve`.
+//! Limits: `Scope::builder().limit(n)`, FIFO admission, `try_spawn`, `reserve`.
 
 mod common;
 

@@ -10,16 +10,19 @@ mod common;
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::future::pending;
+use std::future::{Future, pending};
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use common::{Census, Counter, Error, Gauge, Slot, ms, rt_test, secs, yields};
 use futures_util::FutureExt;
 use taskscope::{
-    CancelReason, Cancelled, Local, LocalHandle, Scope, cancelled, move_on_after, scope,
+    CancelReason, Cancelled, Local, LocalHandle, Scope, cancelled, move_on_after, scope, shield,
 };
 use tokio::sync::oneshot;
 use tokio::task::yield_now;
@@ -637,6 +640,104 @@ rt_test! {
     }
 }
 
+/// A future whose first poll takes a while (it signals `entered`, then blocks the thread),
+/// and which never completes nor wakes anybody by itself.
+struct SlowFirstPoll {
+    entered: Arc<AtomicBool>,
+    polled: bool,
+}
+
+impl Future for SlowFirstPoll {
+    type Output = Result<(), Error>;
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.polled {
+            self.polled = true;
+            self.entered.store(true, SeqCst);
+            // Another thread calls `LocalHandle::cancel` meanwhile.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Poll::Pending
+    }
+}
+
+/// `LocalHandle::cancel` from another thread while the local child is in its first poll.
+/// A regression test: the child had no stored waker yet, so `cancel` woke nobody, and the
+/// child stored its waker only after its cancel check; nothing polled it again and the scope
+/// hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_handle_cancel_during_first_poll_is_not_lost() {
+    let entered = Arc::new(AtomicBool::new(false));
+    let fut = scope(async |s| -> Result<(), Error> {
+        let h = s.spawn_local(SlowFirstPoll {
+            entered: entered.clone(),
+            polled: false,
+        });
+        let entered = entered.clone();
+        std::thread::spawn(move || {
+            while !entered.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            h.cancel(); // the child is inside its first poll right now
+        });
+        Ok(())
+    });
+    let r = tokio::time::timeout(secs(5), fut).await;
+    assert!(
+        matches!(r, Ok(Ok(()))),
+        "the cancelled local child must be dropped and the scope must return: {r:?}"
+    );
+}
+
+/// Same, on a current-thread runtime (the canceller is a plain thread): deterministic.
+#[tokio::test(flavor = "current_thread")]
+async fn local_handle_cancel_during_first_poll_is_not_lost_current_thread() {
+    let entered = Arc::new(AtomicBool::new(false));
+    let fut = scope(async |s| -> Result<(), Error> {
+        let h = s.spawn_local(SlowFirstPoll {
+            entered: entered.clone(),
+            polled: false,
+        });
+        let entered = entered.clone();
+        std::thread::spawn(move || {
+            while !entered.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            h.cancel();
+        });
+        Ok(())
+    });
+    let r = tokio::time::timeout(secs(5), fut).await;
+    assert!(matches!(r, Ok(Ok(()))), "scope hung: {r:?}");
+}
+
+/// `LocalHandle::cancel` from another thread after the child's first poll: the stored waker
+/// is woken, the child is dropped, the scope returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_handle_cancel_from_another_thread_after_first_poll() {
+    let census = Census::new();
+    let fut = scope(async |s| -> Result<(), Error> {
+        let g = census.guard();
+        let h = s.spawn_local(async move {
+            let _g = g;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        tokio::task::yield_now().await; // the child was polled once
+        let t = std::thread::spawn(move || {
+            h.cancel();
+            h
+        });
+        let h = tokio::task::spawn_blocking(move || t.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(h.await.unwrap_err().reason(), CancelReason::Explicit);
+        Ok(())
+    });
+    let r = tokio::time::timeout(secs(5), fut).await;
+    assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+    assert_eq!(census.alive(), 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. Dropping the scope future drops the local children at once
 // ---------------------------------------------------------------------------------------
@@ -1039,6 +1140,72 @@ rt_test! {
     }
 }
 
+/// A local child spawned from another task through a `'static` `Scope` clone, after the
+/// scope parked (body done, waiting for that task): `spawn_local` wakes the scope, which
+/// takes the child over and awaits it. (The racy variant is
+/// `first_local_child_spawned_from_another_thread_is_not_lost`, below.)
+#[tokio::test(start_paused = true)]
+async fn local_child_spawned_from_another_task_while_the_scope_waits_is_run() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let ran2 = ran.clone();
+    let r: Result<(), Error> = scope(async |s: Scope<'static, Error>| {
+        let s2 = s.clone();
+        s.spawn(async move {
+            tokio::time::sleep(ms(10)).await; // the scope's body is done and it parked
+            let h = s2.spawn_local(async move {
+                ran2.store(true, SeqCst);
+                Ok(1u32)
+            });
+            drop(s2);
+            assert_eq!(h.await?, 1);
+            Ok(())
+        });
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    assert!(ran.load(SeqCst));
+}
+
+/// A child task (on a worker) spawns the scope's first local child through a `'static`
+/// `Scope` clone while the scope's first poll (on the test's thread) is about to poll its
+/// local children. A regression test: if the scope loaded `used == true` (set by `spawn`
+/// before it locks the queue), found the queue still empty and `running == None`, it
+/// returned from `Locals::poll` through `park()` *without clearing `polling`*. The spawner
+/// then pushed, saw `polling == true` and did not wake the scope: the local child never ran,
+/// the child task waited for it forever, the scope hung.
+///
+/// Timing-dependent: run it alone (`-- --exact first_local_child_...`); before the fix it
+/// hung in 4 of 4 such runs, after 25 to 9140 iterations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_local_child_spawned_from_another_thread_is_not_lost() {
+    for i in 0..20_000u32 {
+        let about_to_spawn = Arc::new(AtomicBool::new(false));
+        let flag = about_to_spawn.clone();
+        let fut = scope(async |s: Scope<'static, Error>| {
+            let s2 = s.clone();
+            s.spawn(async move {
+                flag.store(true, SeqCst);
+                let h = s2.spawn_local(async { Ok(1u32) });
+                drop(s2);
+                Ok(h.await?)
+            });
+            // Stay inside this poll until the child is about to spawn, then return: the
+            // scope polls its local children right after the body.
+            let t0 = std::time::Instant::now();
+            while !about_to_spawn.load(SeqCst) && t0.elapsed() < Duration::from_millis(50) {
+                std::hint::spin_loop();
+            }
+            for _ in 0..(i % 64) {
+                std::hint::spin_loop();
+            }
+            Ok(())
+        });
+        let r = tokio::time::timeout(secs(5), fut).await;
+        assert!(matches!(r, Ok(Ok(()))), "iteration {i}: {r:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 14. `mem::forget`
 // ---------------------------------------------------------------------------------------
@@ -1244,5 +1411,54 @@ async fn a_local_child_panicking_in_drop_when_the_scope_future_is_dropped_does_n
     )
     .await;
     assert!(r.is_err());
+    assert_eq!(census.alive(), 0);
+}
+
+/// A value whose `Drop` panics with the message "PanicOnDrop dropped" (unless the thread is
+/// already unwinding); [`PanicOnDrop`] panics with a [`LocalPanic`] payload instead.
+struct PanicOnDropMessage;
+
+impl Drop for PanicOnDropMessage {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("PanicOnDrop dropped");
+        }
+    }
+}
+
+/// A finished local child's value is dropped by the library (its handle is gone) and its
+/// `Drop` panics. A regression test: that panic escaped the scope's poll, with no
+/// guaranteed await and no "cancel, wait, then re-raise".
+#[tokio::test(start_paused = true)]
+async fn local_child_output_drop_panic_waits_for_the_children_then_re_raises() {
+    let sibling_done = Arc::new(AtomicBool::new(false));
+    let census = Census::new();
+    let done = sibling_done.clone();
+    let g = census.guard();
+    let fut = scope(async |s| -> Result<(), Error> {
+        s.spawn(async move {
+            let _g = g;
+            // Not cancellable in time: it cleans up under a shield (or just finishes).
+            shield(tokio::time::sleep(ms(500))).await;
+            done.store(true, SeqCst);
+            Ok(())
+        });
+        // The handle is dropped: the value is dropped by the library when the child ends.
+        drop(s.spawn_local(async { Ok(PanicOnDropMessage) }));
+        tokio::time::sleep(secs(1)).await;
+        Ok(())
+    });
+    let r = AssertUnwindSafe(fut).catch_unwind().await;
+    let payload = r.expect_err("the panic is re-raised by the scope");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"PanicOnDrop dropped"));
+    // The panic cancelled the scope: the spawned child (not yet in its shield) was dropped,
+    // and the scope awaited that before it re-raised (`docs/design.md`, 4.1 and 4.3).
+    assert_eq!(
+        census.alive(),
+        0,
+        "the scope re-raised before its child was gone"
+    );
+    let _ = sibling_done.load(SeqCst);
+    tokio::task::yield_now().await;
     assert_eq!(census.alive(), 0);
 }

@@ -1,5 +1,6 @@
-//! SCENARIOS "Macros": M2–M4 behaviour of `#[scoped]` and `scope!`, plus nesting in an outer
-//! cancel tree, nested deadlines, timeouts by return type, and the grace option.
+//! Macros: scenarios M2–M4 (`docs/scenarios.md`), the behaviour of `#[scoped]` and
+//! `scope!`, plus nesting in an outer cancel tree, nested deadlines, timeouts by return
+//! type, and the grace option.
 
 mod common;
 

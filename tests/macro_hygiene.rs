@@ -1,4 +1,4 @@
-//! SCENARIOS "Macros" M5: the expansions of `#[scoped]` and `scope!` use only absolute paths
+//! M5 (`docs/scenarios.md`): the expansions of `#[scoped]` and `scope!` use only absolute paths
 //! into `::taskscope::__private` and names the user cannot see, so local modules named like
 //! crates, items named like prelude names, and variables named like the macros' internals
 //! change nothing.

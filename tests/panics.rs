@@ -1,4 +1,5 @@
-//! Panics: SCENARIOS R10 and R11, and DESIGN §3.3 "no panic path may abort the process".
+//! Panics: scenarios R10 and R11 (`docs/scenarios.md`), and "no panic path may abort the
+//! process" (`docs/design.md`, 4.3 Panics).
 //!
 //! The in-process tests check what the caller sees (the original payload, re-raised after
 //! every child is gone). The `no_abort_*` tests run the risky cases in a subprocess (this
@@ -230,7 +231,7 @@ rt_test! {
             Err(p) => p,
         };
         runtime_still_works().await;
-        // The original payload (DESIGN §3.3).
+        // The original payload (`docs/design.md`, 4.3 Panics).
         payload_is(&*payload, &DropPanic(11));
     }
 }
@@ -322,7 +323,7 @@ async fn r11_body_panic_while_children_clean_up_in_grace() {
 }
 
 // ---------------------------------------------------------------------------------------
-// No panic path aborts the process (DESIGN §3.3): risky cases in a subprocess
+// No panic path aborts the process (`docs/design.md`, 4.3): risky cases in a subprocess
 // ---------------------------------------------------------------------------------------
 
 const CHILD_ENV: &str = "TASKSCOPE_PANICS_CHILD_CASE";

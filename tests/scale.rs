@@ -1,6 +1,6 @@
-//! Scale: SCENARIOS R12 (a million short children in one scope, memory of finished children
+//! Scale: scenarios R12 (a million short children in one scope, memory of finished children
 //! freed) and R13 (a 10,000-deep chain of nested spawned scopes cancelled at the root on a
-//! small stack).
+//! small stack), defined in `docs/scenarios.md`.
 //!
 //! Memory is measured with a counting global allocator (live heap bytes of this test
 //! binary), so a per-child leak shows up as growth proportional to the number of children.

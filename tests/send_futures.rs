@@ -1,6 +1,6 @@
 //! R15: scopes inside library `async fn`s are `Send`: they can be `tokio::spawn`ed and boxed
 //! as `dyn Future + Send`, with boxed, `std::io::Error` and plain enum error types
-//! (DESIGN §4, "the body's signature matters more than it looks").
+//! (`docs/design.md`, 4.16 The body's signature).
 //!
 //! The checks are compile-time (`assert_send`, `tokio::spawn`, the boxed trait objects): if
 //! one regresses, this file stops compiling. Each is also run.

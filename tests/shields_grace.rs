@@ -1,4 +1,4 @@
-//! SCENARIOS "Shields and grace": S1–S5.
+//! Shields and grace periods: scenarios S1–S5 (`docs/scenarios.md`).
 //!
 //! S1–S4 are time-based and run under `start_paused = true` with exact instants. S5 has a
 //! blocking child on a real thread, so it runs on the three runtimes without paused time and

@@ -1,4 +1,4 @@
-//! Issue 4, `start()`: trio's readiness handshake (modelled on trio's `test_nursery_start*`).
+//! `start()`: trio's readiness handshake (modelled on trio's `test_nursery_start*`).
 
 mod common;
 
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 use common::{Census, Error, finished_scope_handle, ms, rt_test, secs};
-use taskscope::{CancelReason, Cancelled, Scope, move_on_after, scope};
+use taskscope::{CancelReason, Cancelled, Ready, Scope, ScopeHandle, move_on_after, scope, shield};
 use tokio::time::Instant;
 
 rt_test! {
@@ -149,6 +149,68 @@ async fn caller_cancel_scope_cancel_reaches_the_unstarted_child() {
         .await;
     assert!(r.is_ok());
     assert_eq!(census.alive(), 0);
+}
+
+/// The caller of `start` is not under the scope's node (a plain task holding a
+/// `ScopeHandle`). The scope is cancelled before the child called `started`: the child is
+/// aborted, so it never writes an outcome, and the caller's `cancelled()` is not the scope's.
+/// A regression test: `Start` did not watch the child's task, so it waited forever.
+#[tokio::test(start_paused = true)]
+async fn start_from_outside_resolves_when_the_unstarted_child_is_cancelled() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<ScopeHandle<Error>>();
+    let caller = tokio::spawn(async move {
+        let h = rx.await.unwrap();
+        let st = h
+            .start(|ready: Ready<u8>| async move {
+                tokio::time::sleep(secs(10)).await;
+                ready.started(1);
+                Ok(())
+            })
+            .unwrap();
+        tokio::time::timeout(secs(60), st).await
+    });
+    let r: Result<(), Error> = scope(async |s| {
+        tx.send(s.handle()).ok();
+        tokio::time::sleep(ms(100)).await; // the child of `start` is running, not started
+        s.cancel();
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+    let res = caller.await.unwrap();
+    assert!(
+        matches!(res, Ok(Err(Error::Cancelled(_)))),
+        "start() must resolve (with a cancellation) once its child is gone, got {res:?}"
+    );
+}
+
+/// `start()` into a soft-cancelled scope (during its grace period) from a shield: the child is
+/// refused (never runs), and the caller's `cancelled()` is the shield's. A regression test:
+/// `start` never resolved, the shield never ended, and the scope (which keeps polling a live
+/// shield) hung.
+#[tokio::test(start_paused = true)]
+async fn start_in_a_cancelled_scope_from_a_shield_does_not_hang() {
+    let fut = Scope::builder()
+        .grace(secs(1))
+        .run(async |s| -> Result<(), Error> {
+            s.cancel(); // soft: cleanup time
+            // Cleanup that must not be interrupted: start a helper and wait until it is ready.
+            let r = shield(async {
+                s.start(|ready: Ready<u8>| async move {
+                    ready.started(5);
+                    Ok(())
+                })
+                .await
+            })
+            .await;
+            assert!(r.is_err(), "a cancelled scope refuses the child: {r:?}");
+            Ok(())
+        });
+    let r = tokio::time::timeout(secs(60), fut).await;
+    assert!(
+        r.is_ok(),
+        "the scope hung on a start() whose child was refused"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
-//! Stress (issue 6 items 4 and 5): the scale scenarios and the races at full size, meant
-//! for release builds. Every scenario has a quick variant (runs with the debug test suite)
-//! and a full variant marked `#[ignore]`, which `.ci/run` runs in release:
+//! Stress: the scale scenarios and the races at full size, meant for release builds. Each
+//! run (ST1–ST4 below, also listed in `docs/scenarios.md`) has a quick variant (runs with
+//! the debug test suite) and a full variant marked `#[ignore]`, which `.ci/run` runs in
+//! release:
 //!
 //! ```sh
 //! cargo nextest run --release --profile ci --test stress --test scale --run-ignored all
@@ -8,13 +9,13 @@
 //! cargo test --release --test stress --test scale -- --include-ignored
 //! ```
 //!
-//! - S1: 1,000,000 short children in one limited scope fed through `reserve()`, handles
+//! - ST1: 1,000,000 short children in one limited scope fed through `reserve()`, handles
 //!   dropped: the live heap stays bounded (counting allocator, as R12).
-//! - S2: 10,000-deep chains of nested scopes on 256 KiB worker stacks (as R13): cancelled at
+//! - ST2: 10,000-deep chains of nested scopes on 256 KiB worker stacks (as R13): cancelled at
 //!   the root, and failing at the deepest level (the error travels up every level).
-//! - S3: spawn racing the scope's close and cancel racing completion, 10,000 iterations each
+//! - ST3: spawn racing the scope's close and cancel racing completion, 10,000 iterations each
 //!   on 4 workers; both outcomes of every race must occur.
-//! - S4: many children failing concurrently (distinct error ids, random yield counts), in
+//! - ST4: many children failing concurrently (distinct error ids, random yield counts), in
 //!   collecting and fail-fast mode, with and without a grace period, with the body failing
 //!   or cancelling the scope at a random point: no error is duplicated, none is lost, and
 //!   the suppressed count accounts for every error not returned.
@@ -37,7 +38,7 @@ use counting_alloc::live_bytes;
 use taskscope::*;
 use tokio::task::yield_now;
 
-/// Serialises the tests of this file under `cargo test` (S1 measures the process-wide heap;
+/// Serialises the tests of this file under `cargo test` (ST1 measures the process-wide heap;
 /// the others would disturb it). Under nextest every test has its own process anyway.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -63,34 +64,34 @@ fn mix(mut z: u64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------
-// S1: a million short children in one limited scope, bounded memory
+// ST1: a million short children in one limited scope, bounded memory
 // ---------------------------------------------------------------------------------------
 
 /// Children running at once (the scope's limit).
-const S1_LIMIT: usize = 1_000;
+const ST1_LIMIT: usize = 1_000;
 /// A heap sample is taken after every this many spawns.
-const S1_SAMPLE_EVERY: usize = 10_000;
+const ST1_SAMPLE_EVERY: usize = 10_000;
 /// Samples before the runtime's queues and slabs reach their working size.
-const S1_WARMUP_SAMPLES: usize = 5;
+const ST1_WARMUP_SAMPLES: usize = 5;
 /// Samples whose minimum is compared at each end of the run (as R12: noisy samples).
-const S1_WINDOW: usize = 8;
+const ST1_WINDOW: usize = 8;
 /// Allowed growth of the settled heap between the start and the end of the run: a leak of
 /// 8 bytes per child over the (at least 800,000) children in between is over 6 MB.
-const S1_GROWTH_LIMIT: isize = 2 * 1024 * 1024;
+const ST1_GROWTH_LIMIT: isize = 2 * 1024 * 1024;
 /// Allowed peak above the first settled sample: 1,000 live children and the runtime's
 /// buffers. Spawning a million children without back-pressure takes hundreds of MB.
-const S1_PEAK_LIMIT: isize = 32 * 1024 * 1024;
+const ST1_PEAK_LIMIT: isize = 32 * 1024 * 1024;
 
-fn s1_million_children_limited(children: usize) {
+fn st1_million_children_limited(children: usize) {
     let _serial = serial();
     let rt = runtime(4);
     let census = Census::new();
     let completed = Arc::new(AtomicUsize::new(0));
     let gauge = Gauge::default();
-    let mut samples: Vec<isize> = Vec::with_capacity(children / S1_SAMPLE_EVERY + 1);
+    let mut samples: Vec<isize> = Vec::with_capacity(children / ST1_SAMPLE_EVERY + 1);
     let start = Instant::now();
-    let r: Result<(), Cancelled> =
-        rt.block_on(Scope::builder().name("s1").limit(S1_LIMIT).run(async |s| {
+    let r: Result<(), Cancelled> = rt.block_on(Scope::builder().name("st1").limit(ST1_LIMIT).run(
+        async |s| {
             for i in 0..children {
                 let permit = s.reserve().await;
                 let (g, done, gauge) = (census.guard(), completed.clone(), gauge.clone());
@@ -103,12 +104,13 @@ fn s1_million_children_limited(children: usize) {
                     drop(g);
                     Ok(())
                 }));
-                if (i + 1) % S1_SAMPLE_EVERY == 0 {
+                if (i + 1) % ST1_SAMPLE_EVERY == 0 {
                     samples.push(live_bytes());
                 }
             }
             Ok(())
-        }));
+        },
+    ));
     let elapsed = start.elapsed();
     assert_eq!(r, Ok(()));
     assert_eq!(completed.load(SeqCst), children, "every child ran");
@@ -119,58 +121,58 @@ fn s1_million_children_limited(children: usize) {
         "every child was dropped before the scope returned"
     );
     assert!(
-        gauge.max() <= S1_LIMIT,
+        gauge.max() <= ST1_LIMIT,
         "the limit bounds the live children: {} at once",
         gauge.max()
     );
-    let samples = &samples[S1_WARMUP_SAMPLES.min(samples.len())..];
-    assert!(samples.len() >= 2 * S1_WINDOW, "{} samples", samples.len());
+    let samples = &samples[ST1_WARMUP_SAMPLES.min(samples.len())..];
+    assert!(samples.len() >= 2 * ST1_WINDOW, "{} samples", samples.len());
     let first = samples[0];
-    let early = *samples[..S1_WINDOW].iter().min().unwrap();
-    let late = *samples[samples.len() - S1_WINDOW..].iter().min().unwrap();
+    let early = *samples[..ST1_WINDOW].iter().min().unwrap();
+    let late = *samples[samples.len() - ST1_WINDOW..].iter().min().unwrap();
     let max = *samples.iter().max().unwrap();
     eprintln!(
-        "S1: {children} children (limit {S1_LIMIT}) in {elapsed:?} (debug_assertions: {}); \
+        "ST1: {children} children (limit {ST1_LIMIT}) in {elapsed:?} (debug_assertions: {}); \
          live heap {first} B first, settled {early} B early, {late} B late, max {max} B; \
          peak live children {}",
         cfg!(debug_assertions),
         gauge.max()
     );
     assert!(
-        late - early < S1_GROWTH_LIMIT,
+        late - early < ST1_GROWTH_LIMIT,
         "the settled heap grew by {} bytes over {children} children: memory of finished \
          children is not freed",
         late - early
     );
     assert!(
-        max - first < S1_PEAK_LIMIT,
-        "the live heap rose {} bytes above its first sample with at most {S1_LIMIT} children \
+        max - first < ST1_PEAK_LIMIT,
+        "the live heap rose {} bytes above its first sample with at most {ST1_LIMIT} children \
          alive: memory is not bounded by the limit",
         max - first
     );
 }
 
 #[test]
-fn s1_million_children_limited_scope_bounded_memory_quick() {
-    s1_million_children_limited(300_000);
+fn st1_million_children_limited_scope_bounded_memory_quick() {
+    st1_million_children_limited(300_000);
 }
 
 #[test]
 #[ignore = "release stress: cargo test --release --test stress -- --include-ignored"]
-fn s1_million_children_limited_scope_bounded_memory_full() {
-    s1_million_children_limited(1_000_000);
+fn st1_million_children_limited_scope_bounded_memory_full() {
+    st1_million_children_limited(1_000_000);
 }
 
 // ---------------------------------------------------------------------------------------
-// S2: 10,000-deep chains of nested scopes on a small stack
+// ST2: 10,000-deep chains of nested scopes on a small stack
 // ---------------------------------------------------------------------------------------
 
-const S2_STACK: usize = 256 * 1024;
+const ST2_STACK: usize = 256 * 1024;
 
 fn small_stack_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
-        .thread_stack_size(S2_STACK)
+        .thread_stack_size(ST2_STACK)
         .enable_all()
         .build()
         .unwrap()
@@ -220,7 +222,7 @@ fn failing_level(depth: usize, total: usize, census: Census) -> Level<Error> {
     })
 }
 
-fn s2_chains(total: usize, rounds: usize) {
+fn st2_chains(total: usize, rounds: usize) {
     let _serial = serial();
     for round in 0..rounds {
         // Cancelled at the root.
@@ -281,34 +283,34 @@ fn s2_chains(total: usize, rounds: usize) {
         assert_eq!(census.made(), total);
         assert_eq!(census.alive(), 0);
         eprintln!(
-            "S2 round {round}: {total} levels on {} KiB stacks: built and cancelled at the \
+            "ST2 round {round}: {total} levels on {} KiB stacks: built and cancelled at the \
              root in {cancelled_in:?}, built and failed at the deepest level in {:?}",
-            S2_STACK / 1024,
+            ST2_STACK / 1024,
             t0.elapsed()
         );
     }
 }
 
 #[test]
-fn s2_deep_chains_cancelled_and_failing_small_stack_quick() {
-    s2_chains(1_000, 1);
+fn st2_deep_chains_cancelled_and_failing_small_stack_quick() {
+    st2_chains(1_000, 1);
 }
 
 #[test]
 #[ignore = "release stress: cargo test --release --test stress -- --include-ignored"]
-fn s2_deep_chains_cancelled_and_failing_small_stack_full() {
-    s2_chains(10_000, 3);
+fn st2_deep_chains_cancelled_and_failing_small_stack_full() {
+    st2_chains(10_000, 3);
 }
 
 // ---------------------------------------------------------------------------------------
-// S3: races on 4 workers, both outcomes required
+// ST3: races on 4 workers, both outcomes required
 // ---------------------------------------------------------------------------------------
 
 /// Another task spawns through a handle while the scope's last child finishes (the R7 race,
 /// shared in `common`): accepted and awaited, or refused with `Closed`; both must occur.
-fn s3_spawn_vs_close(iterations: usize) {
+fn st3_spawn_vs_close(iterations: usize) {
     let _serial = serial();
-    runtime(4).block_on(common::spawn_vs_close_race(iterations, "S3"));
+    runtime(4).block_on(common::spawn_vs_close_race(iterations, "ST3"));
 }
 
 /// Yields until `flag` is set.
@@ -323,7 +325,7 @@ struct Value(#[allow(dead_code)] Guard, usize);
 
 /// `TaskHandle::cancel` (a) and a sibling cancelling the scope (b) race the child's
 /// completion: the value is delivered or dropped, exactly once, before the scope returns.
-fn s3_cancel_vs_complete(iterations: usize) {
+fn st3_cancel_vs_complete(iterations: usize) {
     let _serial = serial();
     let rt = runtime(4);
     rt.block_on(async {
@@ -378,7 +380,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
             assert_eq!(census.dropped(), 1, "iteration {i}: dropped exactly once");
         }
         eprintln!(
-            "S3 (a) TaskHandle::cancel vs completion: {delivered} delivered, {dropped} dropped"
+            "ST3 (a) TaskHandle::cancel vs completion: {delivered} delivered, {dropped} dropped"
         );
         assert_eq!(delivered + dropped, iterations);
         assert!(
@@ -434,7 +436,7 @@ fn s3_cancel_vs_complete(iterations: usize) {
             assert_eq!(census.made(), 1);
             assert_eq!(census.dropped(), 1, "iteration {i}: dropped exactly once");
         }
-        eprintln!("S3 (b) scope cancel vs completion: {delivered} delivered, {dropped} dropped");
+        eprintln!("ST3 (b) scope cancel vs completion: {delivered} delivered, {dropped} dropped");
         assert_eq!(delivered + dropped, iterations);
         assert!(
             delivered > 0 && dropped > 0,
@@ -444,29 +446,29 @@ fn s3_cancel_vs_complete(iterations: usize) {
 }
 
 #[test]
-fn s3_spawn_vs_close_both_outcomes_quick() {
-    s3_spawn_vs_close(1_000);
+fn st3_spawn_vs_close_both_outcomes_quick() {
+    st3_spawn_vs_close(1_000);
 }
 
 #[test]
 #[ignore = "release stress: cargo test --release --test stress -- --include-ignored"]
-fn s3_spawn_vs_close_both_outcomes_full() {
-    s3_spawn_vs_close(10_000);
+fn st3_spawn_vs_close_both_outcomes_full() {
+    st3_spawn_vs_close(10_000);
 }
 
 #[test]
-fn s3_cancel_vs_complete_both_outcomes_quick() {
-    s3_cancel_vs_complete(1_000);
+fn st3_cancel_vs_complete_both_outcomes_quick() {
+    st3_cancel_vs_complete(1_000);
 }
 
 #[test]
 #[ignore = "release stress: cargo test --release --test stress -- --include-ignored"]
-fn s3_cancel_vs_complete_both_outcomes_full() {
-    s3_cancel_vs_complete(10_000);
+fn st3_cancel_vs_complete_both_outcomes_full() {
+    st3_cancel_vs_complete(10_000);
 }
 
 // ---------------------------------------------------------------------------------------
-// S4: concurrent errors (the Kotlin "exceptions aggregation" stress)
+// ST4: concurrent errors (the Kotlin "exceptions aggregation" stress)
 // ---------------------------------------------------------------------------------------
 
 /// One failure with its id; the guard counts the error values made and dropped, so an error
@@ -518,7 +520,7 @@ enum BodyDoes {
 }
 
 #[derive(Default, Debug)]
-struct S4Totals {
+struct ST4Totals {
     rounds: usize,
     errors_made: usize,
     errors_returned: usize,
@@ -527,9 +529,9 @@ struct S4Totals {
     ok: usize,
 }
 
-/// What a round of S4 counted besides the errors' census.
+/// What a round of ST4 counted besides the errors' census.
 #[derive(Clone, Default)]
-struct S4Counts {
+struct ST4Counts {
     /// Children that were polled at all: a child spawned after the scope was cancelled is
     /// dropped without running (R8), every other one fails unless it is dropped first.
     started: Counter,
@@ -538,13 +540,13 @@ struct S4Counts {
 /// Spawns `children` children that each fail with their own id after a random number of
 /// yields, and runs the body's part; `s` is a collecting or a fail-fast scope. With
 /// `barrier`, the children wait until all of them are spawned, so they fail together.
-async fn s4_fan<E: From<Cancelled> + Send + 'static>(
+async fn st4_fan<E: From<Cancelled> + Send + 'static>(
     s: &Scope<'_, E>,
     children: usize,
     seed: u64,
     body: BodyDoes,
     census: &Census,
-    counts: &S4Counts,
+    counts: &ST4Counts,
     fail: fn(Failure) -> E,
 ) -> Result<(), E> {
     let barrier = mix(seed ^ 0xBA22) % 2 == 0;
@@ -586,7 +588,7 @@ async fn s4_fan<E: From<Cancelled> + Send + 'static>(
     }
 }
 
-fn s4_body(seed: u64, grace: bool) -> BodyDoes {
+fn st4_body(seed: u64, grace: bool) -> BodyDoes {
     let k = (mix(seed ^ 0xB0D7) % 32) as usize;
     match mix(seed ^ 0x5EED) % 4 {
         0 => BodyDoes::Returns,
@@ -599,14 +601,14 @@ fn s4_body(seed: u64, grace: bool) -> BodyDoes {
 
 /// Collecting mode: every error made (by a child or the body) is returned exactly once, in
 /// cancellation too; nothing is suppressed.
-fn s4_collect(children: usize, rounds: usize, grace: bool) -> S4Totals {
+fn st4_collect(children: usize, rounds: usize, grace: bool) -> ST4Totals {
     let rt = runtime(4);
-    let mut t = S4Totals::default();
+    let mut t = ST4Totals::default();
     for round in 0..rounds {
         let seed = mix(round as u64 ^ if grace { 0x6AC3 } else { 0 });
-        let body = s4_body(seed, grace);
+        let body = st4_body(seed, grace);
         let census = Census::new();
-        let counts = S4Counts::default();
+        let counts = ST4Counts::default();
         let mut handle = None;
         let mut b = Scope::builder().name("s4-collect");
         if grace {
@@ -614,7 +616,7 @@ fn s4_collect(children: usize, rounds: usize, grace: bool) -> S4Totals {
         }
         let r = rt.block_on(b.collect_errors().run(async |s| {
             handle = Some(s.cancel_handle());
-            s4_fan(
+            st4_fan(
                 &s,
                 children,
                 seed,
@@ -682,7 +684,7 @@ fn s4_collect(children: usize, rounds: usize, grace: bool) -> S4Totals {
         }
         let suppressed = handle.unwrap().suppressed_errors();
         assert_eq!(suppressed, 0, "{ctx}: collecting mode suppresses nothing");
-        s4_check_grace(grace, made, body, &counts, children, &ctx);
+        st4_check_grace(grace, made, body, &counts, children, &ctx);
         assert_eq!(census.alive(), 0, "{ctx}");
         t.rounds += 1;
         t.errors_made += made;
@@ -693,14 +695,14 @@ fn s4_collect(children: usize, rounds: usize, grace: bool) -> S4Totals {
 
 /// Fail-fast mode: exactly one error is returned; every other error made was dropped before
 /// the scope returned and counted as suppressed.
-fn s4_fail_fast(children: usize, rounds: usize, grace: bool) -> S4Totals {
+fn st4_fail_fast(children: usize, rounds: usize, grace: bool) -> ST4Totals {
     let rt = runtime(4);
-    let mut t = S4Totals::default();
+    let mut t = ST4Totals::default();
     for round in 0..rounds {
         let seed = mix(round as u64 ^ if grace { 0xFA57 } else { 0xFA56 });
-        let body = s4_body(seed, grace);
+        let body = st4_body(seed, grace);
         let census = Census::new();
-        let counts = S4Counts::default();
+        let counts = ST4Counts::default();
         let mut handle = None;
         let mut b = Scope::builder().name("s4-fail-fast");
         if grace {
@@ -708,7 +710,7 @@ fn s4_fail_fast(children: usize, rounds: usize, grace: bool) -> S4Totals {
         }
         let r = rt.block_on(b.run(async |s| {
             handle = Some(s.cancel_handle());
-            s4_fan(
+            st4_fan(
                 &s,
                 children,
                 seed,
@@ -775,7 +777,7 @@ fn s4_fail_fast(children: usize, rounds: usize, grace: bool) -> S4Totals {
                 t.cancelled_first += 1;
             }
         }
-        s4_check_grace(grace, made, body, &counts, children, &ctx);
+        st4_check_grace(grace, made, body, &counts, children, &ctx);
         drop(r);
         assert_eq!(census.alive(), 0, "{ctx}");
         t.rounds += 1;
@@ -787,11 +789,11 @@ fn s4_fail_fast(children: usize, rounds: usize, grace: bool) -> S4Totals {
 
 /// Every child that started made its error (with a grace period nothing is dropped before
 /// it ends; without one, a started child may be dropped at its next poll).
-fn s4_check_grace(
+fn st4_check_grace(
     grace: bool,
     made: usize,
     body: BodyDoes,
-    counts: &S4Counts,
+    counts: &ST4Counts,
     children: usize,
     ctx: &str,
 ) {
@@ -819,21 +821,21 @@ fn missing_ids(ids: &HashSet<u32>, children: usize) -> Vec<u32> {
         .collect()
 }
 
-fn s4_all(children: usize, rounds: usize) {
+fn st4_all(children: usize, rounds: usize) {
     let _serial = serial();
     for grace in [false, true] {
         let start = Instant::now();
-        let t = s4_collect(children, rounds, grace);
+        let t = st4_collect(children, rounds, grace);
         eprintln!(
-            "S4 collect_errors, grace {grace}: {children} children x {} rounds in {:?}: {t:?}",
+            "ST4 collect_errors, grace {grace}: {children} children x {} rounds in {:?}: {t:?}",
             t.rounds,
             start.elapsed()
         );
         assert_eq!(t.errors_returned, t.errors_made);
         let start = Instant::now();
-        let t = s4_fail_fast(children, rounds, grace);
+        let t = st4_fail_fast(children, rounds, grace);
         eprintln!(
-            "S4 fail-fast, grace {grace}: {children} children x {} rounds in {:?}: {t:?}",
+            "ST4 fail-fast, grace {grace}: {children} children x {} rounds in {:?}: {t:?}",
             t.rounds,
             start.elapsed()
         );
@@ -842,12 +844,12 @@ fn s4_all(children: usize, rounds: usize) {
 }
 
 #[test]
-fn s4_concurrent_errors_none_lost_none_duplicated_quick() {
-    s4_all(100, 20);
+fn st4_concurrent_errors_none_lost_none_duplicated_quick() {
+    st4_all(100, 20);
 }
 
 #[test]
 #[ignore = "release stress: cargo test --release --test stress -- --include-ignored"]
-fn s4_concurrent_errors_none_lost_none_duplicated_full() {
-    s4_all(1_000, 200);
+fn st4_concurrent_errors_none_lost_none_duplicated_full() {
+    st4_all(1_000, 200);
 }

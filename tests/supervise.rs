@@ -1,5 +1,5 @@
-//! Issue 4, supervise mode: `Scope::builder().supervise()`: a child's error does not cancel
-//! the scope; it is delivered through the child's `Supervised` handle, and an error nobody
+//! Supervise mode: `Scope::builder().supervise()`: a child's error does not cancel the
+//! scope; it is delivered through the child's `Supervised` handle, and an error nobody
 //! took is returned by the scope when it ends.
 
 mod common;

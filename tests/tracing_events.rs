@@ -1,9 +1,11 @@
 //! Secondary errors are never lost silently: with the `tracing` feature (on by default)
-//! each is reported as an event naming its scope (DESIGN §3.2).
+//! each is reported as an event naming its scope, and so is an error that arrives after its
+//! scope ended (`docs/design.md`, 4.2 Fail fast; the first outcome wins).
 #![cfg(feature = "tracing")]
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,4 +109,59 @@ fn secondary_error_is_reported_as_an_event_naming_the_scope() {
     let cancels: Vec<_> = events.iter().filter(|e| e.message == "cancelled").collect();
     assert_eq!(cancels.len(), 1, "the scope was cancelled once: {events:?}");
     assert_eq!(cancels[0].scope.as_deref(), Some("fetch"));
+}
+
+/// Counts `tracing` events at WARN or above.
+#[derive(Clone, Default)]
+struct WarnCount(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for WarnCount {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A `Supervised` handle that leaves its scope (returned by the body) holding its child's
+/// error, and is dropped unawaited after the scope returned `Ok`. A regression test: `Drop`
+/// recorded the error with the finished scope's node (`record_unobserved` did not look at
+/// `Life::Done`), where nobody reads it; no error, no event, it was lost silently
+/// (`docs/design.md`, 4.2).
+#[test]
+fn supervised_error_dropped_after_the_scope_ended_is_not_lost_silently() {
+    let warns = WarnCount::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(warns.clone(), || {
+        rt.block_on(async {
+            let r: Result<taskscope::Supervised<(), Error>, Error> = Scope::builder()
+                .name("svc")
+                .supervise()
+                .run(async |s| {
+                    let h = s.spawn(async { Err::<(), _>(Error::Boom(7)) });
+                    Ok(h) // the handle outlives the scope
+                })
+                .await;
+            let h = r.expect("nothing failed that the scope saw");
+            assert!(h.is_finished());
+            drop(h); // the child's error, never observed, goes... nowhere
+        })
+    });
+    assert!(
+        warns.0.load(SeqCst) > 0,
+        "the unobserved error Boom(7) vanished: not returned, not reported"
+    );
 }

@@ -1,4 +1,4 @@
-//! Issue 5, tracing: a span per scope and per child, parented like the cancel tree, and
+//! Tracing: a span per scope and per child, parented like the cancel tree, and
 //! events for cancellation (with its reason), deadline expiry, child failure and panic in
 //! the span of the node they concern. Checked with a capturing subscriber.
 #![cfg(feature = "tracing")]

@@ -1,5 +1,5 @@
-//! Issue 5, seeing the tree: `snapshot()`, `ScopeHandle::snapshot`, `TreeSnapshot` as text
-//! and as a value, on a three-level tree (names, states, deadlines, reasons).
+//! Seeing the tree: `snapshot()`, `ScopeHandle::snapshot`, `TreeSnapshot` as text and as a
+//! value, on a three-level tree (names, states, deadlines, reasons).
 
 mod common;
 

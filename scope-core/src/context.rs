@@ -7,7 +7,8 @@
 //! scope they behave as if nothing is ever cancelled.
 //!
 //! The frame also counts the live shields inside the innermost node future being polled, so
-//! a hard-cancelled node knows to keep polling until its shields finished (DESIGN §3.11).
+//! a hard-cancelled node knows to keep polling until its shields finished (`docs/design.md`,
+//! 4.11 Shields).
 //!
 //! A timeout-only cancel scope (`move_on_after`, `fail_after`) lends no node on its first
 //! poll, only a *pending* one ([`enter_lazy`]); the first read of the frame under it builds

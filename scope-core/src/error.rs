@@ -21,7 +21,9 @@ pub enum CancelReason {
     ParentCancelled,
     /// The scope's future was dropped before it finished.
     ScopeDropped,
-    /// The runtime shut down, or a shutdown was requested for the whole tree.
+    /// A shutdown was requested: Ctrl-C or SIGTERM under `ScopeBuilder::shutdown_on_signal`
+    /// (feature `signal`), a trigger given that reason, a server's shutdown. (Children dropped by a runtime
+    /// shutdown report [`ParentCancelled`](CancelReason::ParentCancelled).)
     Shutdown,
     /// The child of [`Scope::start`](crate::Scope::start) returned without calling
     /// [`Ready::started`](crate::Ready::started).

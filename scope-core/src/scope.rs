@@ -1510,7 +1510,7 @@ where
                             match r.into_result() {
                                 Ok(v) => *this.out = BodyOut::Ok(v),
                                 // An error after the scope was cancelled is secondary,
-                                // like a child's (DESIGN §3.2): counted, not returned.
+                                // like a child's (`docs/design.md`, 4.2): counted, not returned.
                                 Err(e) => match node.record_error(None) {
                                     Recorded::Suppressed => {
                                         node.drop_user(e);
@@ -1631,7 +1631,8 @@ fn leave_background(bg: &mut Option<Background>, node: &Node) {
     }
 }
 
-/// Decides the scope's result once everything below it finished (DESIGN §3.2, §3.3, §3.8).
+/// Decides the scope's result once everything below it finished (`docs/design.md`, 4.2, 4.3
+/// and 4.8).
 fn finish<T, E>(node: &Node, out: BodyOut<T, E>, kind: ErrorKind<E>) -> Outcome<T, E> {
     let (panic, primary, all, suppressed, reason) = {
         let mut inner = node.lock();

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::grpc_timeout::{self, GRPC_TIMEOUT};
-use crate::headers::{TIMEOUT_MS, encode_ms};
+use crate::headers::{TIMEOUT_MS, decode_ms, encode_ms};
 
 /// The error type of [`PropagateDeadline`]: the inner service's error, or a [`Cancelled`]
 /// (reason [`CancelReason::DeadlineExceeded`]) for a call whose budget was spent before it
@@ -27,7 +27,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// scopes the caller runs in, up to the nearest shield), subtracts the
 /// [`reserve`](Self::reserve), and writes what is left, rounded down, as `grpc-timeout` and
 /// as whole milliseconds ([`TIMEOUT_MS`](crate::TIMEOUT_MS) by default). A budget already
-/// written on the request by the caller (a `grpc-timeout` header) is kept if it is smaller.
+/// written on the request by the caller (either header) is kept if it is smaller.
 ///
 /// - No deadline (or a call made inside `shield(..)`, which hides the deadlines outside
 ///   it): no header is written.
@@ -136,11 +136,13 @@ where
         let mut left = deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(self.layer.reserve);
-        if let Some(set) = req
-            .headers()
-            .get(GRPC_TIMEOUT)
-            .and_then(grpc_timeout::decode)
-        {
+        // A budget the caller already wrote on the request is kept if it is smaller.
+        let headers = req.headers();
+        let set = [
+            headers.get(GRPC_TIMEOUT).and_then(grpc_timeout::decode),
+            headers.get(&self.layer.timeout_header).and_then(decode_ms),
+        ];
+        for set in set.into_iter().flatten() {
             left = left.min(set);
         }
         if left.is_zero() {

@@ -120,6 +120,16 @@ async fn a_smaller_budget_already_on_the_request_is_kept() {
         .await
         .unwrap();
     assert_eq!(h[TIMEOUT_MS], "300");
+    // The millisecond header counts too.
+    let req = Request::builder()
+        .header(TIMEOUT_MS, "45")
+        .body(())
+        .unwrap();
+    let h = taskscope::fail_after(ms(300), sent(ClientLayer::new(), req))
+        .await
+        .unwrap();
+    assert_eq!(h["grpc-timeout"], "45000000n");
+    assert_eq!(h[TIMEOUT_MS], "45");
 }
 
 #[tokio::test(start_paused = true)]

@@ -213,10 +213,10 @@ macro_rules! rt_test {
 }
 pub(crate) use rt_test;
 
-/// R7 / S3: another task spawns through a handle while the scope's last child finishes. The
-/// spawn is either accepted (and its child awaited before the scope returns) or refused with
-/// `Closed` (and the future dropped, never run); both outcomes must occur over `iterations`
-/// rounds. Run it on a multi-thread runtime (4 workers) for a real race.
+/// R7 / ST3 (`docs/scenarios.md`): another task spawns through a handle while the scope's
+/// last child finishes. The spawn is either accepted (and its child awaited before the scope
+/// returns) or refused with `Closed` (and the future dropped, never run); both outcomes must
+/// occur over `iterations` rounds. Run it on a multi-thread runtime (4 workers) for a real race.
 pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
     use std::sync::atomic::AtomicBool;
     use taskscope::{Cancelled, ScopeHandle, SpawnError, scope};

@@ -4,7 +4,7 @@
 //! A node contributes exactly one unit to its parent's count while its own count is above
 //! zero. So a scope waiting for `busy == 0` waits for every spawned child anywhere below it,
 //! including the children of nested scopes whose futures were dropped (they are handed up
-//! this way, DESIGN §3.12), while in-task nodes that run no task cost nothing.
+//! this way: `docs/design.md`, 4.12), while in-task nodes that run no task cost nothing.
 //!
 //! The hot path (a count that stays above zero) is one CAS. Transitions through zero take the
 //! node's `busy_lock` and are carried to the parent while it is held, hand over hand (lock the

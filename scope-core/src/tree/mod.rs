@@ -50,7 +50,7 @@
 //!    is out of its parent's child list and cancels are ignored (a cancel that was never
 //!    delivered is discarded, C4). A dropped scope's node may still be busy: it stays
 //!    counted in its parent's `busy` until its last child is gone, which is how its children
-//!    are handed to the nearest live ancestor scope (DESIGN §3.12).
+//!    are handed to the nearest live ancestor scope (`docs/design.md`, 4.12).
 //! 7. **Closing is atomic with idleness.** A scope closes with one CAS from `0` to
 //!    `CLOSED`, and a spawn counts itself with a CAS that fails on `CLOSED`: a spawn racing
 //!    the last child either is counted first (and awaited) or is refused. Never lost.
