@@ -35,7 +35,7 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
         // Unnamed: it is shown as `background` below its scope.
         grace,
         forward: true,
-        kind: crate::snapshot::NodeKind::Background,
+        kind: crate::tree::NodeKind::Background,
         ..Config::default()
     });
     if let Some(rt) = scope.runtime.get() {

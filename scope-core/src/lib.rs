@@ -3,6 +3,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+// Module map (the design record is `docs/design.md`; the tree's invariants are in `tree`):
+//
+// - `tree/`: the cancel tree. `node` (state word, attach/detach, cancel and propagation),
+//   `busy` (counting what keeps a node busy; closing), `tasks` (the abort registry),
+//   `limit` (the concurrency limiter), `outcome` (recording errors and panics), `kind`,
+//   `list` and `slab` (small containers), `loom_tests`.
+// - `driver`: what every future that owns a node does each poll (enter, timer, who
+//   catches, lend the node to the ambient frame, finish).
+// - `context`: the ambient frame (which node the running code is under) and the ambient
+//   functions (`cancelled`, `checkpoint`, `current_deadline`, ...).
+// - `scope/`: scopes. `mod` (the `scope` entry point), `builder`, `body` (`Scope`),
+//   `handle` (`ScopeHandle`), `future` (`ScopeFuture`: the body, children, result),
+//   `mode` (fail fast or collect errors).
+// - `cancel_scope`: `CancelScope`, `CancelHandle`, `move_on_after`, `fail_after`,
+//   `shield`. `parent`: opening a scope under a given scope (`Parent`).
+// - Children: `child` (spawned and blocking children, `TaskHandle`), `local` (in-task
+//   children), `background`, `start` (the `start()` handshake), `supervise`, `permit`
+//   (reservations under a limit), `results` (`Completions`, `join_all`), `race`.
+// - `error` (reasons and errors), `snapshot` (copies of the tree), `watch` (stuck-scope
+//   reports), `spans` (tracing), `interop` (tokio-util), `shutdown` (signals), `sync` (the
+//   loom shim).
+
 mod background;
 mod cancel_scope;
 mod child;

@@ -22,22 +22,8 @@ use tokio::time::Instant;
 use crate::error::CancelReason;
 use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
+pub use crate::tree::NodeKind;
 use crate::tree::node::Life;
-
-/// What kind of node a [`NodeSnapshot`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum NodeKind {
-    /// A scope ([`scope`](crate::scope()), [`ScopeBuilder`](crate::ScopeBuilder), the macros).
-    Scope,
-    /// A [`CancelScope`](crate::CancelScope), [`move_on_after`](crate::move_on_after),
-    /// [`fail_after`](crate::fail_after) or [`shield`](crate::shield).
-    #[default]
-    CancelScope,
-    /// The node of a scope's background children
-    /// ([`Scope::spawn_background`](crate::Scope::spawn_background)).
-    Background,
-}
 
 /// Where a node is in its life, as a [`NodeSnapshot`] saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::future::Future;
 
 use tracing::Instrument;
 
-use crate::snapshot::NodeKind;
 use crate::sync::Arc;
 use crate::tree::Node;
+use crate::tree::NodeKind;
 
 /// Creates the span of `node` at its entry, below the span current at its first poll (the
 /// enclosing node's or child's) or, if there is none, below its parent node's.

@@ -76,6 +76,7 @@
 //! parent) and `tasks` are never held together, except `busy_lock` then `inner`.
 
 pub(crate) mod busy;
+pub(crate) mod kind;
 pub(crate) mod limit;
 pub(crate) mod list;
 #[cfg(all(test, taskscope_loom))]
@@ -85,4 +86,5 @@ pub(crate) mod outcome;
 pub(crate) mod slab;
 pub(crate) mod tasks;
 
+pub use kind::NodeKind;
 pub(crate) use node::{Config, Node};

@@ -80,7 +80,7 @@ pub(crate) struct Config {
     pub(crate) limit: Option<usize>,
     /// A scope's background node: errors and panics of its children are the scope's.
     pub(crate) forward: bool,
-    pub(crate) kind: crate::snapshot::NodeKind,
+    pub(crate) kind: crate::tree::NodeKind,
 }
 
 pub(crate) struct Inner {
@@ -104,7 +104,7 @@ pub(crate) struct Inner {
     /// `cancelled()` futures waiting for this node (drained when it becomes soft, #4).
     pub(crate) waiters: WakerSlab,
     pub(crate) outcome: Outcome,
-    pub(crate) kind: crate::snapshot::NodeKind,
+    pub(crate) kind: crate::tree::NodeKind,
     /// The body finished and the node waits for its children (for snapshots).
     pub(crate) finishing: bool,
     /// The task the node's future was first polled in.
