@@ -31,8 +31,11 @@ use crate::tree::{Config, Node};
 /// cancellation: the inner future is dropped at its next poll (after the grace period,
 /// default zero) and `run` returns `Err(Cancelled)`. A cancellation that comes from an
 /// enclosing node is not caught here; it passes through to the outermost cancelled node
-/// (trio's rule). If the inner future completes first, its value is returned even if the
-/// scope was cancelled meanwhile: a cancel that was never delivered is discarded.
+/// (trio's rule), except in a cancel scope opened under an explicit
+/// [`parent`](CancelScope::parent), which is the outermost node of its task and catches its
+/// parent's hard cancel too (reason [`CancelReason::ParentCancelled`]). If the inner future
+/// completes first, its value is returned even if the scope was cancelled meanwhile: a
+/// cancel that was never delivered is discarded.
 ///
 /// # Examples
 ///
@@ -214,7 +217,8 @@ impl CancelHandle {
 
     /// Sets the grace period of the scope's next own cancel (the time between its soft and
     /// hard phase; see [`CancelScope::grace`]). A cancel already in its grace period keeps
-    /// the end it was given.
+    /// the end it was given, unless a later cancel finds a zero grace, which makes it hard
+    /// at once.
     pub fn set_grace(&self, grace: Duration) {
         self.node.lock().grace = grace;
     }

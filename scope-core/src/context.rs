@@ -267,6 +267,29 @@ pub(crate) fn shield_entered() -> Option<(Arc<Node>, tokio::task::Id)> {
         .inspect(|(root, id)| root.shield_task(*id, true))
 }
 
+/// `true` if the frame of the code running now is the one a shield whose parent is
+/// `counted` was counted in, or an enclosing one that the count reached since (the node of
+/// the frame is `counted` or one of its ancestors). Outside any poll, or in an unrelated
+/// frame, `false`.
+pub(crate) fn counts_in_current_frame(counted: Option<&Arc<Node>>) -> bool {
+    FRAME
+        .try_with(|frame| {
+            let frame = frame.borrow();
+            let Some(current) = frame.node.as_ref().or(frame.task_root.as_ref()) else {
+                return false;
+            };
+            let mut at = counted;
+            while let Some(node) = at {
+                if Arc::ptr_eq(node, current) {
+                    return true;
+                }
+                at = node.parent();
+            }
+            false
+        })
+        .unwrap_or(false)
+}
+
 /// A shield ended (or was dropped) in the enclosing node future.
 pub(crate) fn shield_exited(root: Option<(Arc<Node>, tokio::task::Id)>, counted_here: bool) {
     if counted_here {

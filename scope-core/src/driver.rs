@@ -36,7 +36,6 @@ enum Armed {
 
 /// A live shield's bookkeeping.
 struct ShieldMark {
-    task: Option<tokio::task::Id>,
     root: Option<(Arc<Node>, tokio::task::Id)>,
 }
 
@@ -180,7 +179,6 @@ impl Driver {
         }
         if shield {
             self.shield = Some(ShieldMark {
-                task: tokio::task::try_id(),
                 root: context::shield_entered(),
             });
         }
@@ -311,9 +309,13 @@ impl Driver {
         self.active = false;
         self.timer = None;
         if let Some(mark) = self.shield.take() {
-            // Uncount it in the enclosing frame only from the task that counted it (a drop
-            // outside any poll must not touch an unrelated frame).
-            let here = tokio::task::try_id() == mark.task;
+            // Uncount it in the current frame only if that frame is the one it was counted
+            // in or one the count reached since (an enclosing node's): not in a drop outside
+            // any poll, nor in an unrelated frame. The frame may be in another task than the
+            // one the shield started in: a future moved to a task of its own carries its
+            // count along (a handler whose client left, `OnDisconnect::Detach`).
+            let here =
+                context::counts_in_current_frame(self.node.as_ref().and_then(|n| n.parent()));
             context::shield_exited(mark.root, here);
         }
         if let Some(node) = &self.node {

@@ -107,10 +107,14 @@ impl Parent {
 
 impl fmt::Debug for Parent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.node.lock();
+        // Copied out first: no formatting (foreign code) under the node's lock.
+        let (name, reason) = {
+            let inner = self.node.lock();
+            (inner.name.clone(), inner.reason)
+        };
         f.debug_struct("Parent")
-            .field("name", &inner.name)
-            .field("reason", &inner.reason)
+            .field("name", &name)
+            .field("reason", &reason)
             .field("closed", &self.node.is_closed())
             .finish()
     }

@@ -31,8 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// - No deadline (or a call made inside `shield(..)`, which hides the deadlines outside
 ///   it): no header is written.
-/// - A budget already spent: the call fails at once with [`Cancelled`]
-///   ([`CancelReason::DeadlineExceeded`]) and is never sent.
+/// - A budget already spent (less than a millisecond left after the reserve): the call
+///   fails at once with [`Cancelled`] ([`CancelReason::DeadlineExceeded`]) and is never sent.
 /// - The caller's scope cancelled while the call is in flight: the call's future is dropped
 ///   with the caller's, which hyper turns into a closed connection (HTTP/1) or a reset
 ///   stream (HTTP/2); a [`ServerLayer`](crate::ServerLayer) on the other side sees a client
@@ -85,7 +85,8 @@ impl ClientLayer {
     }
 
     /// Time kept back from the budget sent on: what the caller needs after the call
-    /// returns (to use the answer, to try something else). Default zero.
+    /// returns (to use the answer, to try something else). Default zero. A call made with
+    /// less than `d` (plus a millisecond) left fails at once, unsent.
     pub fn reserve(mut self, d: Duration) -> Self {
         self.reserve = d;
         self
@@ -145,7 +146,9 @@ where
         for set in set.into_iter().flatten() {
             left = left.min(set);
         }
-        if left.is_zero() {
+        // Under a millisecond is spent too: the millisecond header would say 0, and the next
+        // hop would answer at once without calling its handler.
+        if left < Duration::from_millis(1) {
             return CallFuture::spent();
         }
         let headers = req.headers_mut();

@@ -71,7 +71,9 @@ pub(crate) fn decode_ms(v: &http::HeaderValue) -> Option<Duration> {
 
 /// Whole milliseconds, rounded down.
 pub(crate) fn encode_ms(d: Duration) -> http::HeaderValue {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // At most the 19 digits `decode_ms` reads back (about 317 million years).
+    const MAX: u64 = 9_999_999_999_999_999_999;
+    let ms = u64::try_from(d.as_millis()).unwrap_or(MAX).min(MAX);
     http::HeaderValue::from(ms)
 }
 
@@ -144,6 +146,10 @@ mod tests {
     fn milliseconds_round_down() {
         assert_eq!(encode_ms(Duration::from_micros(1999)), "1");
         assert_eq!(encode_ms(Duration::from_micros(999)), "0");
+        assert_eq!(
+            decode_ms(&encode_ms(Duration::MAX)),
+            Some(Duration::from_millis(9_999_999_999_999_999_999))
+        );
         assert_eq!(
             decode_ms(&HeaderValue::from_static("18446744073709551")),
             Some(Duration::from_millis(18_446_744_073_709_551))

@@ -37,12 +37,15 @@ pub enum OnDisconnect {
     #[default]
     Drop,
     /// Cancel the request scope with [`CancelReason::Disconnected`]: the handler sees
-    /// `cancelled()` and keeps running for at most `grace`, then it is dropped.
+    /// `cancelled()` and keeps running for at most `grace` (longer only while it runs a
+    /// [`shield`](taskscope_core::shield)), then it is dropped.
     Cancel {
         /// How long the handler may take to finish after it saw the cancellation.
         grace: Duration,
     },
-    /// Let the handler finish; its response is discarded. The server scope awaits it.
+    /// Let the handler finish; its response is discarded. The server scope awaits it (a
+    /// shutdown still cancels it, and drops it at the end of the shutdown's grace). Outside
+    /// a runtime (a response future dropped with no runtime around) it can only be dropped.
     Detach,
 }
 
@@ -59,7 +62,9 @@ pub enum OnDisconnect {
 /// - **Tree.** The request scope is a child of the scope given to [`new`](Self::new) (the
 ///   server scope, or a connection scope): cancelled with it, and awaited by it with
 ///   everything the handler spawned, also when hyper or `axum::serve` drops the handler.
-///   A handler's error or panic is its own response: it never reaches the server scope.
+///   A handler's error is its own response: it never reaches the server scope. A panic
+///   unwinds into whatever polls the handler (under [`serve`](crate::serve): its connection
+///   or stream, which it closes); stack tower-http's `CatchPanicLayer` to answer 500.
 /// - **Statuses.** A request scope that ends by its deadline is answered 504 (gRPC
 ///   `DEADLINE_EXCEEDED`, code 4), one ended by the server's shutdown 503 (gRPC
 ///   `UNAVAILABLE`, code 14); a gRPC request (content type `application/grpc*`) gets a
@@ -303,6 +308,7 @@ where
                 run,
                 handle,
                 policy,
+                polling: false,
                 grpc,
                 exhausted,
                 stats: stats.clone(),
@@ -370,6 +376,8 @@ struct Running<F: Future> {
     handle: CancelHandle,
     /// The server's policy, or the route's once its layer was called.
     policy: OnDisconnect,
+    /// Inside the handler's poll: left set by a panic in it.
+    polling: bool,
     grpc: bool,
     exhausted: bool,
     stats: Stats,
@@ -415,9 +423,14 @@ where
             State::Answered(res) => res
                 .take()
                 .expect("`ResponseFuture` polled after completion"),
-            State::Running(r) => match ready!(crate::route::open(&mut r.policy, || {
-                r.run.as_mut().poll(cx)
-            })) {
+            State::Running(r) => match ready!({
+                // Still set if the handler's poll panics: the future is then only dropped
+                // (it is not a client that went away, and must not be polled again).
+                r.polling = true;
+                let polled = crate::route::open(&mut r.policy, || r.run.as_mut().poll(cx));
+                r.polling = false;
+                polled
+            }) {
                 Ok(res) => res,
                 Err(cancelled) => {
                     let reason = cancelled.reason();
@@ -443,6 +456,9 @@ impl<F: Future> Drop for ResponseFuture<F> {
         let State::Running(r) = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
+        if r.polling {
+            return; // the handler panicked: dropped with the unwind, no policy applies
+        }
         r.stats.add(|c| &c.disconnected);
         match r.policy {
             OnDisconnect::Drop => {

@@ -192,3 +192,22 @@ async fn a_cancelled_caller_drops_its_call_in_flight() {
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(dropped.load(SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn less_than_a_millisecond_left_is_spent() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ClientLayer::new().layer(echo(calls.clone()));
+    let r = taskscope::move_on_after(Duration::from_micros(900), svc.oneshot(Request::new(())))
+        .await
+        .expect("not timed out");
+    let err = r.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Cancelled>().map(Cancelled::reason),
+        Some(CancelReason::DeadlineExceeded)
+    );
+    assert_eq!(
+        calls.load(SeqCst),
+        0,
+        "a call the next hop would refuse was sent"
+    );
+}

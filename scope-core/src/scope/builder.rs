@@ -212,6 +212,12 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// Scopes opened under a parent do not count toward the parent's
     /// [`limit`](Self::limit).
     ///
+    /// Meant for code in a task the parent does not own. A scope opened under a parent and
+    /// run (or kept unrun across an `.await`) inside that parent's own body holds the
+    /// parent open from there: if the parent then catches its own hard cancel (no grace),
+    /// it waits for that unit before it drops its body, and hangs. Open scopes inside the
+    /// parent's body the ordinary way (they nest below it anyway).
+    ///
     /// # Errors
     ///
     /// [`SpawnError::Closed`] if the parent finished: it can no longer await anything.

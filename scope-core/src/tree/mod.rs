@@ -62,7 +62,11 @@
 //!    subtree is hard-cancelled, so that happens), then drops the inner future. A future
 //!    with a live shield inside it in the same task keeps being polled instead, and a
 //!    spawned child that runs a shield is not aborted (it registers the shield with the
-//!    scope it was spawned into) until the shield ended.
+//!    scope it was spawned into) until the shield ended. A node opened under an explicit
+//!    parent (`crate::Parent`) also catches an *inherited* hard cancel: no node future
+//!    further out in its task belongs to the tree. It holds one unit of its parent's `busy`
+//!    from when it was opened until its future finished or was dropped (#5), so the parent
+//!    awaits it like a spawned child.
 //!
 //! Two kinds of children are not plain tasks of the scope's node. Local children
 //! (`spawn_local`) are fields of the scope future, polled under its node and not counted in
