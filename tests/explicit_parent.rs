@@ -262,3 +262,55 @@ async fn scope_under_a_parent_appears_below_it_in_a_snapshot() {
         .expect("the request scope is in the dump");
     assert!(server < request, "request below server:\n{dump}");
 }
+
+/// A builder opened under the scope and kept unrun in the scope's own body: the scope
+/// catches its own deadline and drops its body (releasing the builder's unit) once nothing
+/// else keeps it busy, instead of waiting for that unit forever.
+#[tokio::test(start_paused = true)]
+async fn a_scope_catching_its_own_cancel_drops_a_builder_held_in_its_body() {
+    let census = Census::new();
+    let g = census.guard();
+    let r: Result<(), Cancelled> = bounded(Scope::builder().timeout(secs(1)).run(async |server| {
+        let _g = g;
+        let request = Scope::builder()
+            .parent(server.handle())
+            .expect("the parent runs");
+        tokio::time::sleep(secs(2)).await; // the deadline fires here
+        drop(request);
+        Ok(())
+    }))
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+    assert_eq!(census.alive(), 0);
+}
+
+/// The same with a request scope running in another task as well: the scope drops its body,
+/// then waits for the request, which catches the scope's hard cancel on its own.
+#[tokio::test(start_paused = true)]
+async fn a_scope_catching_its_own_cancel_still_awaits_scopes_opened_under_it_elsewhere() {
+    let (out_tx, out_rx) = oneshot::channel();
+    let r: Result<(), Cancelled> = bounded(Scope::builder().timeout(secs(1)).run(async |server| {
+        let held = Scope::builder()
+            .parent(server.handle())
+            .expect("the parent runs");
+        let elsewhere = CancelScope::new()
+            .parent(server.handle())
+            .expect("the parent runs");
+        tokio::spawn(async move {
+            let r = elsewhere.run(std::future::pending::<()>()).await;
+            out_tx.send(r).ok();
+        });
+        tokio::time::sleep(secs(2)).await;
+        drop(held);
+        Ok(())
+    }))
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+    let elsewhere = out_rx
+        .await
+        .expect("the request finished before the scope returned");
+    assert_eq!(
+        elsewhere.unwrap_err().reason(),
+        CancelReason::ParentCancelled
+    );
+}

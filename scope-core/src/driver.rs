@@ -283,6 +283,23 @@ impl Driver {
         }
     }
 
+    /// Ready once nothing below the node is alive but scopes opened under it as an explicit
+    /// parent, whose holds may be owned by the inner future itself: a catcher drops its
+    /// inner future then (releasing those), and waits for the rest with
+    /// [`poll_idle`](Self::poll_idle). Owner registered first, as for `poll_idle`.
+    pub(crate) fn poll_idle_but_holds(&self) -> Poll<()> {
+        if self.node().idle_but_holds() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// `true` if scopes opened under this node as an explicit parent are running.
+    pub(crate) fn has_holds(&self) -> bool {
+        self.node().holds.load(crate::sync::Ordering::Acquire) != 0
+    }
+
     /// Records that this node caught its own cancellation and returns it.
     pub(crate) fn catch(&self) -> Cancelled {
         let node = self.node();

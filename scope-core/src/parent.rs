@@ -20,7 +20,7 @@ use std::fmt;
 
 use crate::error::SpawnError;
 use crate::snapshot::TreeSnapshot;
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
 
 /// A scope that other scopes can be opened under, from any task.
@@ -81,6 +81,9 @@ impl Parent {
     /// Counts a scope about to be opened under this parent.
     pub(crate) fn hold(&self) -> Result<Hold, SpawnError> {
         if self.node.try_add_task() {
+            // Counted in `busy` first, then as a hold (and uncounted in the reverse order),
+            // so `busy` never reads below `holds` (see `Node::idle_but_holds`).
+            self.node.holds.fetch_add(1, Ordering::AcqRel);
             Ok(Hold {
                 node: self.node.clone(),
             })
@@ -141,6 +144,7 @@ impl Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
+        self.node.holds.fetch_sub(1, Ordering::AcqRel);
         self.node.task_done();
     }
 }

@@ -212,11 +212,13 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// Scopes opened under a parent do not count toward the parent's
     /// [`limit`](Self::limit).
     ///
-    /// Meant for code in a task the parent does not own. A scope opened under a parent and
-    /// run (or kept unrun across an `.await`) inside that parent's own body holds the
-    /// parent open from there: if the parent then catches its own hard cancel (no grace),
-    /// it waits for that unit before it drops its body, and hangs. Open scopes inside the
-    /// parent's body the ordinary way (they nest below it anyway).
+    /// Meant for code in a task the parent does not own. Run inside the parent's own body
+    /// (a test awaiting a request in the server scope's body), it works too: a parent that
+    /// catches its own cancellation drops its body once nothing but such scopes keeps it
+    /// busy, which releases the ones the body holds. A node further out that catches (a
+    /// `fail_after` around the parent) does not know about them: it waits for the parent,
+    /// which waits for a unit its unpolled body holds. Open scopes inside the parent's body
+    /// the ordinary way (they nest below it anyway).
     ///
     /// # Errors
     ///

@@ -58,6 +58,9 @@ impl Node {
                     if (cur - 1) & !CLOSED == 1 && self.has_background.load(Relaxed) {
                         // Maybe only the background node is left (see `foreground_idle`).
                         self.wake_owner();
+                    } else if self.holds.load(Relaxed) != 0 {
+                        // Maybe only holds are left (see `idle_but_holds`).
+                        self.wake_owner();
                     }
                     return;
                 }
@@ -80,6 +83,15 @@ impl Node {
     /// Live spawned children plus busy child nodes (a snapshot's reading).
     pub(crate) fn busy_count(&self) -> usize {
         self.busy.load(Acquire) & !CLOSED
+    }
+
+    /// `true` if nothing keeps this node busy but the holds of scopes opened under it as an
+    /// explicit parent. `holds` is read first: a hold is counted in `busy` before `holds`
+    /// and uncounted after it, so a hold taken or released meanwhile makes this `false`,
+    /// never a false `true`; the owner is woken by every decrement while holds exist.
+    pub(crate) fn idle_but_holds(&self) -> bool {
+        let holds = self.holds.load(Acquire);
+        self.busy.load(Acquire) & !CLOSED <= holds
     }
 
     /// `true` if nothing spawned below this node is alive.
@@ -175,7 +187,9 @@ impl Node {
                 prev & !CLOSED == 1
             };
             if !inc
-                && (through_zero || (prev & !CLOSED == 2 && parent.has_background.load(Relaxed)))
+                && (through_zero
+                    || (prev & !CLOSED == 2 && parent.has_background.load(Relaxed))
+                    || parent.holds.load(Relaxed) != 0)
             {
                 parent.owner_into(idle);
             }

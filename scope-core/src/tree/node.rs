@@ -160,6 +160,10 @@ pub(crate) struct Node {
     pub(super) busy_lock: Mutex<()>,
     /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
     pub(super) busy: AtomicUsize,
+    /// How many of the units in `busy` are holds of scopes opened under this node as an
+    /// explicit parent (`crate::parent::Hold`). A catcher drops its body once nothing but
+    /// holds keeps it busy, since a hold may be owned by the body itself.
+    pub(crate) holds: AtomicUsize,
 }
 
 // `state` and `busy` never share a cache line, nor an adjacent-line prefetch pair.
@@ -242,6 +246,7 @@ impl Node {
             shielded: AtomicU32::new(0),
             timer_gen: AtomicU32::new(0),
             busy: AtomicUsize::new(0),
+            holds: AtomicUsize::new(0),
             busy_lock: Mutex::new(()),
             parent: OnceLock::new(),
             parent_idx: AtomicUsize::new(usize::MAX),
