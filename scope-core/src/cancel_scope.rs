@@ -127,11 +127,41 @@ impl CancelScope {
     }
 
     /// Opens the cancel scope under `parent` instead of the ambient node; see
-    /// [`ScopeBuilder::parent`](crate::ScopeBuilder::parent).
+    /// [`ScopeBuilder::parent`](crate::ScopeBuilder::parent). The parent counts it from
+    /// this call on (it does not return before the cancel scope's future finished or was
+    /// dropped; dropping the `CancelScope` unrun releases it), and the cancel scope catches
+    /// the parent's hard cancel itself, with reason [`CancelReason::ParentCancelled`].
     ///
     /// # Errors
     ///
     /// [`SpawnError::Closed`] if the parent finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{CancelReason, CancelScope, Cancelled, Parent};
+    ///
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let served: Result<(), Cancelled> = taskscope_core::scope(async |server| {
+    ///     let request = CancelScope::new()
+    ///         .parent(Parent::from(&server.handle()))
+    ///         .expect("the server scope runs");
+    ///     // In a task the tree does not own; the server scope still awaits it.
+    ///     tokio::spawn(async move {
+    ///         let r = request.run(std::future::pending::<()>()).await;
+    ///         tx.send(r).ok();
+    ///     });
+    ///     server.cancel(); // no grace: the request is dropped at once
+    ///     Ok(())
+    /// })
+    /// .await;
+    /// assert!(served.is_ok());
+    /// let r = rx.await.unwrap();
+    /// assert_eq!(r.unwrap_err().reason(), CancelReason::ParentCancelled);
+    /// # }
+    /// ```
     pub fn parent(mut self, parent: impl Into<Parent>) -> Result<Self, SpawnError> {
         self.hold = Some(parent.into().hold()?);
         Ok(self)
@@ -211,6 +241,20 @@ impl CancelHandle {
     /// server layer whose client went away cancels the request with
     /// [`CancelReason::Disconnected`]. The scope's grace period applies as for
     /// [`cancel`](Self::cancel).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope_core::{CancelReason, CancelScope};
+    ///
+    /// let cs = CancelScope::new();
+    /// cs.handle().cancel_with(CancelReason::Disconnected);
+    /// let r = cs.run(std::future::pending::<()>()).await;
+    /// assert_eq!(r.unwrap_err().reason(), CancelReason::Disconnected);
+    /// # }
+    /// ```
     pub fn cancel_with(&self, reason: CancelReason) {
         self.node.cancel(reason, false);
     }

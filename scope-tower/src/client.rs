@@ -159,7 +159,13 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`PropagateDeadline`].
+    /// The future of [`PropagateDeadline`]: the inner service's call, or the error of a
+    /// call not sent because its budget was spent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the inner call (for a hyper client: the connection is closed, or
+    /// the HTTP/2 stream reset), which the next hop sees as a client that went away.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct CallFuture<F> {
         #[pin]

@@ -353,7 +353,14 @@ fn reply<B: Default>(reason: CancelReason, grpc: bool, exhausted: bool) -> Respo
     res
 }
 
-/// The future of [`RequestScope`].
+/// The future of [`RequestScope`]: the handler's response, or the layer's answer (504,
+/// 503, or their gRPC statuses).
+///
+/// # Drop
+///
+/// Dropped before it completed (outside a panic of the handler), it is a client that went
+/// away: the request's [`OnDisconnect`] policy decides what becomes of the handler, which
+/// the server scope awaits in every case.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct ResponseFuture<F: Future> {
     state: State<F>,
