@@ -2,8 +2,13 @@
 //! request scope of its own server scope (`ServerLayer`) and calls the next through
 //! `ClientLayer`, so the root's deadline travels as headers, shrinking at every hop.
 
+// The workspace's shared test helpers (drop-counting `Census`, `Slot`, `ms`, the
+// three-runtime `rt_test!`).
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::{Census, ms};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,30 +24,8 @@ use tower::{Layer, ServiceExt, service_fn};
 /// higher-ranked inference (as tower's own `TimeoutLayer` does).
 type Hop = BoxCloneService<Request<()>, Response<String>, Infallible>;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 /// What each hop saw: (hop, time since the start, budget left, the header it received).
 type Log = Arc<Mutex<Vec<(&'static str, Duration, Option<Duration>, Option<String>)>>>;
-
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-struct Guard(Arc<AtomicUsize>);
-impl Live {
-    fn guard(&self) -> Guard {
-        self.0.fetch_add(1, SeqCst);
-        Guard(self.0.clone())
-    }
-    fn alive(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
 
 /// A hop: its handler logs what it sees, does 50 ms of work in a child of its own scope,
 /// then calls `next` (through `ClientLayer` with `reserve`) and passes on its status.
@@ -53,7 +36,7 @@ fn hop(
     reserve: Duration,
     start: Instant,
     log: Log,
-    live: Live,
+    live: Census,
 ) -> (Hop, Stats) {
     let layer = ServerLayer::new(server);
     let stats = layer.stats();
@@ -110,7 +93,7 @@ struct Chain {
 
 /// Runs `f` with the chain A -> B -> C, each hop in a server scope of its own; returns once
 /// the three server scopes returned (with everything their handlers started).
-async fn with_chain<F, Fut, T>(reserve: Duration, log: Log, live: Live, f: F) -> T
+async fn with_chain<F, Fut, T>(reserve: Duration, log: Log, live: Census, f: F) -> T
 where
     F: FnOnce(Chain) -> Fut,
     Fut: Future<Output = T>,
@@ -118,8 +101,10 @@ where
     let start = Instant::now();
     let out = Arc::new(Mutex::new(None));
     let o = out.clone();
-    let servers: Result<(), Cancelled> = Scope::builder()
-        .run(async |a| {
+    // Bounded: a regression fails in seconds (the paused clock jumps to the bound).
+    let servers: Result<(), Cancelled> = tokio::time::timeout(
+        Duration::from_secs(10),
+        Scope::builder().run(async |a| {
             Scope::builder()
                 .run(async |b| {
                     Scope::builder()
@@ -163,8 +148,10 @@ where
                         .await
                 })
                 .await
-        })
-        .await;
+        }),
+    )
+    .await
+    .expect("the chain ran within its bound");
     assert_eq!(servers, Ok(()));
     out.lock().unwrap().take().expect("the chain ran")
 }
@@ -172,7 +159,7 @@ where
 #[tokio::test(start_paused = true)]
 async fn the_roots_budget_shrinks_hop_by_hop() {
     let log = Log::default();
-    let live = Live::default();
+    let live = Census::new();
     let res = with_chain(ms(0), log.clone(), live.clone(), async |chain| {
         let root = ClientLayer::new().layer(chain.root);
         taskscope::fail_after(ms(300), root.oneshot(Request::new(())))
@@ -202,7 +189,7 @@ async fn the_roots_budget_shrinks_hop_by_hop() {
 #[tokio::test(start_paused = true)]
 async fn a_root_deadline_that_runs_out_mid_chain_unwinds_every_hop() {
     let log = Log::default();
-    let live = Live::default();
+    let live = Census::new();
     let start = Instant::now();
     // 120 ms for three hops of 50 ms: C's deadline passes during its work. With a 5 ms
     // reserve per call, every callee's deadline is before its caller's, so each hop
@@ -251,7 +238,7 @@ async fn a_root_deadline_that_runs_out_mid_chain_unwinds_every_hop() {
 #[tokio::test(start_paused = true)]
 async fn a_hop_whose_deadline_passes_in_its_work_answers_and_never_calls_the_next() {
     let log = Log::default();
-    let live = Live::default();
+    let live = Census::new();
     // 100 ms: B gets 100 - 50 - 5 = 45 and needs 50 for its work: its deadline ends the
     // work at 95 and answers 504; C is never called.
     let (res, stats) = with_chain(ms(5), log.clone(), live.clone(), async |chain| {

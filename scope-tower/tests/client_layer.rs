@@ -1,6 +1,12 @@
 //! `ClientLayer` in memory, under paused time: what it writes on outgoing requests, and
 //! the calls it refuses to send.
 
+// The workspace's shared test helpers (drop-counting `Census`, `Slot`, `ms`, the
+// three-runtime `rt_test!`).
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::ms;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -10,10 +16,6 @@ use http::{HeaderMap, Request, Response};
 use taskscope::{CancelReason, CancelScope, Cancelled};
 use taskscope_tower::{ClientLayer, TIMEOUT_MS, grpc_timeout};
 use tower::{Layer, ServiceExt, service_fn};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// An inner service that answers with the headers it was sent, and counts its calls.
 fn echo(

@@ -8,6 +8,12 @@
 //! are bounded in count, and what handlers start is counted by drop guards, read right
 //! after the scope that owns it returned.
 
+// The workspace's shared test helpers (drop-counting `Census`, `Slot`, `ms`, the
+// three-runtime `rt_test!`).
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::{Census, Slot, ms, rt_test};
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -31,27 +37,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 use tower::{ServiceBuilder, ServiceExt as _, service_fn};
-
-/// Defines a test that runs on `current_thread` and on `multi_thread` with four workers:
-/// `rt_test! { async fn name() { .. } }` gives `name::{current_thread, multi_thread_4}`.
-macro_rules! rt_test {
-    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $(#[$meta])*
-            #[tokio::test(flavor = "current_thread")]
-            async fn current_thread() $body
-            $(#[$meta])*
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn multi_thread_4() $body
-        }
-    };
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// The longest any single wait of these tests may take.
 const BOUND: Duration = Duration::from_secs(5);
@@ -78,42 +63,6 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
     bounded(what, rx.recv())
         .await
         .unwrap_or_else(|| panic!("the event channel closed while waiting for: {what}"))
-}
-
-/// Counts live guards; `alive()` right after a scope returned is what leaked.
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-struct Guard(Arc<AtomicUsize>);
-impl Live {
-    fn guard(&self) -> Guard {
-        self.0.fetch_add(1, SeqCst);
-        Guard(self.0.clone())
-    }
-    fn alive(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
-
-/// Values recorded inside handlers, read by the test afterwards.
-#[derive(Clone)]
-struct Slot<T>(Arc<Mutex<Vec<T>>>);
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot(Arc::new(Mutex::new(Vec::new())))
-    }
-}
-impl<T: Clone> Slot<T> {
-    fn push(&self, v: T) {
-        self.0.lock().unwrap().push(v);
-    }
-    fn get(&self) -> Vec<T> {
-        self.0.lock().unwrap().clone()
-    }
 }
 
 fn ok(body: impl Into<String>) -> Result<Response<String>, Infallible> {
@@ -259,7 +208,7 @@ async fn leave_mid_request<T>(addr: SocketAddr, path: &str, started: impl Future
 #[derive(Clone)]
 struct Work {
     /// The handlers' children alive.
-    live: Live,
+    live: Census,
     /// Blocking children that finished their cleanup.
     cleaned: Arc<AtomicUsize>,
     /// A handler started its children: (route, children alive then).
@@ -274,7 +223,7 @@ impl Work {
     fn new() -> (Work, mpsc::UnboundedReceiver<(&'static str, usize)>) {
         let (started, rx) = mpsc::unbounded_channel();
         let work = Work {
-            live: Live::default(),
+            live: Census::new(),
             cleaned: Arc::default(),
             started,
             seen: Slot::default(),
@@ -453,7 +402,7 @@ rt_test! {
 
 #[tokio::test]
 async fn detached_handler_runs_to_completion_after_its_client_left() {
-    let live = Live::default();
+    let live = Census::new();
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let done = Slot::default();
     let svc = {
@@ -495,7 +444,7 @@ async fn detached_handler_runs_to_completion_after_its_client_left() {
 
 #[tokio::test]
 async fn shutdown_waits_for_a_detached_handler_whose_client_left() {
-    let live = Live::default();
+    let live = Census::new();
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let done = Slot::default();
     let svc = {
@@ -633,7 +582,7 @@ async fn shutdown_under_load_answers_every_request_and_leaves_nothing_running() 
     const CLIENTS: usize = 4;
     const REQUESTS: usize = 50;
     const GRACE: Duration = Duration::from_millis(500);
-    let live = Live::default();
+    let live = Census::new();
     let svc = {
         let live = live.clone();
         service_fn(move |_req: Request<Incoming>| {
@@ -732,7 +681,7 @@ async fn axum_serve_with_server_layer_awaits_a_departed_clients_orphans() {
     use axum::Router;
     use axum::routing::get as route_get;
 
-    let live = Live::default();
+    let live = Census::new();
     let cleaned = Arc::new(AtomicUsize::new(0));
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -839,7 +788,7 @@ struct Hop {
     name: &'static str,
     next: Option<(SocketAddr, HttpClient)>,
     /// The handler and its work, alive.
-    live: Live,
+    live: Census,
     /// Work that ran its 50 ms to the end.
     worked: Arc<AtomicUsize>,
 }
@@ -903,7 +852,7 @@ async fn deadline_shrinks_along_a_chain_of_servers_and_ends_its_work_when_spent(
         let h = Hop {
             name,
             next: next.take(),
-            live: Live::default(),
+            live: Census::new(),
             worked: Arc::default(),
         };
         let svc = {

@@ -1,6 +1,12 @@
 //! `ServerLayer` in memory (`tower::ServiceExt::oneshot`), under paused time: the request
 //! scope's deadline, answers without the handler, statuses, and the disconnect policies.
 
+// The workspace's shared test helpers (drop-counting `Census`, `Slot`, `ms`, the
+// three-runtime `rt_test!`).
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use common::{Census, ms};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -11,29 +17,6 @@ use taskscope::{CancelReason, Cancelled, Scope, current_deadline};
 use taskscope_tower::{DEADLINE_EXHAUSTED, OnDisconnect, ServerLayer, TIMEOUT_MS};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Counts live guards; `alive()` right after a scope returned is what leaked.
-#[derive(Clone, Default)]
-struct Live(Arc<AtomicUsize>);
-struct Guard(Arc<AtomicUsize>);
-impl Live {
-    fn guard(&self) -> Guard {
-        self.0.fetch_add(1, SeqCst);
-        Guard(self.0.clone())
-    }
-    fn alive(&self) -> usize {
-        self.0.load(SeqCst)
-    }
-}
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
 
 /// Bounds a wait: a regression fails in seconds instead of hanging (under paused time the
 /// clock jumps to the bound once everything is idle).
@@ -146,7 +129,7 @@ async fn request_expired_on_arrival_is_answered_without_calling_the_handler() {
 
 #[tokio::test(start_paused = true)]
 async fn deadline_passing_in_the_handler_is_answered_504_and_its_work_is_gone() {
-    let live = Live::default();
+    let live = Census::new();
     let l = live.clone();
     let r: Result<(), Cancelled> = Scope::builder()
         .run(async |server| {
@@ -325,7 +308,7 @@ where
 // Real time: a running blocking child stops a paused clock from advancing.
 #[tokio::test]
 async fn drop_policy_hands_the_handlers_children_to_the_server_scope() {
-    let live = Live::default();
+    let live = Census::new();
     let cleaned = Arc::new(AtomicUsize::new(0));
     let (l, c) = (live.clone(), cleaned.clone());
     let r: Result<(), Cancelled> = bounded(Scope::builder().run(async |server| {
@@ -521,7 +504,7 @@ async fn server_scope_catching_its_cancel_with_a_request_in_its_own_body_returns
 /// handler's new task, and the server's hard cancel still reaches the handler afterwards.
 #[tokio::test(start_paused = true)]
 async fn detached_handler_that_left_inside_a_shield_is_still_cancelled_at_shutdown() {
-    let live = Live::default();
+    let live = Census::new();
     let l = live.clone();
     let r: Result<(), Cancelled> = bounded(Scope::builder().run(async |server| {
         let svc = ServerLayer::new(server.handle())
