@@ -631,25 +631,15 @@ async fn client(
     Ok(())
 }
 
-/// A listener on a free port of 127.0.0.1 whose sockets have `TCP_NODELAY` (accepted
-/// sockets inherit it from the listening one on Linux). `serve` does not set it on the
-/// connections it accepts, and without it a small HTTP/2 response waits about 40 ms for the
-/// peer's delayed ACK.
-fn listen() -> io::Result<TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_nodelay(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    socket.listen(64)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let clock = Clock(Instant::now());
     let stats = Stats::default();
     let mut checks = Checks::default();
 
-    let backend_listener = listen().expect("bind");
-    let frontend_listener = listen().expect("bind");
+    // `serve` sets `TCP_NODELAY` on the connections it accepts.
+    let backend_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let frontend_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let backend_addr = backend_listener.local_addr().expect("an address");
     let frontend_addr = frontend_listener.local_addr().expect("an address");
     println!("Backend on {backend_addr}, Frontend on {frontend_addr}");

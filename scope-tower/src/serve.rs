@@ -6,6 +6,7 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -19,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::server::{OnDisconnect, ServerLayer};
+use crate::server::{Config, OnDisconnect, ServerLayer};
 use crate::stats::Stats;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -34,7 +35,8 @@ type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///
 /// **Shutdown** is a cancellation of the server scope: a [`shutdown_on`](Serve::shutdown_on)
 /// trigger, or a cancel of a scope the `serve` future runs in. The server stops accepting
-/// (the listener is closed, so new connections are refused), every connection is told to
+/// (the listener is closed, so new connections are refused; with no grace period, only
+/// once the connections are gone, with the accept loop), every connection is told to
 /// finish (HTTP/1: after its current request; HTTP/2: `GOAWAY`), and in-flight requests
 /// see `cancelled()` and have the [`grace`](Serve::grace) period to finish; what is left
 /// then is dropped with its connection (the client sees the connection close, not a 503).
@@ -73,10 +75,7 @@ pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
     Serve {
         listener,
         service,
-        max_timeout: None,
-        min_budget: Duration::ZERO,
-        on_disconnect: OnDisconnect::Drop,
-        timeout_header: None,
+        config: Config::default(),
         grace: Duration::ZERO,
         triggers: Vec::new(),
         stats: Stats::default(),
@@ -88,10 +87,8 @@ pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
 pub struct Serve<S> {
     listener: TcpListener,
     service: S,
-    max_timeout: Option<Duration>,
-    min_budget: Duration,
-    on_disconnect: OnDisconnect,
-    timeout_header: Option<HeaderName>,
+    /// The request scopes' settings, shared by every connection's `ServerLayer`.
+    config: Config,
     grace: Duration,
     triggers: Vec<Trigger>,
     stats: Stats,
@@ -101,9 +98,7 @@ impl<S> fmt::Debug for Serve<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
-            .field("max_timeout", &self.max_timeout)
-            .field("min_budget", &self.min_budget)
-            .field("on_disconnect", &self.on_disconnect)
+            .field("config", &self.config)
             .field("grace", &self.grace)
             .field("triggers", &self.triggers.len())
             .finish_non_exhaustive()
@@ -113,25 +108,25 @@ impl<S> fmt::Debug for Serve<S> {
 impl<S> Serve<S> {
     /// See [`ServerLayer::max_timeout`].
     pub fn max_timeout(mut self, d: Duration) -> Self {
-        self.max_timeout = Some(d);
+        self.config.max_timeout = Some(d);
         self
     }
 
     /// See [`ServerLayer::min_budget`].
     pub fn min_budget(mut self, d: Duration) -> Self {
-        self.min_budget = d;
+        self.config.min_budget = d;
         self
     }
 
     /// See [`ServerLayer::on_disconnect`].
     pub fn on_disconnect(mut self, policy: OnDisconnect) -> Self {
-        self.on_disconnect = policy;
+        self.config.on_disconnect = policy;
         self
     }
 
     /// See [`ServerLayer::timeout_header`].
     pub fn timeout_header(mut self, name: HeaderName) -> Self {
-        self.timeout_header = Some(name);
+        self.config.timeout_header = name;
         self
     }
 
@@ -185,10 +180,7 @@ where
         let Serve {
             listener,
             service,
-            max_timeout,
-            min_budget,
-            on_disconnect,
-            timeout_header,
+            config,
             grace,
             triggers,
             stats,
@@ -199,16 +191,7 @@ where
         }
         let served = builder
             .run(async move |server| -> Result<(), Cancelled> {
-                let mut template = ServerLayer::new(server.handle())
-                    .min_budget(min_budget)
-                    .on_disconnect(on_disconnect)
-                    .with_stats(stats.clone());
-                if let Some(d) = max_timeout {
-                    template = template.max_timeout(d);
-                }
-                if let Some(name) = timeout_header {
-                    template = template.timeout_header(name);
-                }
+                let config = Arc::new(config);
                 loop {
                     let accepted = tokio::select! {
                         biased;
@@ -228,17 +211,17 @@ where
                         }
                     };
                     stats.add(|c| &c.connections);
-                    let layer = template.clone();
-                    let svc = service.clone();
-                    server.spawn(connection(stream, layer, svc));
+                    let conn = connection(stream, config.clone(), stats.clone(), service.clone());
+                    server.spawn(conn);
                 }
                 // The listener is dropped with the body: new connections are refused.
                 Ok(())
             })
             .await;
         match served {
-            // Its own shutdown is how a server ends: with no grace period the accept loop
-            // is dropped at once (the scope catches its cancel) rather than left by `break`.
+            // Its own shutdown is how a server ends. With no grace period the scope catches
+            // it (the accept loop is not left by `break` but dropped with the body, once the
+            // connections are gone).
             Err(c) if c.reason() == CancelReason::Shutdown => Ok(()),
             r => r.map_err(io::Error::from),
         }
@@ -268,7 +251,8 @@ async fn accept_failed(e: io::Error) {
 /// scopes open under it. Its failures (an I/O error, a handler's panic) end it alone.
 async fn connection<S, B>(
     stream: TcpStream,
-    template: ServerLayer,
+    config: Arc<Config>,
+    stats: Stats,
     service: S,
 ) -> Result<(), Cancelled>
 where
@@ -283,7 +267,7 @@ where
         Scope::builder()
             .name("connection")
             .run(async move |conn| -> Result<(), Cancelled> {
-                let layer = ServerLayer::under(&template, Parent::from(conn.handle()));
+                let layer = ServerLayer::with(Parent::from(conn.handle()), config, stats);
                 let svc = TowerToHyperService::new(layer.layer(service));
                 let builder = auto::Builder::new(Streams(conn.handle()));
                 let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);

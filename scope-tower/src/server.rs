@@ -116,13 +116,25 @@ pub struct ServerLayer {
     stats: Stats,
 }
 
-/// A [`ServerLayer`]'s settings.
+/// A [`ServerLayer`]'s settings (also what [`Serve`](crate::Serve) configures).
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    max_timeout: Option<Duration>,
-    min_budget: Duration,
-    on_disconnect: OnDisconnect,
-    timeout_header: HeaderName,
+    pub(crate) max_timeout: Option<Duration>,
+    pub(crate) min_budget: Duration,
+    pub(crate) on_disconnect: OnDisconnect,
+    pub(crate) timeout_header: HeaderName,
+}
+
+impl Default for Config {
+    /// No maximum, no minimum budget, [`OnDisconnect::Drop`], [`TIMEOUT_MS`].
+    fn default() -> Self {
+        Config {
+            max_timeout: None,
+            min_budget: Duration::ZERO,
+            on_disconnect: OnDisconnect::Drop,
+            timeout_header: TIMEOUT_MS,
+        }
+    }
 }
 
 impl ServerLayer {
@@ -130,15 +142,16 @@ impl ServerLayer {
     /// [`ScopeHandle`](taskscope_core::ScopeHandle) or a [`Parent`]): no maximum, no minimum
     /// budget, [`OnDisconnect::Drop`].
     pub fn new(parent: impl Into<Parent>) -> Self {
+        ServerLayer::with(parent.into(), Arc::default(), Stats::default())
+    }
+
+    /// A layer under `parent` with these settings, counting into `stats` (one per
+    /// connection under [`serve`](crate::serve), sharing the server's settings and counters).
+    pub(crate) fn with(parent: Parent, config: Arc<Config>, stats: Stats) -> Self {
         ServerLayer {
-            parent: parent.into(),
-            config: Arc::new(Config {
-                max_timeout: None,
-                min_budget: Duration::ZERO,
-                on_disconnect: OnDisconnect::Drop,
-                timeout_header: TIMEOUT_MS,
-            }),
-            stats: Stats::default(),
+            parent,
+            config,
+            stats,
         }
     }
 
@@ -170,27 +183,9 @@ impl ServerLayer {
         self
     }
 
-    /// Counts into `stats` (shared with a [`Serve`](crate::Serve)).
-    #[cfg(feature = "serve")]
-    pub(crate) fn with_stats(mut self, stats: Stats) -> Self {
-        self.stats = stats;
-        self
-    }
-
     /// The counters of this layer and its clones.
     pub fn stats(&self) -> Stats {
         self.stats.clone()
-    }
-
-    /// A layer with the settings and counters of `template` under another parent (one per
-    /// connection, in [`serve`](crate::serve)).
-    #[cfg(feature = "serve")]
-    pub(crate) fn under(template: &ServerLayer, parent: Parent) -> Self {
-        ServerLayer {
-            parent,
-            config: template.config.clone(),
-            stats: template.stats.clone(),
-        }
     }
 }
 
