@@ -166,10 +166,7 @@ impl Driver {
             }
         }
         let parent = match &self.hold {
-            Some(hold) => {
-                node.held.store(true, crate::sync::Ordering::Relaxed);
-                Some(hold.node().clone())
-            }
+            Some(hold) => Some(hold.node().clone()),
             None => context::current(),
         };
         let shield = node.attach(parent.as_ref());

@@ -220,13 +220,11 @@ fn copy(
         };
         (snap, inner.children.to_vec())
     };
-    // Child nodes in the count: busy ones (one unit each), and those opened under this node
-    // as an explicit parent (one more unit each, while they run).
-    let nodes = children
-        .iter()
-        .map(|c| usize::from(!c.is_idle()) + usize::from(c.held.load(Ordering::Relaxed)))
-        .sum::<usize>();
-    snap.live_children = node.busy_count().saturating_sub(nodes);
+    // Not tasks: busy child nodes (a unit each) and the holds of scopes opened under this
+    // node as an explicit parent (running, or opened and not yet entered).
+    let busy_nodes = children.iter().filter(|c| !c.is_idle()).count();
+    let holds = node.holds.load(Ordering::Acquire);
+    snap.live_children = node.busy_count().saturating_sub(busy_nodes + holds);
     snap.tasks = node.live_tasks();
     (snap, children)
 }

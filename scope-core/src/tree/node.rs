@@ -141,10 +141,6 @@ pub(crate) struct Node {
     /// Set once `inner.background` was set: the scope then watches for its foreground
     /// work to finish (see `busy.rs`).
     pub(crate) has_background: AtomicBool,
-    /// Opened under an explicit parent (`crate::Parent`): besides its busy unit, it holds one
-    /// more unit of its parent's count until it finished, which a snapshot does not show as
-    /// a task of the parent.
-    pub(crate) held: AtomicBool,
     pub(crate) inner: Mutex<Inner>,
     /// Set once, at entry; kept until the node is freed.
     pub(super) parent: OnceLock<Arc<Node>>,
@@ -278,7 +274,6 @@ impl Node {
             tasks: Mutex::new(Registry::default()),
             limiter: config.limit.map(super::limit::Limiter::new),
             has_background: AtomicBool::new(false),
-            held: AtomicBool::new(false),
             forward: config.forward,
         })
     }
