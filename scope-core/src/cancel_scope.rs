@@ -497,16 +497,17 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
             }
             // Caught with scopes opened under this one still running: the inner future may
             // own their holds, so it goes once only holds keep the node busy.
-            if this.caught.is_some() && this.fut.is_some() && this.driver.has_holds() {
-                if this.driver.poll_idle_but_holds().is_pending() {
-                    if lazy {
+            if this.caught.is_some() && this.fut.is_some() {
+                match this.driver.poll_holds() {
+                    Poll::Pending if lazy => {
                         lazy = false;
                         this.driver.set_owner(cx.waker());
                         continue;
                     }
-                    return Poll::Pending;
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(true) => this.fut.set(None),
+                    Poll::Ready(false) => {}
                 }
-                this.fut.set(None);
             }
             // Completed or caught: nothing spawned below may outlive us (invariant #8).
             if this.driver.poll_idle().is_pending() {

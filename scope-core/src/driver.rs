@@ -280,21 +280,20 @@ impl Driver {
         }
     }
 
-    /// Ready once nothing below the node is alive but scopes opened under it as an explicit
-    /// parent, whose holds may be owned by the inner future itself: a catcher drops its
-    /// inner future then (releasing those), and waits for the rest with
-    /// [`poll_idle`](Self::poll_idle). Owner registered first, as for `poll_idle`.
-    pub(crate) fn poll_idle_but_holds(&self) -> Poll<()> {
-        if self.node().idle_but_holds() {
-            Poll::Ready(())
+    /// For a catcher whose inner future is still there: `Ready(true)` once nothing below the
+    /// node is alive but scopes opened under it as an explicit parent (their holds may be
+    /// owned by the inner future, so it must be dropped now to release them; the rest is
+    /// awaited with [`poll_idle`](Self::poll_idle)), `Ready(false)` if the node has no such
+    /// scopes (nothing to do here). Owner registered first, as for `poll_idle`.
+    pub(crate) fn poll_holds(&self) -> Poll<bool> {
+        let node = self.node();
+        if node.holds.load(crate::sync::Ordering::Acquire) == 0 {
+            Poll::Ready(false)
+        } else if node.idle_but_holds() {
+            Poll::Ready(true)
         } else {
             Poll::Pending
         }
-    }
-
-    /// `true` if scopes opened under this node as an explicit parent are running.
-    pub(crate) fn has_holds(&self) -> bool {
-        self.node().holds.load(crate::sync::Ordering::Acquire) != 0
     }
 
     /// Records that this node caught its own cancellation and returns it.

@@ -244,14 +244,12 @@ where
             // A caught body may own holds of scopes opened under this one (a request run in
             // the server scope's own body): it goes once only holds keep the node busy, so
             // that those are released; the scopes in other tasks are awaited below.
-            if matches!(this.out, BodyOut::Caught(_))
-                && this.body.as_ref().get_ref().is_some()
-                && this.driver.has_holds()
-            {
-                if this.driver.poll_idle_but_holds().is_pending() {
-                    return Poll::Pending;
+            if matches!(this.out, BodyOut::Caught(_)) && this.body.as_ref().get_ref().is_some() {
+                match this.driver.poll_holds() {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(true) => drop_body(this.body.as_mut(), this.driver.node()),
+                    Poll::Ready(false) => {}
                 }
-                drop_body(this.body.as_mut(), this.driver.node());
             }
             // Wait for every child below (invariant #5).
             if this.driver.poll_idle().is_pending() {
