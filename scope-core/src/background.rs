@@ -16,7 +16,6 @@
 use crate::error::SpawnError;
 use crate::parent::Parent;
 use crate::sync::{Arc, Ordering};
-use crate::tree::node::Life;
 use crate::tree::{Config, Node};
 
 /// The scope's background node, created (and attached below the scope) if needed.
@@ -50,7 +49,7 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
         inner.span = tracing::debug_span!(parent: &parent, "background", name);
     }
     let mut inner = scope.lock();
-    if inner.life == Life::Done {
+    if inner.is_done() {
         // The scope future went away meanwhile and already took its background node out:
         // one set now would never be taken (a reference cycle through `parent`).
         drop(inner);

@@ -11,11 +11,10 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::driver::{Driver, Step};
+use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::parent::{Hold, Parent};
 use crate::sync::Arc;
-use crate::tree::node::Life;
 use crate::tree::{Config, Node};
 
 /// A node of the cancel tree around one future: a deadline, a shield, and a handle to
@@ -43,7 +42,7 @@ use crate::tree::{Config, Node};
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{CancelReason, CancelScope};
+/// use taskscope::{CancelReason, CancelScope};
 ///
 /// let cs = CancelScope::new().timeout(Duration::from_secs(1));
 /// let handle = cs.handle();
@@ -71,7 +70,7 @@ impl fmt::Debug for CancelScope {
             .field("name", &inner.name)
             .field("deadline", &inner.deadline)
             .field("shield", &inner.shield)
-            .field("cancel_called", &inner.cancel_called)
+            .field("cancel_called", &inner.reason.is_some())
             .finish()
     }
 }
@@ -141,10 +140,10 @@ impl CancelScope {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{CancelReason, CancelScope, Cancelled, Parent};
+    /// use taskscope::{CancelReason, CancelScope, Cancelled, Parent};
     ///
     /// let (tx, rx) = tokio::sync::oneshot::channel();
-    /// let served: Result<(), Cancelled> = taskscope_core::scope(async |server| {
+    /// let served: Result<(), Cancelled> = taskscope::scope(async |server| {
     ///     let request = CancelScope::new()
     ///         .parent(Parent::from(&server.handle()))
     ///         .expect("the server scope runs");
@@ -185,13 +184,7 @@ impl CancelScope {
     /// Dropping the returned future drops `fut`; nested scopes inside it then hand their
     /// still-running children to the nearest live ancestor scope.
     pub fn run<F: Future>(self, fut: F) -> Run<F, F::Output> {
-        Run {
-            fut: Some(fut),
-            out: None,
-            caught: None,
-            driver: Driver::with_hold(self.node, self.hold),
-            lazy: None,
-        }
+        Run::new(Driver::with_hold(self.node, self.hold), fut)
     }
 }
 
@@ -233,7 +226,7 @@ impl CancelHandle {
     /// Cancels the scope (reason [`CancelReason::Explicit`] unless it was already
     /// cancelled). Idempotent; after the scope exited it does nothing.
     pub fn cancel(&self) {
-        self.node.cancel(CancelReason::Explicit, false);
+        self.node.cancel(CancelReason::Explicit);
     }
 
     /// Cancels the scope with `reason` (unless it was already cancelled: the first reason
@@ -247,7 +240,7 @@ impl CancelHandle {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{CancelReason, CancelScope};
+    /// use taskscope::{CancelReason, CancelScope};
     ///
     /// let cs = CancelScope::new();
     /// cs.handle().cancel_with(CancelReason::Disconnected);
@@ -256,7 +249,7 @@ impl CancelHandle {
     /// # }
     /// ```
     pub fn cancel_with(&self, reason: CancelReason) {
-        self.node.cancel(reason, false);
+        self.node.cancel(reason);
     }
 
     /// Sets the grace period of the scope's next own cancel (the time between its soft and
@@ -283,7 +276,7 @@ impl CancelHandle {
     /// # async fn main() {
     /// use std::time::Duration;
     /// use tokio::time::{sleep, Instant};
-    /// use taskscope_core::CancelScope;
+    /// use taskscope::CancelScope;
     ///
     /// let start = Instant::now();
     /// let cs = CancelScope::new().timeout(Duration::from_secs(1));
@@ -316,13 +309,13 @@ impl CancelHandle {
     /// `true` once the scope was cancelled on its own account (by `cancel()`, its deadline,
     /// or, for a scope, a failing child), whether or not that was delivered.
     pub fn cancel_called(&self) -> bool {
-        self.node.lock().cancel_called
+        self.node.lock().reason.is_some()
     }
 
     /// `true` if this scope caught its own cancellation: the inner future was dropped and
     /// the scope returned `Cancelled`.
     pub fn cancelled_caught(&self) -> bool {
-        self.node.lock().caught
+        self.node.lock().has_caught()
     }
 
     /// `true` if code inside the scope sees cancellation (its own or an ancestor's).
@@ -343,32 +336,38 @@ impl CancelHandle {
 
     /// `true` once the scope's future finished or was dropped.
     pub fn is_finished(&self) -> bool {
-        self.node.lock().life == Life::Done
+        self.node.lock().is_done()
     }
 }
 
 pin_project! {
-    /// The future of [`CancelScope::run`] and [`fail_after`].
+    /// The future of [`CancelScope::run`].
+    ///
+    /// `T` is the inner future's output, a type parameter of its own rather than the
+    /// projection `F::Output`: proving that a cancel scope around a scope is `Send` then does
+    /// not go through rustc's higher-ranked inference over the scope's lifetimes.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Run<F, T> {
-        #[pin]
-        fut: Option<F>,
-        out: Option<T>,
-        caught: Option<Cancelled>,
         driver: Driver,
-        // The timeout of a cancel scope whose node is not built yet (`move_on_after`,
-        // `fail_after`): see `context::enter_lazy`.
-        lazy: Option<Duration>,
+        #[pin]
+        work: RunWork<F, T>,
     }
 
     impl<F, T> PinnedDrop for Run<F, T> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if this.driver.is_active() {
-                this.fut.set(None);
-                this.driver.finish();
-            }
+            let this = this.project();
+            this.driver.drop_work(this.work);
         }
+    }
+}
+
+pin_project! {
+    /// What a cancel scope runs under its node: one future, and what became of it.
+    struct RunWork<F, T> {
+        #[pin]
+        fut: Option<F>,
+        out: Option<T>,
+        caught: Option<Cancelled>,
     }
 }
 
@@ -381,23 +380,55 @@ impl<F, T> fmt::Debug for Run<F, T> {
     }
 }
 
-impl<F, T> Run<F, T> {
-    /// A cancel scope with timeout `d` around `fut`, whose node is built only when needed:
-    /// if the first poll of `fut` completes without asking for its scope, no node is built.
-    /// A zero timeout is entered at once (it cancels before the first poll, D9).
-    fn with_timeout(d: Duration, fut: F) -> Self {
-        let (driver, lazy) = if d.is_zero() {
-            (Driver::new(Node::new(Config::timeout_only(d))), None)
-        } else {
-            (Driver::unbuilt(), Some(d))
-        };
+impl<F: Future<Output = T>, T> Run<F, T> {
+    pub(crate) fn new(driver: Driver, fut: F) -> Self {
         Run {
-            fut: Some(fut),
-            out: None,
-            caught: None,
             driver,
-            lazy,
+            work: RunWork {
+                fut: Some(fut),
+                out: None,
+                caught: None,
+            },
         }
+    }
+
+    /// The first poll of a cancel scope whose node is not built yet (see
+    /// `context::enter_lazy`): the node is built only if code under this poll asks for its
+    /// scope, or if the future does not complete. `None`: poll it the ordinary way now.
+    fn poll_unbuilt(
+        self: Pin<&mut Self>,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<T, Cancelled>>> {
+        let this = self.project();
+        let driver = this.driver;
+        let mut work = this.work.project();
+        // The timeout starts at entry either way: a node built during or after this poll
+        // resolves it then, and a future that completes here never sees it.
+        let fut = work.fut.as_mut();
+        let Some((polled, built)) =
+            driver.poll_lazy(timeout, || fut.as_pin_mut().map(|f| f.poll(cx)))
+        else {
+            // The ambient node is hard-cancelled: enter the ordinary way.
+            driver.build(Node::new(Config::timeout_only(timeout)));
+            return None;
+        };
+        if let Some(Poll::Ready(v)) = polled {
+            work.fut.set(None);
+            if !built {
+                driver.finish_unbuilt();
+                return Some(Poll::Ready(Ok(v)));
+            }
+            *work.out = Some(v);
+            return None;
+        }
+        if !built {
+            driver.build(Node::new(Config::timeout_only(timeout)));
+            driver.enter(false);
+        }
+        // Now an ordinary cancel scope whose future was polled once and waits.
+        driver.register(cx);
+        (driver.step() == Step::Run).then_some(Poll::Pending)
     }
 }
 
@@ -405,127 +436,103 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
     type Output = Result<T, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.driver.poll(this.work, cx)
+    }
+}
+
+impl<F, T> Teardown for RunWork<F, T> {
+    fn drop_inner(self: Pin<&mut Self>, _node: &Arc<Node>) {
+        self.project().fut.set(None);
+    }
+}
+
+impl<F: Future<Output = T>, T> Work for RunWork<F, T> {
+    type Output = Result<T, Cancelled>;
+    const NAME: &'static str = "Run";
+    const SPAWNS: bool = false;
+
+    fn is_running(self: Pin<&mut Self>) -> bool {
+        self.out.is_none() && self.caught.is_none()
+    }
+
+    fn poll_run(self: Pin<&mut Self>, driver: &mut Driver, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        assert!(!this.driver.is_finished(), "`Run` polled after completion");
-        // A first poll whose future completed: no timer unless it must wait for children.
-        let mut completed_first = false;
-        if let Some(d) = this.lazy.take() {
-            // The first poll of a cancel scope with no node yet. The timeout starts at entry
-            // either way: a node built during or after this poll resolves it then, and a
-            // future that completes here never sees it.
-            let fut = this.fut.as_mut();
-            match this
-                .driver
-                .poll_lazy(d, || fut.as_pin_mut().map(|f| f.poll(cx)))
-            {
-                // The ambient node is hard-cancelled: enter the ordinary way (below).
-                None => this.driver.build(Node::new(Config::timeout_only(d))),
-                Some((polled, built)) => {
-                    if let Some(Poll::Ready(v)) = polled {
-                        this.fut.set(None);
-                        if !built {
-                            this.driver.finish_unbuilt();
-                            return Poll::Ready(Ok(v));
-                        }
-                        *this.out = Some(v);
-                        completed_first = true;
-                    }
-                    if !built {
-                        this.driver.build(Node::new(Config::timeout_only(d)));
-                        this.driver.enter(false);
-                    }
-                    // Now an ordinary cancel scope whose future was polled once.
-                    this.driver.set_owner(cx.waker());
-                    if this.out.is_none() {
-                        this.driver.poll_timer(cx);
-                        if this.driver.step() == Step::Run {
-                            return Poll::Pending;
-                        }
-                    }
-                }
+        let fut = this.fut.as_mut();
+        match driver.poll_inner(|| fut.as_pin_mut().map(|f| f.poll(cx))) {
+            Some(Poll::Ready(v)) => {
+                this.fut.set(None);
+                *this.out = Some(v);
+                Poll::Ready(())
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn catch(self: Pin<&mut Self>, caught: Cancelled) {
+        *self.project().caught = Some(caught);
+    }
+
+    fn has_caught_inner(&self) -> bool {
+        self.caught.is_some() && self.fut.is_some()
+    }
+
+    fn output(self: Pin<&mut Self>, _node: &Arc<Node>) -> Self::Output {
+        let this = self.project();
+        match (this.out.take(), this.caught.take()) {
+            (Some(v), _) => Ok(v),
+            (None, Some(c)) => Err(c),
+            (None, None) => Err(Cancelled::new(CancelReason::Explicit)),
+        }
+    }
+}
+
+pin_project! {
+    /// A cancel scope with a timeout around one future, whose node is built only when
+    /// needed: if the first poll of the future completes without asking for its scope, no
+    /// node is built (the future of [`move_on_after`] and [`fail_after`]).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    struct Timeout<F, T> {
+        // Until the first poll: the timeout of a node not built yet.
+        unbuilt: Option<Duration>,
+        #[pin]
+        run: Run<F, T>,
+    }
+}
+
+impl<F: Future<Output = T>, T> Timeout<F, T> {
+    /// A zero timeout is entered at once: it cancels before the first poll.
+    fn after(d: Duration, fut: F) -> Self {
+        let (driver, unbuilt) = if d.is_zero() {
+            (Driver::new(Node::new(Config::timeout_only(d))), None)
+        } else {
+            (Driver::unbuilt(), Some(d))
+        };
+        Timeout {
+            unbuilt,
+            run: Run::new(driver, fut),
+        }
+    }
+
+    fn at(at: Instant, fut: F) -> Self {
+        Timeout {
+            unbuilt: None,
+            run: CancelScope::new().deadline(at).run(fut),
+        }
+    }
+}
+
+impl<F: Future<Output = T>, T> Future for Timeout<F, T> {
+    type Output = Result<T, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(d) = this.unbuilt.take() {
+            if let Some(done) = this.run.as_mut().poll_unbuilt(d, cx) {
+                return done;
             }
         }
-        // On the first poll the timer is armed, and the owner's waker registered, only if
-        // the inner future does not complete right away (as `tokio::time::timeout` does): a
-        // ready future costs no timer and no waker clone. A deadline already past at entry
-        // was seen by `enter` (D9). Registering late is safe because every path that waits
-        // registers first and then reads the state again (`step`, `poll_idle`): a cancel or
-        // an idle transition either happened before the registration and is seen by that
-        // read, or happens after it and wakes the waker (both take the node's lock).
-        let mut lazy = !this.driver.is_active() || completed_first;
-        this.driver.enter(false);
-        if !lazy {
-            this.driver.set_owner(cx.waker());
-        }
-        loop {
-            if !lazy {
-                this.driver.poll_timer(cx);
-            }
-            if this.out.is_none() && this.caught.is_none() {
-                match this.driver.step() {
-                    Step::Outer if lazy => {
-                        lazy = false;
-                        this.driver.set_owner(cx.waker());
-                        continue;
-                    }
-                    Step::Outer => return Poll::Pending,
-                    Step::Catch => *this.caught = Some(this.driver.catch()),
-                    Step::Run => {
-                        let fut = this.fut.as_mut();
-                        let polled = this
-                            .driver
-                            .poll_inner(|| fut.as_pin_mut().map(|f| f.poll(cx)));
-                        match polled {
-                            Some(Poll::Ready(v)) => {
-                                this.fut.set(None);
-                                *this.out = Some(v);
-                            }
-                            _ => {
-                                if lazy {
-                                    lazy = false;
-                                    this.driver.set_owner(cx.waker());
-                                    this.driver.poll_timer(cx);
-                                }
-                                if this.driver.step() == Step::Run {
-                                    return Poll::Pending;
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                }
-            }
-            // Caught with scopes opened under this one still running: the inner future may
-            // own their holds, so it goes once only holds keep the node busy.
-            if this.caught.is_some() && this.fut.is_some() {
-                match this.driver.poll_holds() {
-                    Poll::Pending if lazy => {
-                        lazy = false;
-                        this.driver.set_owner(cx.waker());
-                        continue;
-                    }
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(true) => this.fut.set(None),
-                    Poll::Ready(false) => {}
-                }
-            }
-            // Completed or caught: nothing spawned below may outlive us (invariant #8).
-            if this.driver.poll_idle().is_pending() {
-                if lazy {
-                    lazy = false;
-                    this.driver.set_owner(cx.waker());
-                    continue; // arm the timer and check again before waiting
-                }
-                return Poll::Pending;
-            }
-            this.fut.set(None);
-            this.driver.finish();
-            return Poll::Ready(match (this.out.take(), this.caught.take()) {
-                (Some(v), _) => Ok(v),
-                (None, Some(c)) => Err(c),
-                (None, None) => Err(Cancelled::new(CancelReason::Explicit)),
-            });
-        }
+        this.run.poll(cx)
     }
 }
 
@@ -546,7 +553,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::move_on_after;
+/// use taskscope::move_on_after;
 ///
 /// let r = move_on_after(Duration::from_millis(10), std::future::pending::<()>()).await;
 /// assert_eq!(r, None);
@@ -554,31 +561,38 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
 /// ```
 pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        run: Run::with_timeout(d, fut),
+        timeout: Timeout::after(d, fut),
     }
 }
 
 /// Like [`move_on_after`] with an absolute deadline.
 pub fn move_on_at<F: Future>(at: Instant, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        run: CancelScope::new().deadline(at).run(fut),
+        timeout: Timeout::at(at, fut),
     }
 }
 
 pin_project! {
-    /// The future of [`move_on_after`].
+    /// The future of [`move_on_after`] and [`move_on_at`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    #[derive(Debug)]
     pub struct MoveOnAfter<F, T> {
         #[pin]
-        run: Run<F, T>,
+        timeout: Timeout<F, T>,
     }
 }
 
 impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
     type Output = Option<T>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().run.poll(cx).map(Result::ok)
+        self.project().timeout.poll(cx).map(Result::ok)
+    }
+}
+
+impl<F, T> fmt::Debug for MoveOnAfter<F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MoveOnAfter")
+            .field("run", &self.timeout.run)
+            .finish()
     }
 }
 
@@ -597,20 +611,48 @@ impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::fail_after;
+/// use taskscope::fail_after;
 ///
 /// let r = fail_after(Duration::from_secs(1), tokio::time::sleep(Duration::from_secs(100))).await;
 /// assert!(r.unwrap_err().is_deadline());
 /// assert_eq!(fail_after(Duration::from_secs(100), async { 7 }).await, Ok(7));
 /// # }
 /// ```
-pub fn fail_after<F: Future>(d: Duration, fut: F) -> Run<F, F::Output> {
-    Run::with_timeout(d, fut)
+pub fn fail_after<F: Future>(d: Duration, fut: F) -> FailAfter<F, F::Output> {
+    FailAfter {
+        timeout: Timeout::after(d, fut),
+    }
 }
 
 /// Like [`fail_after`] with an absolute deadline.
-pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F, F::Output> {
-    CancelScope::new().deadline(at).run(fut)
+pub fn fail_at<F: Future>(at: Instant, fut: F) -> FailAfter<F, F::Output> {
+    FailAfter {
+        timeout: Timeout::at(at, fut),
+    }
+}
+
+pin_project! {
+    /// The future of [`fail_after`] and [`fail_at`].
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct FailAfter<F, T> {
+        #[pin]
+        timeout: Timeout<F, T>,
+    }
+}
+
+impl<F: Future<Output = T>, T> Future for FailAfter<F, T> {
+    type Output = Result<T, Cancelled>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().timeout.poll(cx)
+    }
+}
+
+impl<F, T> fmt::Debug for FailAfter<F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailAfter")
+            .field("run", &self.timeout.run)
+            .finish()
+    }
 }
 
 /// Runs `fut` shielded from cancellation of the enclosing nodes.
@@ -634,7 +676,7 @@ pub fn fail_at<F: Future>(at: Instant, fut: F) -> Run<F, F::Output> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{is_cancelled, shield, CancelScope};
+/// use taskscope::{is_cancelled, shield, CancelScope};
 ///
 /// let cs = CancelScope::new().grace(Duration::from_secs(1));
 /// let h = cs.handle();
@@ -657,10 +699,15 @@ pub fn shield<F: Future>(fut: F) -> Shield<F, F::Output> {
 pin_project! {
     /// The future of [`shield`].
     #[must_use = "futures do nothing unless you `.await` or poll them"]
-    #[derive(Debug)]
     pub struct Shield<F, T> {
         #[pin]
         run: Run<F, T>,
+    }
+}
+
+impl<F, T> fmt::Debug for Shield<F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shield").field("run", &self.run).finish()
     }
 }
 

@@ -22,7 +22,7 @@ use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::Node;
 use crate::tree::limit::Ticket;
-use crate::tree::outcome::Payload;
+use crate::tree::outcome::Exit;
 
 pin_project! {
     /// The root future of a spawned child's task: the child's future and the guard that
@@ -120,14 +120,8 @@ where
             }
             Poll::Ready(Ok(v))
         }
-        Ok(Poll::Ready(Err(e))) => {
-            let _ = node.record_error(Some(Box::new(e)));
-            Poll::Ready(Err(Cancelled::new(CancelReason::ChildFailed)))
-        }
-        Err(payload) => {
-            node.record_panic(payload);
-            Poll::Ready(Err(Cancelled::new(CancelReason::ChildPanicked)))
-        }
+        Ok(Poll::Ready(Err(e))) => Poll::Ready(node.settle::<T, E>(Exit::Error(e))),
+        Err(payload) => Poll::Ready(node.settle::<T, E>(Exit::Panic(payload))),
         Ok(Poll::Pending) => {
             // Hard-cancelled while it ran (or its last shield just ended): stop now. A
             // parked child is reached by the abort instead.
@@ -372,18 +366,7 @@ where
         let guard = guard;
         let mut lent = Some(guard.0.clone());
         let r = context::enter_task(&mut lent, || catch_unwind(AssertUnwindSafe(f)));
-        let node = &guard.0;
-        match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let _ = node.record_error(Some(Box::new(e) as Payload));
-                Err(Cancelled::new(CancelReason::ChildFailed))
-            }
-            Err(p) => {
-                node.record_panic(p);
-                Err(Cancelled::new(CancelReason::ChildPanicked))
-            }
-        }
+        guard.0.settle(Exit::from(r))
     });
     Ok(TaskHandle::task(join, None))
 }

@@ -317,10 +317,10 @@ pub(crate) fn shield_exited(root: Option<(Arc<Node>, tokio::task::Id)>, counted_
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// assert!(!taskscope_core::is_cancelled());
-/// let r: Result<(), taskscope_core::Cancelled> = taskscope_core::scope(async |s| {
+/// assert!(!taskscope::is_cancelled());
+/// let r: Result<(), taskscope::Cancelled> = taskscope::scope(async |s| {
 ///     s.cancel();
-///     assert!(taskscope_core::is_cancelled());
+///     assert!(taskscope::is_cancelled());
 ///     Ok(())
 /// })
 /// .await;
@@ -340,7 +340,7 @@ pub fn is_cancelled() -> bool {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{current_deadline, move_on_after};
+/// use taskscope::{current_deadline, move_on_after};
 ///
 /// let start = tokio::time::Instant::now();
 /// move_on_after(Duration::from_secs(5), async {
@@ -372,7 +372,7 @@ pub fn current_deadline() -> Option<Instant> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{cancelled, CancelReason, CancelScope};
+/// use taskscope::{cancelled, CancelReason, CancelScope};
 ///
 /// let cs = CancelScope::new().timeout(Duration::from_secs(1)).grace(Duration::from_secs(1));
 /// let r = cs
@@ -483,7 +483,7 @@ impl Drop for WaitForCancel {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use taskscope_core::{checkpoint, CancelScope};
+/// use taskscope::{checkpoint, CancelScope};
 ///
 /// let cs = CancelScope::new();
 /// let h = cs.handle();
@@ -495,7 +495,7 @@ impl Drop for WaitForCancel {
 ///             }
 ///             checkpoint().await?; // dropped here once cancelled
 ///         }
-///         Ok::<(), taskscope_core::Cancelled>(())
+///         Ok::<(), taskscope::Cancelled>(())
 ///     })
 ///     .await;
 /// assert!(r.is_err());
@@ -532,7 +532,7 @@ pub async fn checkpoint() -> Result<(), Cancelled> {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use taskscope_core::{cancelable, CancelScope};
+/// use taskscope::{cancelable, CancelScope};
 ///
 /// let cs = CancelScope::new();
 /// cs.handle().cancel();

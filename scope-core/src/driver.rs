@@ -1,6 +1,23 @@
-//! What every future that owns a node does: enter the tree, keep the node's one timer,
-//! decide each poll whether to run, catch, or leave the cancellation to an outer node, and
-//! lend the node to the ambient frame while the inner future runs.
+//! What every future that owns a node does, written once: enter the tree, keep the node's
+//! one timer, decide each poll whether to run, catch, or leave the cancellation to an outer
+//! node (invariant #8), lend the node to the ambient frame while the inner work runs, wait
+//! until nothing below the node is alive, and tear down in one order.
+//!
+//! [`Driver::poll`] is that loop. What differs between a scope (a body, local and
+//! background children, an error mode) and a cancel scope (one future) is behind [`Work`].
+//!
+//! # Registering late
+//!
+//! A cancel scope registers its waker as the node's owner, and arms the node's timer, only
+//! before it first waits ([`Driver::register`]); a future whose first poll finishes (the
+//! inner work completed, nothing below it alive) costs neither, as `tokio::time::timeout`
+//! arms no timer for a ready future. (A scope registers before its first poll: a local
+//! child queued from another thread wakes the owner, and the queue is not read again
+//! before the scope waits.) Registering late is safe because every wait registers
+//! first and then reads the state again: a cancel or an idle transition either happened
+//! before the registration and is seen by that read, or happens after it and wakes the
+//! waker (both take the node's lock). A deadline cannot have passed unseen before the
+//! first registration: one already past at entry cancels at `attach`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -34,9 +51,87 @@ enum Armed {
     HardAt(Instant),
 }
 
+/// Where the driver is: the node future's side of the node's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not polled yet (or a lazy cancel scope's node not built yet).
+    Fresh,
+    /// Entered the tree: the node is attached.
+    Entered,
+    /// Left the tree (invariant #6); the future is done.
+    Finished,
+}
+
 /// A live shield's bookkeeping.
 struct ShieldMark {
     root: Option<(Arc<Node>, tokio::task::Id)>,
+}
+
+/// How what a node future runs under its node is taken down: at the end of its last poll,
+/// or when the future is dropped unfinished. Apart from [`Work`] because a future's `Drop`
+/// cannot ask for the bounds under which it is a `Future`.
+pub(crate) trait Teardown {
+    /// Drops whatever runs under the node (the inner future, local children), recording a
+    /// panic of their `Drop` with `node`.
+    fn drop_inner(self: Pin<&mut Self>, node: &Arc<Node>);
+
+    /// The future is dropped before it finished: what must happen before the teardown.
+    fn abandon(self: Pin<&mut Self>, _node: &Arc<Node>) {}
+
+    /// Leaves the tree with the node (a scope's background node).
+    fn leave(self: Pin<&mut Self>, _node: &Arc<Node>) {}
+}
+
+/// What a node future runs under its node: the part in which a scope (a body, local and
+/// background children, an error mode) and a cancel scope (one future) differ. The
+/// protocol around it is [`Driver::poll`]'s.
+pub(crate) trait Work: Teardown {
+    /// What the node future resolves to.
+    type Output;
+    /// Named in the panic of a future polled after it completed.
+    const NAME: &'static str;
+    /// A scope: it spawns children on the runtime it was entered in, waits for their tasks
+    /// to settle, and registers its owner before its first poll (see "Registering late").
+    const SPAWNS: bool;
+
+    /// The inner future has neither completed nor been caught.
+    fn is_running(self: Pin<&mut Self>) -> bool;
+
+    /// Something under the node still wants polls: the inner future runs, or (a scope)
+    /// local children do.
+    fn is_busy(self: Pin<&mut Self>) -> bool {
+        self.is_running()
+    }
+
+    /// Polls the inner work, lending the node to the ambient frame for it
+    /// ([`Driver::poll_inner`]). Ready once it completed (also by failing or panicking).
+    fn poll_run(self: Pin<&mut Self>, driver: &mut Driver, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// The node caught its own cancellation: the inner work is not polled again.
+    fn catch(self: Pin<&mut Self>, caught: Cancelled);
+
+    /// The caught inner future is still there (it is dropped only once the subtree
+    /// drained, or earlier to release holds: see [`Driver::poll_holds`]).
+    fn has_caught_inner(&self) -> bool;
+
+    /// Watches besides the inner work, polled on every turn of the loop (a scope's cancel
+    /// triggers and stuck report).
+    fn observe(self: Pin<&mut Self>, _node: &Arc<Node>, _cx: &mut Context<'_>) {}
+
+    /// After the inner work and before the wait for the subtree: a scope cancels its
+    /// background children once its foreground work is done. The owner is registered.
+    fn poll_wind_down(self: Pin<&mut Self>, _node: &Arc<Node>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    /// Once nothing below is alive: refuse children from now on. `false` if one was
+    /// spawned at the last moment (it is awaited too).
+    fn close(self: Pin<&mut Self>, _driver: &Driver) -> bool {
+        true
+    }
+
+    /// The result, once the node left the tree.
+    fn output(self: Pin<&mut Self>, node: &Arc<Node>) -> Self::Output;
 }
 
 pub(crate) struct Driver {
@@ -51,9 +146,7 @@ pub(crate) struct Driver {
     owner: Option<Waker>,
     /// Live shields inside the inner future (in this task).
     shields: u32,
-    /// Entered the tree and not yet finished.
-    active: bool,
-    finished: bool,
+    phase: Phase,
     /// A shield counts itself in the enclosing frame while it runs (the task it did so in),
     /// and registers with the scope its task was spawned into.
     shield: Option<ShieldMark>,
@@ -80,8 +173,7 @@ impl Driver {
             seen: None,
             owner: None,
             shields: 0,
-            active: false,
-            finished: false,
+            phase: Phase::Fresh,
             shield: None,
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
@@ -111,17 +203,20 @@ impl Driver {
     /// the ambient frame (see [`context::enter_lazy`]). `None` if `f` did not run (the caller
     /// builds the node and enters the ordinary way). Otherwise `f`'s result and whether the
     /// node was built (it is then entered and attached: the driver is active).
+    #[inline]
     pub(crate) fn poll_lazy<R>(
         &mut self,
         timeout: Duration,
         f: impl FnOnce() -> R,
     ) -> Option<(R, bool)> {
-        // Active while `f` runs, so that a drop during an unwind out of `f` finishes (detaches)
-        // a node built meanwhile.
-        self.active = true;
+        // Entered while `f` runs, so that a drop during an unwind out of `f` finishes
+        // (detaches) a node built meanwhile.
+        self.phase = Phase::Entered;
         let r = context::enter_lazy(timeout, &mut self.node, &mut self.shields, f);
         let built = self.node.is_some();
-        self.active = built;
+        if !built {
+            self.phase = Phase::Fresh;
+        }
         #[cfg(feature = "tracing")]
         if let Some(node) = &self.node {
             self.span = crate::spans::enter_node(node, node.parent());
@@ -133,32 +228,41 @@ impl Driver {
     /// keeps the node's timer (the end of its grace period) and leaves the tree at `finish`.
     pub(crate) fn adopt(node: Arc<Node>) -> Self {
         let mut d = Driver::new(node);
-        d.active = true;
+        d.phase = Phase::Entered;
         d
     }
 
     /// The node. Only `poll_inner` lends it out, and gives it back before returning.
+    #[inline]
     pub(crate) fn node(&self) -> &Arc<Node> {
         self.node
             .as_ref()
             .expect("the node is only lent out during an inner poll")
     }
 
+    /// Entered the tree and not yet finished.
+    #[inline]
     pub(crate) fn is_active(&self) -> bool {
-        self.active
+        self.phase == Phase::Entered
     }
 
+    #[inline]
     pub(crate) fn is_finished(&self) -> bool {
-        self.finished
+        self.phase == Phase::Finished
     }
 
     /// First poll: attach below the explicit parent or else the ambient node, resolve the
     /// timeout, capture the runtime (for scopes), count a shield in the enclosing frame.
+    #[inline]
     pub(crate) fn enter(&mut self, with_runtime: bool) {
-        if self.active || self.finished {
-            return;
+        if self.phase == Phase::Fresh {
+            self.enter_tree(with_runtime);
         }
-        self.active = true;
+    }
+
+    #[inline(never)]
+    fn enter_tree(&mut self, with_runtime: bool) {
+        self.phase = Phase::Entered;
         let node = self.node().clone();
         if with_runtime && node.runtime.get().is_none() {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -181,7 +285,156 @@ impl Driver {
         }
     }
 
+    /// One poll of a node future: the protocol every node future follows (the module doc,
+    /// invariant #8). `Ready` with the output once the inner work completed or was caught
+    /// and nothing below the node is alive; the node has then left the tree.
+    // Not inlined into the futures' `poll`: a lazy cancel scope whose first poll completes
+    // never gets here, and pays no prologue of this loop.
+    #[inline(never)]
+    pub(crate) fn poll<W: Work>(
+        &mut self,
+        mut work: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> Poll<W::Output> {
+        assert!(
+            self.phase != Phase::Finished,
+            "`{}` polled after completion",
+            W::NAME
+        );
+        self.enter(W::SPAWNS);
+        let mut registered = self.owner.is_some() || W::SPAWNS;
+        if registered {
+            // Woken: refresh the waker, fire a timer that is due. A scope registers before
+            // its first poll too: its children wake the owner for reasons the loop does not
+            // read again before it waits (a local child queued from another thread).
+            self.register(cx);
+        }
+        loop {
+            work.as_mut().observe(self.node(), cx);
+            match self.step() {
+                // An ancestor's hard cancel: whoever catches it drops this future, with what
+                // runs under it (invariant #8).
+                Step::Outer => {
+                    if work.as_mut().is_busy() {
+                        self.before_wait(&mut registered, cx);
+                        if self.step() == Step::Outer {
+                            return Poll::Pending;
+                        }
+                        continue;
+                    }
+                }
+                // The inner work is no longer polled; it is dropped once the subtree
+                // drained (below).
+                Step::Catch => {
+                    if work.as_mut().is_running() {
+                        let caught = self.catch();
+                        work.as_mut().catch(caught);
+                    }
+                }
+                Step::Run => {
+                    if work.as_mut().is_busy() && work.as_mut().poll_run(self, cx).is_pending() {
+                        self.before_wait(&mut registered, cx);
+                        if self.step() == Step::Run {
+                            return Poll::Pending;
+                        }
+                        continue; // cancelled while it ran: decide again
+                    }
+                }
+            }
+            // The inner work completed or was caught.
+            if self
+                .node()
+                .has_background
+                .load(crate::sync::Ordering::Acquire)
+            {
+                self.before_wait(&mut registered, cx);
+                if work.as_mut().poll_wind_down(self.node(), cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            // A caught inner future may own holds of scopes opened under this node (a
+            // request run in the server scope's own body): it goes once only holds keep the
+            // node busy, so that those are released; scopes in other tasks are awaited below.
+            if work.has_caught_inner() {
+                self.before_wait(&mut registered, cx);
+                match self.poll_holds() {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(true) => work.as_mut().drop_inner(self.node()),
+                    Poll::Ready(false) => {}
+                }
+            }
+            // Wait for everything spawned below (invariant #5).
+            if !self.node().is_idle() {
+                self.before_wait(&mut registered, cx);
+                if !self.node().is_idle() {
+                    return Poll::Pending;
+                }
+            }
+            if !work.as_mut().close(self) {
+                continue; // a child was spawned at the last moment: it is awaited too
+            }
+            if W::SPAWNS && !self.node().tasks_settled() {
+                // Every child's future is gone, but a task may not yet be marked complete:
+                // its output is about to be stored. Wait for that (a few instructions on
+                // another worker), so a handle dropped with the inner work below drops the
+                // output itself, before the node future returns.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // A caught inner future is dropped only now, after the subtree drained
+            // (invariant #8).
+            self.teardown(work.as_mut());
+            return Poll::Ready(work.output(self.node()));
+        }
+    }
+
+    /// The node future is dropped: if it had not finished, what it runs is dropped now
+    /// (after [`Work::abandon`]) and the node leaves the tree, still counted in its parent
+    /// while something below it is alive (invariant #6).
+    #[inline]
+    pub(crate) fn drop_work<W: Teardown>(&mut self, mut work: Pin<&mut W>) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        // A lazy cancel scope whose node was never built has nothing in the tree.
+        let Some(node) = &self.node else {
+            return;
+        };
+        work.as_mut().abandon(node);
+        self.teardown(work);
+    }
+
+    /// The one teardown, for both ends of a node future: drop what runs under the node,
+    /// leave the tree, then let the work leave what it keeps in the tree beside the node.
+    fn teardown<W: Teardown>(&mut self, mut work: Pin<&mut W>) {
+        work.as_mut().drop_inner(self.node());
+        self.finish();
+        work.leave(self.node());
+    }
+
+    /// Registers this poll's waker as the node's owner and keeps the node's timer armed
+    /// (see "Registering late" in the module doc).
+    #[inline]
+    pub(crate) fn register(&mut self, cx: &mut Context<'_>) {
+        self.set_owner(cx.waker());
+        self.poll_timer(cx);
+    }
+
+    /// Before a wait: registers, unless this poll did already. Once registered, a change
+    /// of what the timer waits for (a deadline moved, a cancel's grace period started) wakes
+    /// the owner, so the timer is re-armed on the next poll. The owner's lock is taken at
+    /// most once a poll even where `Waker::will_wake` cannot tell that the waker is the same
+    /// (tokio's `block_on` waker).
+    #[inline]
+    fn before_wait(&mut self, registered: &mut bool, cx: &mut Context<'_>) {
+        if !*registered {
+            self.register(cx);
+            *registered = true;
+        }
+    }
+
     /// Registers the waker of this poll as the node's owner (a lock only when it changed).
+    #[inline]
     pub(crate) fn set_owner(&mut self, waker: &Waker) {
         if self.owner.as_ref().is_some_and(|w| w.will_wake(waker)) {
             return;
@@ -192,7 +445,25 @@ impl Driver {
 
     /// Keeps the node's one timer armed for what it waits for next (its deadline, or the end
     /// of its grace period) and fires it when due.
+    #[inline]
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) {
+        if self.timer.is_none() && !self.timer_moved() {
+            return; // nothing changed and nothing to wait for: no lock taken
+        }
+        self.poll_timer_slow(cx);
+    }
+
+    /// The node's deadline, grace end or own cancel bits changed since the timer was last
+    /// decided.
+    #[inline]
+    fn timer_moved(&self) -> bool {
+        let node = self.node();
+        let st = node.state();
+        self.seen != Some((node.timer_gen(), st.own_soft(), st.own_hard()))
+    }
+
+    #[inline(never)]
+    fn poll_timer_slow(&mut self, cx: &mut Context<'_>) {
         loop {
             let node = self.node();
             let st = node.state();
@@ -237,7 +508,7 @@ impl Driver {
                 Some(Armed::Deadline(_)) => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(parent: &self.span, "deadline exceeded");
-                    node.cancel(CancelReason::DeadlineExceeded, false)
+                    node.cancel(CancelReason::DeadlineExceeded)
                 }
                 Some(Armed::HardAt(_)) => node.escalate(),
                 None => return,
@@ -248,6 +519,7 @@ impl Driver {
     }
 
     /// What to do with the inner future now.
+    #[inline]
     pub(crate) fn step(&self) -> Step {
         let st = self.node().state();
         if self.shields > 0 {
@@ -270,21 +542,11 @@ impl Driver {
         context::enter_node(&mut self.node, &mut self.shields, f)
     }
 
-    /// Ready once nothing spawned below the node is alive. The owner waker must already be
-    /// registered (`set_owner`), so a transition to idle after this check wakes us.
-    pub(crate) fn poll_idle(&self) -> Poll<()> {
-        if self.node().is_idle() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-
     /// For a catcher whose inner future is still there: `Ready(true)` once nothing below the
     /// node is alive but scopes opened under it as an explicit parent (their holds may be
     /// owned by the inner future, so it must be dropped now to release them; the rest is
-    /// awaited with [`poll_idle`](Self::poll_idle)), `Ready(false)` if the node has no such
-    /// scopes (nothing to do here). Owner registered first, as for `poll_idle`.
+    /// awaited like everything below), `Ready(false)` if the node has no such scopes (nothing
+    /// to do here). The owner must be registered first.
     pub(crate) fn poll_holds(&self) -> Poll<bool> {
         let node = self.node();
         if node.holds.load(crate::sync::Ordering::Acquire) == 0 {
@@ -300,26 +562,22 @@ impl Driver {
     pub(crate) fn catch(&self) -> Cancelled {
         let node = self.node();
         let mut inner = node.lock();
-        inner.caught = true;
-        // No reason of its own: the hard cancel was inherited (explicit parent).
-        let reason = inner.reason.unwrap_or(CancelReason::ParentCancelled);
+        let reason = inner.catch();
         Cancelled::with_suppressed(reason, inner.outcome.suppressed)
     }
 
     /// Done without ever having had a node (a lazy cancel scope whose first poll completed
     /// without building it): nothing to leave.
     pub(crate) fn finish_unbuilt(&mut self) {
-        self.finished = true;
-        self.active = false;
+        self.phase = Phase::Finished;
     }
 
     /// Leaves the tree: the node is done (invariant #6).
     pub(crate) fn finish(&mut self) {
-        if self.finished {
+        if self.phase == Phase::Finished {
             return;
         }
-        self.finished = true;
-        self.active = false;
+        self.phase = Phase::Finished;
         self.timer = None;
         if let Some(mark) = self.shield.take() {
             // Uncount it in the current frame only if that frame is the one it was counted

@@ -262,7 +262,7 @@ impl<E> Errors<E> {
     /// error is all the caller can return.
     ///
     /// ```
-    /// use taskscope_core::{CancelReason, Cancelled, Errors};
+    /// use taskscope::{CancelReason, Cancelled, Errors};
     ///
     /// let errs: Errors<Cancelled> = Errors::from(Cancelled::new(CancelReason::Shutdown));
     /// assert_eq!(errs.into_first().reason(), CancelReason::Shutdown);

@@ -51,21 +51,21 @@ mod tree;
 mod watch;
 
 pub use cancel_scope::{
-    CancelHandle, CancelScope, MoveOnAfter, Run, Shield, fail_after, fail_at, move_on_after,
-    move_on_at, shield,
+    CancelHandle, CancelScope, FailAfter, MoveOnAfter, Run, Shield, fail_after, fail_at,
+    move_on_after, move_on_at, shield,
 };
 pub use child::TaskHandle;
 pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
-pub use local::{Accepts, FailsFast, Kind, Local, LocalHandle, Sendable, Supervisor};
+pub use local::{Accepts, Flavor, Local, LocalHandle, Sendable, Supervisor, Unsupervised};
 pub use parent::Parent;
 pub use permit::{HandleReserve, Reserve, SpawnPermit};
 pub use race::{Race, race};
 pub use results::{Completions, join_all, join_all_in};
 pub use scope::{
-    CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
+    BodyResult, CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
 };
 #[cfg(feature = "signal")]
 pub use shutdown::shutdown_signal;

@@ -42,7 +42,7 @@ use crate::child::SlotGuard;
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, fence, get_mut, lock};
 use crate::tree::Node;
-use crate::tree::outcome::Payload;
+use crate::tree::outcome::{Exit, Payload};
 
 mod sealed {
     pub trait Sealed {}
@@ -51,23 +51,24 @@ mod sealed {
     impl Sealed for super::Supervisor {}
 }
 
-/// The kind of a scope: [`Sendable`] (the default), [`Local`] or [`Supervisor`].
+/// The flavor of a scope: [`Sendable`] (the default), [`Local`] or [`Supervisor`]. It decides
+/// which local children the scope takes and where a child's error goes.
 ///
 /// A scope future holds its local children, so it can be `Send` only if they are: a
 /// [`Sendable`] scope takes only `Send` local children (and stays `Send` when its body is),
 /// a [`Local`] scope takes any (and is `!Send`). In both, a child's error fails the scope
-/// ([`FailsFast`]). A [`Supervisor`] scope delivers each child's error to its handle instead.
-pub trait Kind: sealed::Sealed + Sized + 'static {
+/// ([`Unsupervised`]). A [`Supervisor`] scope delivers each child's error to its handle instead.
+pub trait Flavor: sealed::Sealed + Sized + 'static {
     #[doc(hidden)]
-    type Task<'env>: Future<Output = LocalOutcome> + Unpin + 'env;
+    type Task<'env>: Future<Output = ()> + Unpin + 'env;
 }
 
-/// The kinds of scope in which a child's error fails the scope: [`Sendable`] and [`Local`].
+/// The flavors of scope in which a child's error fails the scope: [`Sendable`] and [`Local`].
 /// They have the full set of ways to run children (spawned, local, blocking, limited).
-pub trait FailsFast: Kind {}
+pub trait Unsupervised: Flavor {}
 
-impl FailsFast for Sendable {}
-impl FailsFast for Local {}
+impl Unsupervised for Sendable {}
+impl Unsupervised for Local {}
 
 /// A supervising scope ([`ScopeBuilder::supervise`](crate::ScopeBuilder::supervise)): a
 /// child's error does not cancel the scope; it is delivered through the child's
@@ -75,22 +76,26 @@ impl FailsFast for Local {}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Supervisor;
 
-impl Kind for Supervisor {
-    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + Send + 'env>>;
+impl Flavor for Supervisor {
+    type Task<'env> = Pin<Box<dyn Future<Output = ()> + Send + 'env>>;
 }
 
-/// Which local children a scope of kind `Self` accepts: a future `F` it can box.
+/// Which local children a scope of flavor `Self` accepts: a future `F` with output
+/// `Result<T, _>`, for [`Scope::spawn_local`](crate::Scope::spawn_local).
 ///
-/// A `!Send` local child in a [`Sendable`] scope fails this bound; rustc then reports the
-/// child's future as one that "cannot be sent between threads safely", pointing at the
-/// value held across an await. Build the scope with
+/// A `!Send` local child (or value) in a [`Sendable`] scope fails this bound; rustc then
+/// reports the child's future as one that "cannot be sent between threads safely",
+/// pointing at the value held across an await. Build the scope with
 /// [`ScopeBuilder::local`](crate::ScopeBuilder::local) for such children.
-pub trait Accepts<'env, F>: Kind {
+pub trait Accepts<'env, F, T>: Flavor {
     #[doc(hidden)]
-    fn boxed(f: F) -> Self::Task<'env>;
+    fn boxed<E: Send + 'static>(child: LocalChild<F, T>) -> Self::Task<'env>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        T: 'env;
 }
 
-/// The default kind of scope: local children must be `Send`, so the scope future is `Send`
+/// The default flavor of scope: local children must be `Send`, so the scope future is `Send`
 /// when its body is.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sendable;
@@ -101,55 +106,42 @@ pub struct Sendable;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Local;
 
-impl Kind for Sendable {
-    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + Send + 'env>>;
+impl Flavor for Sendable {
+    type Task<'env> = Pin<Box<dyn Future<Output = ()> + Send + 'env>>;
 }
 
-impl<'env, F> Accepts<'env, F> for Sendable
-where
-    F: Future<Output = LocalOutcome> + Send + 'env,
-{
-    fn boxed(f: F) -> Self::Task<'env> {
-        Box::pin(f)
+impl<'env, F: Send, T: Send> Accepts<'env, F, T> for Sendable {
+    fn boxed<E: Send + 'static>(child: LocalChild<F, T>) -> Self::Task<'env>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+    {
+        Box::pin(child)
     }
 }
 
-impl Kind for Local {
-    type Task<'env> = Pin<Box<dyn Future<Output = LocalOutcome> + 'env>>;
+impl Flavor for Local {
+    type Task<'env> = Pin<Box<dyn Future<Output = ()> + 'env>>;
 }
 
-impl<'env, F> Accepts<'env, F> for Local
-where
-    F: Future<Output = LocalOutcome> + 'env,
-{
-    fn boxed(f: F) -> Self::Task<'env> {
-        Box::pin(f)
+impl<'env, F, T> Accepts<'env, F, T> for Local {
+    fn boxed<E: Send + 'static>(child: LocalChild<F, T>) -> Self::Task<'env>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+    {
+        Box::pin(child)
     }
-}
-
-/// What became of a local child, for the scope to record (an error or a panic).
-#[doc(hidden)]
-pub struct LocalOutcome(Option<Failure>);
-
-impl fmt::Debug for LocalOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LocalOutcome")
-    }
-}
-
-enum Failure {
-    Error(Payload),
-    Panic(Payload),
 }
 
 /// Local children spawned but not yet taken over by the scope future.
-pub(crate) struct Queue<'env, K: Kind> {
+pub(crate) struct Queue<'env, K: Flavor> {
     /// Set by the first `spawn_local`: until then the scope future skips the queue.
     used: AtomicBool,
     state: Mutex<QueueState<'env, K>>,
 }
 
-struct QueueState<'env, K: Kind> {
+struct QueueState<'env, K: Flavor> {
     incoming: Vec<K::Task<'env>>,
     /// The scope future is inside its poll: it takes what is queued before it returns, so a
     /// spawn need not wake it.
@@ -158,7 +150,7 @@ struct QueueState<'env, K: Kind> {
     closed: bool,
 }
 
-impl<'env, K: Kind> Queue<'env, K> {
+impl<'env, K: Flavor> Queue<'env, K> {
     pub(crate) fn new() -> Self {
         Queue {
             used: AtomicBool::new(false),
@@ -172,7 +164,7 @@ impl<'env, K: Kind> Queue<'env, K> {
 }
 
 /// The scope future's side: the running local children and the queue they come from.
-pub(crate) struct Locals<'env, K: Kind> {
+pub(crate) struct Locals<'env, K: Flavor> {
     pub(crate) queue: Arc<Queue<'env, K>>,
     /// Created at the first local child. In a `Mutex` only so that the scope future stays
     /// `Sync`; it is reached through `get_mut`, never locked.
@@ -183,7 +175,7 @@ pub(crate) struct Locals<'env, K: Kind> {
 /// (children that keep spawning children must not starve the runtime).
 const ROUNDS: usize = 32;
 
-impl<'env, K: Kind> Locals<'env, K> {
+impl<'env, K: Flavor> Locals<'env, K> {
     pub(crate) fn new() -> Self {
         Locals {
             queue: Arc::new(Queue::new()),
@@ -237,10 +229,9 @@ impl<'env, K: Kind> Locals<'env, K> {
                 // A completed child's future is dropped inside `poll_next`: its `Drop` may
                 // panic, which is the scope's to re-raise once everything finished.
                 match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *running).poll_next(cx))) {
-                    Ok(Poll::Ready(Some(LocalOutcome(None)))) => {}
-                    Ok(Poll::Ready(Some(LocalOutcome(Some(failure))))) => record(failure),
+                    Ok(Poll::Ready(Some(()))) => {}
                     Ok(Poll::Ready(None) | Poll::Pending) => break,
-                    Err(p) => record(Failure::Panic(p)),
+                    Err(p) => record_panic(p),
                 }
             }
             let mut st = lock(&self.queue.state);
@@ -299,17 +290,25 @@ impl<'env, K: Kind> Locals<'env, K> {
     }
 }
 
-/// Records a local child's failure with the scope's node (the ambient one while the scope
-/// polls its local children).
-fn record(failure: Failure) {
-    let Some(node) = crate::context::current() else {
-        return;
-    };
-    match failure {
-        Failure::Error(e) => {
-            let _ = node.record_error(Some(e));
-        }
-        Failure::Panic(p) => node.record_panic(p),
+/// Records a panic of a local child's `Drop` with the scope's node (the ambient one while
+/// the scope polls its local children).
+fn record_panic(p: Payload) {
+    if let Some(node) = crate::context::current() {
+        node.record_panic(p);
+    }
+}
+
+/// A local child's end, settled with the scope's node (the ambient one while the scope
+/// polls its local children) before its handle is told.
+fn settle<T, E: Send + 'static>(exit: Exit<T, E>) -> Result<T, Cancelled> {
+    match crate::context::current() {
+        Some(node) => node.settle(exit),
+        // Not polled by its scope: nothing can happen (a local child is only polled there).
+        None => match exit {
+            Exit::Value(v) => Ok(v),
+            Exit::Error(_) => Err(Cancelled::new(CancelReason::ChildFailed)),
+            Exit::Panic(_) => Err(Cancelled::new(CancelReason::ChildPanicked)),
+        },
     }
 }
 
@@ -320,7 +319,7 @@ pub(crate) fn spawn<'env, K, F, T, E>(
     fut: F,
 ) -> Result<LocalHandle<T>, SpawnError>
 where
-    K: Accepts<'env, LocalChild<F, T>>,
+    K: Accepts<'env, F, T>,
     F: Future<Output = Result<T, E>> + 'env,
     T: 'env,
     E: Send + 'static,
@@ -398,14 +397,14 @@ where
     F: Future<Output = Result<T, E>>,
     E: Send + 'static,
 {
-    type Output = LocalOutcome;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LocalOutcome> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let shared = &this.done.shared;
         if shared.cancel.load(Ordering::Acquire) {
             shared.finish(Err(Cancelled::new(CancelReason::Explicit)));
-            return Poll::Ready(LocalOutcome(None));
+            return Poll::Ready(());
         }
         if let Some(slot) = this.slot {
             if slot.poll_admitted(cx).is_pending() {
@@ -420,18 +419,18 @@ where
             }
             Ok(Poll::Ready(Ok(v))) => {
                 // With the handle gone, the value is dropped here: its `Drop` may panic.
-                match catch_unwind(AssertUnwindSafe(|| shared.finish(Ok(v)))) {
-                    Ok(()) => Poll::Ready(LocalOutcome(None)),
-                    Err(p) => Poll::Ready(LocalOutcome(Some(Failure::Panic(p)))),
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| shared.finish(Ok(v)))) {
+                    record_panic(p);
                 }
+                Poll::Ready(())
             }
             Ok(Poll::Ready(Err(e))) => {
-                shared.finish(Err(Cancelled::new(CancelReason::ChildFailed)));
-                Poll::Ready(LocalOutcome(Some(Failure::Error(Box::new(e)))))
+                shared.finish(settle::<T, E>(Exit::Error(e)));
+                Poll::Ready(())
             }
             Err(p) => {
-                shared.finish(Err(Cancelled::new(CancelReason::ChildPanicked)));
-                Poll::Ready(LocalOutcome(Some(Failure::Panic(p))))
+                shared.finish(settle::<T, E>(Exit::Panic(p)));
+                Poll::Ready(())
             }
         }
     }

@@ -39,15 +39,15 @@ use crate::tree::Node;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), taskscope_core::Cancelled> {
+/// # async fn main() -> Result<(), taskscope::Cancelled> {
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::time::Duration;
-/// use taskscope_core::{Cancelled, Parent, Scope};
+/// use taskscope::{Cancelled, Parent, Scope};
 ///
 /// let done = Arc::new(AtomicBool::new(false));
 /// let d = done.clone();
-/// taskscope_core::scope(async |server| {
+/// taskscope::scope(async |server| {
 ///     let parent = Parent::from(&server.handle());
 ///     // Opened here, so counted by the server scope from now on ...
 ///     let request = Scope::builder().name("request").parent(&parent).expect("the parent runs");

@@ -20,6 +20,7 @@ use crate::context;
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::scope::{ScopeHandle, scope};
 use crate::sync::{Arc, Mutex, MutexGuard, lock};
+use crate::tree::outcome::Exit;
 
 // ---------------------------------------------------------------------------------------
 // The shared queue and the reporting wrapper (also used by `race`).
@@ -232,14 +233,10 @@ impl<T, E: Send + 'static> Entry for Done<T, E> {
                 // that fails with it finds the scope failed with this error already, so
                 // the reader's error is the secondary one. `done` runs inside the child's
                 // poll, where the ambient node is the scope the child was spawned into.
-                let unrecorded = match context::current() {
-                    Some(scope) => {
-                        let _ = scope.record_error(Some(Box::new(e)));
-                        Ok(())
-                    }
-                    None => Err(e),
-                };
-                (Err(Cancelled::new(CancelReason::ChildFailed)), unrecorded)
+                match context::current() {
+                    Some(scope) => (scope.settle::<T, E>(Exit::Error(e)), Ok(())),
+                    None => (Err(Cancelled::new(CancelReason::ChildFailed)), Err(e)),
+                }
             }
         };
         let entry = Done {
@@ -298,7 +295,7 @@ impl<T, E: Send + 'static> Entry for Done<T, E> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{scope, Cancelled, Completions};
+/// use taskscope::{scope, Cancelled, Completions};
 ///
 /// let order: Result<Vec<u64>, Cancelled> = scope(async |s| {
 ///     let mut done = Completions::new(s.handle());
@@ -484,7 +481,7 @@ impl<T, E> fmt::Debug for Completions<T, E> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{join_all, Cancelled};
+/// use taskscope::{join_all, Cancelled};
 ///
 /// let values = join_all([30u64, 10, 20].map(|ms| async move {
 ///     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -546,7 +543,7 @@ where
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{join_all_in, Cancelled, Scope};
+/// use taskscope::{join_all_in, Cancelled, Scope};
 ///
 /// let r: Result<Vec<u64>, Cancelled> = Scope::builder()
 ///     .limit(2)

@@ -102,7 +102,7 @@ impl NodeSnapshot {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{Cancelled, Scope, snapshot};
+/// use taskscope::{Cancelled, Scope, snapshot};
 ///
 /// let r: Result<(), Cancelled> = Scope::builder()
 ///     .name("request")
@@ -192,14 +192,14 @@ fn copy(
     let st = node.state();
     let (mut snap, children) = {
         let inner = node.lock();
-        let state = if inner.life == Life::Done {
+        let state = if inner.is_done() {
             NodeState::Done
         } else if st.is_soft() {
             NodeState::Cancelling {
                 reason: inner.reason.unwrap_or(CancelReason::ParentCancelled),
                 hard: st.is_hard(),
             }
-        } else if inner.finishing {
+        } else if inner.life() == Life::Finishing {
             NodeState::Finishing
         } else {
             NodeState::Running

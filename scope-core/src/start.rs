@@ -22,7 +22,7 @@ use crate::context::{self, WaitForCancel};
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::sync::{Arc, Mutex, lock};
 use crate::tree::Node;
-use crate::tree::outcome::Payload;
+use crate::tree::outcome::{Exit, Payload};
 
 /// Where the handshake stands.
 enum Phase<V, E> {
@@ -117,11 +117,10 @@ where
         caller: context::cancelled(),
         from_cancelled: E::from,
         node: node.clone(),
+        // Nobody waits for the start any more: the failure is the scope's, as any child's.
         to_scope: |node, phase| match phase {
-            Phase::Failed(e) => {
-                let _ = node.record_error(Some(Box::new(e)));
-            }
-            Phase::Panicked(p) => node.record_panic(p),
+            Phase::Failed(e) => drop(node.settle::<(), E>(Exit::Error(e))),
+            Phase::Panicked(p) => drop(node.settle::<(), E>(Exit::Panic(p))),
             _ => {}
         },
     })

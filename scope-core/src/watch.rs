@@ -105,7 +105,7 @@ impl Watch {
                     true
                 });
                 if let Some(reason) = fired {
-                    node.cancel(reason, false);
+                    node.cancel(reason);
                 }
             }
         }

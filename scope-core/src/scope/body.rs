@@ -8,9 +8,7 @@ use crate::background;
 use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
-use crate::local::{
-    self, Accepts, FailsFast, Kind, LocalChild, LocalHandle, Queue, Sendable, Supervisor,
-};
+use crate::local::{self, Accepts, Flavor, LocalHandle, Queue, Sendable, Supervisor, Unsupervised};
 use crate::permit::Reserve;
 use crate::snapshot::TreeSnapshot;
 use crate::start::{self, Ready, Start};
@@ -28,13 +26,13 @@ use super::*;
 ///
 /// `K` says which local children the scope accepts: `Send` ones ([`Sendable`], the default)
 /// or any ([`Local`](crate::Local), see [`ScopeBuilder::local`]).
-pub struct Scope<'env, E, K: Kind = Sendable> {
+pub struct Scope<'env, E, K: Flavor = Sendable> {
     node: Arc<Node>,
     queue: Arc<Queue<'env, K>>,
     _marker: PhantomData<(Invariant<'env>, fn() -> E)>,
 }
 
-impl<E, K: Kind> Clone for Scope<'_, E, K> {
+impl<E, K: Flavor> Clone for Scope<'_, E, K> {
     fn clone(&self) -> Self {
         Scope {
             node: self.node.clone(),
@@ -54,7 +52,7 @@ impl Scope<'static, Cancelled> {
     }
 }
 
-impl<E, K: Kind> fmt::Debug for Scope<'_, E, K> {
+impl<E, K: Flavor> fmt::Debug for Scope<'_, E, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         debug_node(f, "Scope", &self.node)
     }
@@ -78,7 +76,7 @@ fn expect_spawned<T>(r: Result<TaskHandle<T>, SpawnError>) -> TaskHandle<T> {
     }
 }
 
-impl<'env, E, K: Kind> Scope<'env, E, K> {
+impl<'env, E, K: Flavor> Scope<'env, E, K> {
     pub(super) fn new(node: Arc<Node>, queue: Arc<Queue<'env, K>>) -> Self {
         Scope {
             node,
@@ -88,7 +86,7 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     }
 }
 
-impl<'env, E, K: FailsFast> Scope<'env, E, K> {
+impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
     /// Runs `fut` as a local child: polled inside the scope's own future, concurrently with
     /// the body and the other local children but not in parallel, under this scope's node.
     ///
@@ -121,7 +119,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{scope, Cancelled};
+    /// use taskscope::{scope, Cancelled};
     ///
     /// let pages = vec![String::from("a"), String::from("bb"), String::from("ccc")];
     /// let total: Result<usize, Cancelled> = scope(async |s| {
@@ -151,7 +149,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
         F: Future<Output = Result<T, E>> + 'env,
         T: 'env,
         E: Send + 'static,
-        K: Accepts<'env, LocalChild<F, T>>,
+        K: Accepts<'env, F, T>,
     {
         match local::spawn(&self.queue, &self.node, fut) {
             Ok(h) => h,
@@ -171,7 +169,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{scope, CancelReason, Cancelled};
+    /// use taskscope::{scope, CancelReason, Cancelled};
     ///
     /// let r: Result<u32, Cancelled> = scope(async |s| {
     ///     let winner = s.spawn(async { Ok(1) });
@@ -215,7 +213,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{is_cancelled, scope, Cancelled};
+    /// use taskscope::{is_cancelled, scope, Cancelled};
     ///
     /// let r: Result<u64, Cancelled> = scope(async |s| {
     ///     let sum = s.spawn_blocking(|| {
@@ -280,7 +278,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// use std::time::Duration;
-    /// use taskscope_core::{cancelled, scope, CancelReason, Cancelled};
+    /// use taskscope::{cancelled, scope, CancelReason, Cancelled};
     ///
     /// let r: Result<u32, Cancelled> = scope(async |s| {
     ///     let beats = s.spawn_background(async {
@@ -342,7 +340,7 @@ impl<'env, E, K: FailsFast> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> std::io::Result<()> {
-    /// use taskscope_core::scope;
+    /// use taskscope::scope;
     /// use tokio::sync::oneshot;
     ///
     /// scope(async |s| {
@@ -403,7 +401,7 @@ impl<'env, E> Scope<'env, E, Supervisor> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// use std::io;
-    /// use taskscope_core::Scope;
+    /// use taskscope::Scope;
     ///
     /// let r: io::Result<usize> = Scope::builder()
     ///     .supervise()
@@ -439,7 +437,7 @@ impl<'env, E> Scope<'env, E, Supervisor> {
     }
 }
 
-impl<'env, E, K: Kind> Scope<'env, E, K> {
+impl<'env, E, K: Flavor> Scope<'env, E, K> {
     /// A `'static`, clonable handle to this scope, to spawn from children (nursery
     /// passing) or cancel the scope from anywhere.
     ///
@@ -448,7 +446,7 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{scope, Cancelled};
+    /// use taskscope::{scope, Cancelled};
     ///
     /// let r: Result<(), Cancelled> = scope(async |s| {
     ///     let h = s.handle();
@@ -473,7 +471,7 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// grace period (default zero) unless they finish first. If the body already
     /// completed, its value is still returned.
     pub fn cancel(&self) {
-        self.node.cancel(CancelReason::Explicit, false);
+        self.node.cancel(CancelReason::Explicit);
     }
 
     /// `true` once the scope (or an ancestor) was cancelled.
@@ -500,7 +498,7 @@ impl<'env, E, K: Kind> Scope<'env, E, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{Cancelled, scope};
+    /// use taskscope::{Cancelled, scope};
     ///
     /// let r: Result<(), Cancelled> = scope(async |s| {
     ///     let token = s.cancellation_token();

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::driver::Driver;
 use crate::error::{CancelReason, Cancelled, SpawnError};
-use crate::local::{Kind, Local, Locals, Sendable, Supervisor};
+use crate::local::{Flavor, Local, Locals, Sendable, Supervisor};
 use crate::parent::{Hold, Parent};
 use crate::snapshot::TreeSnapshot;
 use crate::sync::Arc;
@@ -27,7 +27,7 @@ use super::*;
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope_core::{CancelReason, Cancelled, Scope};
+/// use taskscope::{CancelReason, Cancelled, Scope};
 ///
 /// let r: Result<(), Cancelled> = Scope::builder()
 ///     .name("fetch")
@@ -89,7 +89,7 @@ impl<K> ScopeBuilder<FailFast, K> {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// use std::time::Duration;
-    /// use taskscope_core::{cancelled, Cancelled, CancelReason, Scope};
+    /// use taskscope::{cancelled, Cancelled, CancelReason, Scope};
     ///
     /// let r = Scope::builder()
     ///     .grace(Duration::from_secs(1))
@@ -129,7 +129,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     /// # async fn main() {
     /// use std::cell::RefCell;
     /// use std::rc::Rc;
-    /// use taskscope_core::{Cancelled, Scope};
+    /// use taskscope::{Cancelled, Scope};
     ///
     /// let log = Rc::new(RefCell::new(Vec::new()));
     /// let r: Result<(), Cancelled> = Scope::builder()
@@ -177,7 +177,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     }
 }
 
-impl<M, K: Kind> ScopeBuilder<M, K> {
+impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// A name for diagnostics (tracing events, debug output).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.config.name = Some(name.into());
@@ -254,7 +254,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{Cancelled, Scope};
+    /// use taskscope::{Cancelled, Scope};
     ///
     /// let r: Result<u32, Cancelled> = Scope::builder()
     ///     .limit(2)
@@ -287,7 +287,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{CancelReason, Cancelled, Scope};
+    /// use taskscope::{CancelReason, Cancelled, Scope};
     /// use tokio::sync::oneshot;
     ///
     /// let (stop, stopped) = oneshot::channel::<()>();
@@ -320,7 +320,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use taskscope_core::{CancelReason, Cancelled, Scope};
+    /// use taskscope::{CancelReason, Cancelled, Scope};
     /// use tokio_util::sync::CancellationToken;
     ///
     /// let token = CancellationToken::new();
@@ -351,7 +351,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use taskscope_core::{Cancelled, Scope};
+    /// use taskscope::{Cancelled, Scope};
     ///
     /// #[tokio::main]
     /// async fn main() -> Result<(), Cancelled> {
@@ -385,7 +385,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
     /// # async fn main() {
     /// use std::sync::{Arc, Mutex};
     /// use std::time::Duration;
-    /// use taskscope_core::{shield, Cancelled, Scope};
+    /// use taskscope::{shield, Cancelled, Scope};
     ///
     /// let seen = Arc::new(Mutex::new(String::new()));
     /// let out = seen.clone();
@@ -478,7 +478,7 @@ impl<M, K: Kind> ScopeBuilder<M, K> {
             body,
             locals,
             self.watches.into_watch(),
-            ErrorKind::new(from_cancelled),
+            ErrorOps::new(from_cancelled),
             Driver::with_hold(node, self.hold),
         )
     }

@@ -9,7 +9,7 @@ use crate::background;
 use crate::cancel_scope::CancelHandle;
 use crate::child::{self, TaskHandle};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
-use crate::local::{FailsFast, Sendable, Supervisor};
+use crate::local::{Sendable, Supervisor, Unsupervised};
 use crate::parent::Parent;
 use crate::permit::HandleReserve;
 use crate::snapshot::TreeSnapshot;
@@ -30,7 +30,7 @@ use super::*;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use taskscope_core::{scope, Cancelled, SpawnError};
+/// use taskscope::{scope, Cancelled, SpawnError};
 ///
 /// let mut escaped = None;
 /// let r: Result<(), Cancelled> = scope(async |s| {
@@ -90,7 +90,7 @@ impl<E> ScopeHandle<E, Supervisor> {
     }
 }
 
-impl<E, K: FailsFast> ScopeHandle<E, K> {
+impl<E, K: Unsupervised> ScopeHandle<E, K> {
     /// Spawns `fut` as a child of the scope; see [`Scope::spawn`].
     ///
     /// # Errors
@@ -185,7 +185,7 @@ impl<E, K> From<ScopeHandle<E, K>> for Parent {
 impl<E, K> ScopeHandle<E, K> {
     /// Cancels the scope; see [`Scope::cancel`].
     pub fn cancel(&self) {
-        self.node.cancel(CancelReason::Explicit, false);
+        self.node.cancel(CancelReason::Explicit);
     }
 
     /// `true` once the scope (or an ancestor) was cancelled.

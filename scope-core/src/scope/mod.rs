@@ -72,7 +72,7 @@ use crate::error::Cancelled;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let total = taskscope_core::scope(async |s| {
+/// let total = taskscope::scope(async |s| {
 ///     let a = s.spawn(async { Ok::<_, std::io::Error>(1) });
 ///     let b = s.spawn(async { Ok(2) });
 ///     Ok(a.await? + b.await?)

@@ -83,21 +83,21 @@ impl<T, E> Mode<Result<T, E>> for CollectErrors {
 
 /// What the scope future needs to know about `E`, captured where `E`'s bounds are proven
 /// (at construction), so that its `Future` impl needs none.
-pub(super) struct ErrorKind<E> {
+pub(super) struct ErrorOps<E> {
     pub(super) from_cancelled: fn(Cancelled) -> E,
     pub(super) downcast: fn(Payload) -> Option<E>,
 }
 
-impl<E> Clone for ErrorKind<E> {
+impl<E> Clone for ErrorOps<E> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<E> Copy for ErrorKind<E> {}
+impl<E> Copy for ErrorOps<E> {}
 
-impl<E: 'static> ErrorKind<E> {
+impl<E: 'static> ErrorOps<E> {
     pub(super) fn new(from_cancelled: fn(Cancelled) -> E) -> Self {
-        ErrorKind {
+        ErrorOps {
             from_cancelled,
             downcast: |p| p.downcast::<E>().ok().map(|e| *e),
         }

@@ -8,10 +8,11 @@
 //! ```
 //!
 //! Every model drives the real code (`Node::attach`, `cancel`, `escalate`, `detach`,
-//! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`), never a copy of it. The
-//! invariants cited (#1-#8) are those of the module doc of [`crate::tree`]. The models do not
-//! use the ambient frame of `crate::context` (loom threads share one OS thread, so a
-//! thread-local would be shared between them) nor tokio's runtime: a spawned child is its
+//! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`, and `Driver::poll` through a
+//! cancel scope's future), never a copy of it. The
+//! invariants cited (#1-#8) are those of the module doc of [`crate::tree`]. The models use the
+//! ambient frame of `crate::context` on one loom thread only (loom threads share one OS
+//! thread, so a thread-local would be shared between them) nor tokio's runtime: a spawned child is its
 //! unit in `busy` (counted by `try_add_task`, uncounted by `task_done` as the child's
 //! `TaskGuard` does); the abort registry (`tasks.rs`) needs tokio `AbortHandle`s and is only
 //! exercised empty (a hard cancel still takes its lock in `abort_tasks`).
@@ -157,7 +158,7 @@ fn loom_cancel_and_escalate_vs_attach() {
         let child = Node::new(Config::default());
         let p = parent.clone();
         let canceller = thread::spawn(move || {
-            p.cancel(CancelReason::Explicit, false);
+            p.cancel(CancelReason::Explicit);
             p.escalate();
         });
         child.attach(Some(&parent));
@@ -198,7 +199,7 @@ fn loom_cancel_vs_detach() {
         let gone = child_of(&parent);
         let stays = child_of(&parent);
         let p = parent.clone();
-        let canceller = thread::spawn(move || p.cancel(CancelReason::Explicit, true));
+        let canceller = thread::spawn(move || p.cancel_now(CancelReason::Explicit));
         gone.detach();
         canceller.join().unwrap();
 
@@ -209,7 +210,7 @@ fn loom_cancel_vs_detach() {
             assert_eq!(pi.children.len(), 1);
             assert!(pi.children.get(0).is_some_and(|c| Arc::ptr_eq(c, &stays)));
         }
-        assert_eq!(gone.lock().life, Life::Done);
+        assert_eq!(gone.lock().life(), Life::Done { caught: false });
         // Either the cancel reached it before it left, or it was ignored (#6).
         let st = gone.state();
         assert!(
@@ -239,8 +240,8 @@ fn loom_cancel_vs_attach_grandchild() {
         let top = root(Config::default());
         let mid = child_of(&top);
         let (t, m) = (top.clone(), mid.clone());
-        let cancel_top = thread::spawn(move || t.cancel(CancelReason::Explicit, true));
-        let cancel_mid = thread::spawn(move || m.cancel(CancelReason::DeadlineExceeded, true));
+        let cancel_top = thread::spawn(move || t.cancel_now(CancelReason::Explicit));
+        let cancel_mid = thread::spawn(move || m.cancel_now(CancelReason::DeadlineExceeded));
         let grandchild = child_of(&mid);
         cancel_top.join().unwrap();
         cancel_mid.join().unwrap();
@@ -418,7 +419,7 @@ fn loom_cancel_vs_child_completion() {
         });
         let s = scope.clone();
         let canceller = thread::spawn(move || {
-            s.cancel(CancelReason::Explicit, true);
+            s.cancel_now(CancelReason::Explicit);
             CANCEL_SAW.record(!s.is_idle());
         });
 
@@ -459,7 +460,7 @@ fn loom_wait_for_cancel_vs_cancel() {
     model(BOUNDED, || {
         let node = root(with_grace());
         let n = node.clone();
-        let canceller = thread::spawn(move || n.cancel(CancelReason::Explicit, false));
+        let canceller = thread::spawn(move || n.cancel(CancelReason::Explicit));
         let n = node.clone();
         let other = thread::spawn(move || loom::future::block_on(WaitForCancel::on(n)).reason());
         let c = loom::future::block_on(WaitForCancel::on(node.clone()));
@@ -490,7 +491,7 @@ fn loom_drop_waiter_vs_cancel() {
 
         let dropper = thread::spawn(move || drop(dropped));
         let n = node.clone();
-        let canceller = thread::spawn(move || n.cancel(CancelReason::Explicit, false));
+        let canceller = thread::spawn(move || n.cancel(CancelReason::Explicit));
         let c = loom::future::block_on(kept);
         assert_eq!(c.reason(), CancelReason::Explicit);
         dropper.join().unwrap();
@@ -498,4 +499,91 @@ fn loom_drop_waiter_vs_cancel() {
         assert_eq!(node.lock().waiters.len(), 0);
         node.detach();
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. The driver: a node future that registers its owner late (`driver.rs`).
+// ---------------------------------------------------------------------------------------
+
+/// A cancel scope's future whose inner future completes on its first poll while a child
+/// below it is still counted: the driver reads the count, registers its waker only then
+/// (registering late), and reads it again. The last child finishing on another thread
+/// either is seen by one of the reads (the first poll is ready) or wakes the registered
+/// waker (the second poll is ready): never a future parked with nothing left to wake it.
+#[test]
+fn loom_driver_registers_late_vs_last_child() {
+    static FIRST_POLL: Outcomes = Outcomes::new();
+    model(None, || {
+        let node = Node::new(Config::default());
+        assert!(node.try_add_task());
+        let n = node.clone();
+        let child = thread::spawn(move || n.task_done());
+
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut run = Box::pin(crate::cancel_scope::Run::new(
+            crate::driver::Driver::new(node.clone()),
+            std::future::ready(7),
+        ));
+        let first = run.as_mut().poll(&mut cx);
+        FIRST_POLL.record(first.is_ready());
+        child.join().unwrap();
+        let out = match first {
+            Poll::Ready(out) => out,
+            Poll::Pending => {
+                assert_eq!(count.get(), 1, "the last child woke the waiting future");
+                match run.as_mut().poll(&mut cx) {
+                    Poll::Ready(out) => out,
+                    Poll::Pending => panic!("woken with nothing below, yet still pending"),
+                }
+            }
+        };
+        assert_eq!(out, Ok(7));
+        assert_eq!(node.lock().life(), Life::Done { caught: false });
+    });
+    FIRST_POLL.assert_both(
+        "the child was gone by the first poll's reads",
+        "the first poll parked and the child woke it",
+    );
+}
+
+/// A cancel scope's future waits on its inner future (pending) while another thread
+/// hard-cancels the scope: the cancel either lands before the driver's decision (the
+/// first poll catches it) or after its waker was registered (it wakes it and the second
+/// poll catches it). Either way the future ends with the scope's reason and leaves the
+/// tree.
+#[test]
+fn loom_driver_waits_vs_cancel() {
+    static FIRST_POLL: Outcomes = Outcomes::new();
+    model(None, || {
+        let node = Node::new(Config::default());
+        let n = node.clone();
+        let canceller = thread::spawn(move || n.cancel_now(CancelReason::Explicit));
+
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut run = Box::pin(crate::cancel_scope::Run::new(
+            crate::driver::Driver::new(node.clone()),
+            std::future::pending::<()>(),
+        ));
+        let first = run.as_mut().poll(&mut cx);
+        FIRST_POLL.record(first.is_ready());
+        canceller.join().unwrap();
+        let out = match first {
+            Poll::Ready(out) => out,
+            Poll::Pending => {
+                assert!(count.get() >= 1, "the cancel woke the waiting future");
+                match run.as_mut().poll(&mut cx) {
+                    Poll::Ready(out) => out,
+                    Poll::Pending => panic!("woken by its own hard cancel, yet still pending"),
+                }
+            }
+        };
+        assert_eq!(out.unwrap_err().reason(), CancelReason::Explicit);
+        assert_eq!(node.lock().life(), Life::Done { caught: true });
+    });
+    FIRST_POLL.assert_both(
+        "the cancel came before the first poll decided",
+        "the first poll parked and the cancel woke it",
+    );
 }

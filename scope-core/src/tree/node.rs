@@ -57,15 +57,42 @@ impl State {
     }
 }
 
-/// Where a node is in its life.
+/// Where a node is in its life: one state, changed only under the node's lock and only by
+/// the named transitions of [`Inner`]:
+///
+/// ```text
+/// Fresh --enter--> Running --complete--> Finishing --leave--> Done { caught: false }
+///                  Running --catch-->    Catching  --leave--> Done { caught: true }
+/// ```
+///
+/// plus `leave` from any state when the node's future is dropped. Cancellation is not part
+/// of it: it is the state word's (`OWN_*`/`INH_*`), which any state but `Done` can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Life {
-    /// Built (a `CancelScope` not yet run): not in the tree.
+    /// Built (a `CancelScope` not yet run, a scope future not yet polled): not in the tree.
     Fresh,
     /// Its future runs: attached to its parent.
-    Entered,
+    Running,
+    /// The inner future completed; the node waits for what runs below it.
+    Finishing,
+    /// The node caught its own cancellation: the inner future is no longer polled, and is
+    /// dropped once the subtree drained (invariant #8).
+    Catching,
     /// Its future finished or was dropped: detached, cancels do nothing (invariant #6).
-    Done,
+    Done {
+        /// It had caught its own cancellation.
+        caught: bool,
+    },
+}
+
+/// What [`Inner::leave`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Left {
+    /// The node is now `Done`: take it out of its parent.
+    Now,
+    /// It was `Done` already.
+    Before,
 }
 
 /// The configuration a node is built with.
@@ -94,9 +121,7 @@ pub(crate) struct Inner {
     /// When the own cancellation's grace period ends (set by a soft cancel).
     pub(crate) hard_at: Option<Instant>,
     pub(crate) shield: bool,
-    pub(crate) life: Life,
-    pub(crate) cancel_called: bool,
-    pub(crate) caught: bool,
+    life: Life,
     /// The nodes attached below this one; each knows its index here (`parent_idx`).
     pub(crate) children: List<Arc<Node>>,
     /// The waker of the future that drives this node.
@@ -105,8 +130,6 @@ pub(crate) struct Inner {
     pub(crate) waiters: WakerSlab,
     pub(crate) outcome: Outcome,
     pub(crate) kind: crate::tree::NodeKind,
-    /// The body finished and the node waits for its children (for snapshots).
-    pub(crate) finishing: bool,
     /// The task the node's future was first polled in.
     pub(crate) task: Option<tokio::task::Id>,
     /// The node's span (disabled until entry, or if nobody wants it).
@@ -193,8 +216,11 @@ impl Wakes {
     pub(crate) fn list(&mut self) -> &mut Vec<Waker> {
         &mut self.wakers
     }
+    fn is_empty(&self) -> bool {
+        self.wakers.is_empty() && self.aborts.is_empty() && !self.has_tokens()
+    }
     pub(crate) fn wake_all(self) {
-        if self.wakers.is_empty() && self.aborts.is_empty() && !self.has_tokens() {
+        if self.is_empty() {
             return; // the common case (an attach, a detach): nothing to do
         }
         #[cfg(feature = "tokio-util")]
@@ -210,6 +236,61 @@ impl Wakes {
     }
 }
 
+/// Whether a cancel waits for the node's grace period before it becomes hard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grace {
+    /// Soft first; hard when the grace period ends (at once if it is zero).
+    Apply,
+    /// Hard at once (a dropped scope future, a deadline already past at entry).
+    Skip,
+}
+
+/// A change of state decided under a node's lock and not complete yet: the inherited bits
+/// that must still reach the subtree (#3), and the wakers and aborts it released, which run
+/// only once every lock is released (#2).
+///
+/// Every "lock, cancel, unlock, propagate, wake" goes through this type: the locked part
+/// returns it, and [`finish`](Spread::finish), called after the lock is dropped, is the only
+/// way to complete it.
+#[must_use = "a cancel is complete only once `Spread::finish` ran, after the lock is released"]
+#[derive(Default)]
+pub(crate) struct Spread {
+    /// Inherited bits for the children below (0: nothing to spread).
+    bits: u32,
+    children: Vec<Arc<Node>>,
+    wakes: Wakes,
+}
+
+impl Spread {
+    /// Wakes `w` too when finished.
+    pub(crate) fn wake(&mut self, w: Waker) {
+        self.wakes.push(w);
+    }
+
+    /// Spreads the bits over the subtree, then wakes and aborts what the change released.
+    /// Call with no lock held.
+    #[inline]
+    pub(crate) fn finish(self) {
+        if self.bits == 0 && self.wakes.is_empty() {
+            return; // the common case (an attach with no deadline): nothing changed
+        }
+        self.finish_slow();
+    }
+
+    #[inline(never)]
+    fn finish_slow(self) {
+        let Spread {
+            bits,
+            children,
+            mut wakes,
+        } = self;
+        if bits != 0 {
+            propagate(bits, children, &mut wakes);
+        }
+        wakes.wake_all();
+    }
+}
+
 impl Config {
     /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
     /// `fail_after`).
@@ -222,6 +303,56 @@ impl Config {
 }
 
 impl Inner {
+    /// Where the node is in its life.
+    pub(crate) fn life(&self) -> Life {
+        self.life
+    }
+
+    /// Its future finished or was dropped (invariant #6).
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.life, Life::Done { .. })
+    }
+
+    /// The node caught its own cancellation (its inner future was, or is about to be,
+    /// dropped).
+    pub(crate) fn has_caught(&self) -> bool {
+        matches!(self.life, Life::Catching | Life::Done { caught: true })
+    }
+
+    /// `Fresh -> Running`: the node's future was first polled (see [`Node::attach`]).
+    fn enter(&mut self) {
+        debug_assert_eq!(self.life, Life::Fresh, "a node is entered once");
+        self.life = Life::Running;
+    }
+
+    /// `Running -> Finishing`: the inner future completed.
+    pub(crate) fn complete(&mut self) {
+        if self.life == Life::Running {
+            self.life = Life::Finishing;
+        }
+    }
+
+    /// `Running -> Catching`: the node caught its own cancellation. Returns the reason: its
+    /// own, or `ParentCancelled` for an inherited hard cancel caught under an explicit
+    /// parent.
+    pub(crate) fn catch(&mut self) -> CancelReason {
+        self.life = Life::Catching;
+        self.reason.unwrap_or(CancelReason::ParentCancelled)
+    }
+
+    /// `* -> Done`: the node's future finished or was dropped.
+    fn leave(&mut self) -> Left {
+        match self.life {
+            Life::Done { .. } => Left::Before,
+            life => {
+                self.life = Life::Done {
+                    caught: life == Life::Catching,
+                };
+                Left::Now
+            }
+        }
+    }
+
     /// Sets a relative timeout (resolved at entry); the shorter of two wins.
     pub(crate) fn set_timeout(&mut self, d: Duration) {
         self.timeout = Some(self.timeout.map_or(d, |t| t.min(d)));
@@ -256,8 +387,6 @@ impl Node {
                 hard_at: None,
                 shield: config.shield,
                 life: Life::Fresh,
-                cancel_called: false,
-                caught: false,
                 children: List::default(),
                 owner: None,
                 waiters: WakerSlab::default(),
@@ -268,7 +397,6 @@ impl Node {
                 #[cfg(feature = "tracing")]
                 span: tracing::Span::none(),
                 kind: config.kind,
-                finishing: false,
                 task: None,
             }),
             tasks: Mutex::new(Registry::default()),
@@ -360,32 +488,32 @@ impl Node {
     /// the child in `children` or the child sees the cancel (#3). Returns whether the node
     /// is a shield (read under the same lock, so entry takes no other).
     pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) -> bool {
-        let mut wakes = Wakes::default();
         // Children spawned before entry (by the body closure's synchronous part) already
         // count here: the parent must count this node as busy from now on (#5). The busy
         // lock is held across setting `parent`, so no transition of this node slips between.
         let busy_guard = crate::sync::lock(&self.busy_lock);
-        let shield = match parent {
+        let (shield, spread) = match parent {
             Some(p) => {
                 // Lock order: parent before child (#2).
                 let mut pi = p.lock();
                 let mut ci = self.lock();
-                self.enter_locked(&mut ci, &mut wakes);
+                let mut spread = self.enter_locked(&mut ci);
                 if !ci.shield {
                     let bits = p.state().for_child();
                     if bits != 0 {
-                        self.set_bits(&mut ci, bits, &mut wakes);
+                        let spread = spread.get_or_insert_with(Spread::default);
+                        self.set_bits(&mut ci, bits, &mut spread.wakes);
                     }
                 }
                 self.parent_idx.store(pi.children.len(), Ordering::Relaxed);
                 pi.children.push(self.clone());
                 let _ = self.parent.set(p.clone());
-                ci.shield
+                (ci.shield, spread)
             }
             None => {
                 let mut ci = self.lock();
-                self.enter_locked(&mut ci, &mut wakes);
-                ci.shield
+                let spread = self.enter_locked(&mut ci);
+                (ci.shield, spread)
             }
         };
         if parent.is_some() && !self.is_idle() {
@@ -394,16 +522,21 @@ impl Node {
         } else {
             drop(busy_guard);
         }
-        wakes.wake_all();
+        if let Some(spread) = spread {
+            spread.finish();
+        }
         shield
     }
 
-    fn enter_locked(self: &Arc<Self>, ci: &mut Inner, wakes: &mut Wakes) {
-        ci.life = Life::Entered;
+    /// The locked part of entry: `Fresh` to `Running`, the timeout resolved. `Some` if a
+    /// deadline already past cancelled the node (a node entered has no child nodes yet, so
+    /// that has nothing to spread, only to wake).
+    fn enter_locked(self: &Arc<Self>, ci: &mut Inner) -> Option<Spread> {
+        ci.enter();
         ci.task = tokio::task::try_id();
         self.bump_timer();
         if ci.timeout.is_none() && ci.deadline.is_none() {
-            return; // no clock reading needed
+            return None; // no clock reading needed
         }
         let now = Instant::now();
         if let Some(t) = ci.timeout.take() {
@@ -414,10 +547,10 @@ impl Node {
                 (a, b) => a.or(b),
             };
         }
-        if ci.deadline.is_some_and(|d| d <= now) {
-            // A deadline already past at entry cancels before the first poll (D9).
-            self.cancel_locked(ci, CancelReason::DeadlineExceeded, true, wakes);
-        }
+        // A deadline already past at entry cancels before the first poll.
+        ci.deadline
+            .is_some_and(|d| d <= now)
+            .then(|| self.cancel_locked(ci, CancelReason::DeadlineExceeded, Grace::Skip))
     }
 
     /// Takes the node out of the tree for good: cancels and spawns are ignored from now on.
@@ -425,10 +558,9 @@ impl Node {
         let old_owner;
         {
             let mut ci = self.lock();
-            if ci.life == Life::Done {
+            if ci.leave() == Left::Before {
                 return;
             }
-            ci.life = Life::Done;
             old_owner = ci.owner.take();
         }
         drop(old_owner);
@@ -450,33 +582,36 @@ impl Node {
         }
     }
 
-    /// Cancels this node with `reason`; `hard` skips the grace period.
+    /// Cancels this node with `reason`: soft, then hard once its grace period ended (at
+    /// once without one).
     ///
     /// The first reason sticks. Cancelling a node that finished does nothing (#6).
-    pub(crate) fn cancel(self: &Arc<Self>, reason: CancelReason, hard: bool) {
-        let mut wakes = Wakes::default();
-        let spread = {
-            let mut inner = self.lock();
-            self.cancel_locked(&mut inner, reason, hard, &mut wakes)
-        };
-        if let Some((bits, children)) = spread {
-            propagate(bits, children, &mut wakes);
-        }
-        wakes.wake_all();
+    pub(crate) fn cancel(self: &Arc<Self>, reason: CancelReason) {
+        self.cancel_with(reason, Grace::Apply);
     }
 
-    /// The locked part of [`Node::cancel`]: returns what must still spread to the subtree.
+    /// Cancels this node with `reason`, hard at once (its grace period skipped).
+    pub(crate) fn cancel_now(self: &Arc<Self>, reason: CancelReason) {
+        self.cancel_with(reason, Grace::Skip);
+    }
+
+    fn cancel_with(self: &Arc<Self>, reason: CancelReason, grace: Grace) {
+        let spread = self.cancel_locked(&mut self.lock(), reason, grace);
+        spread.finish();
+    }
+
+    /// The locked part of a cancel: records the reason, sets the bits, and returns what
+    /// must still reach the subtree and be woken.
     pub(crate) fn cancel_locked(
         self: &Arc<Self>,
         inner: &mut Inner,
         reason: CancelReason,
-        hard: bool,
-        wakes: &mut Wakes,
-    ) -> Option<(u32, Vec<Arc<Node>>)> {
-        if inner.life == Life::Done {
-            return None;
+        grace: Grace,
+    ) -> Spread {
+        let mut spread = Spread::default();
+        if inner.is_done() {
+            return spread;
         }
-        inner.cancel_called = true;
         if inner.reason.is_none() {
             inner.reason = Some(reason);
             #[cfg(feature = "tracing")]
@@ -487,67 +622,57 @@ impl Node {
                 "cancelled"
             );
         }
-        let hard = hard || inner.grace.is_zero();
+        let hard = grace == Grace::Skip || inner.grace.is_zero();
         if !hard && inner.hard_at.is_none() {
             inner.hard_at = Instant::now().checked_add(inner.grace);
             self.bump_timer();
         }
         let bits = OWN_SOFT | if hard { OWN_HARD } else { 0 };
-        if !self.set_bits(inner, bits, wakes) {
-            return None;
+        if self.set_bits(inner, bits, &mut spread.wakes) {
+            spread.bits = INH_SOFT | if hard { INH_HARD } else { 0 };
+            spread.children = inner.children.to_vec();
         }
-        let spread = INH_SOFT | if hard { INH_HARD } else { 0 };
-        Some((spread, inner.children.to_vec()))
+        spread
     }
 
     /// Ends the grace period of this node's own cancellation: it becomes hard.
     pub(crate) fn escalate(self: &Arc<Self>) {
-        let mut wakes = Wakes::default();
         let spread = {
             let mut inner = self.lock();
-            if inner.life == Life::Done || !self.state().own_soft() {
-                None
-            } else if self.set_bits(&mut inner, OWN_SOFT | OWN_HARD, &mut wakes) {
-                Some((INH_SOFT | INH_HARD, inner.children.to_vec()))
-            } else {
-                None
+            let mut spread = Spread::default();
+            if !inner.is_done()
+                && self.state().own_soft()
+                && self.set_bits(&mut inner, OWN_SOFT | OWN_HARD, &mut spread.wakes)
+            {
+                spread.bits = INH_SOFT | INH_HARD;
+                spread.children = inner.children.to_vec();
             }
+            spread
         };
-        if let Some((bits, children)) = spread {
-            propagate(bits, children, &mut wakes);
-        }
-        wakes.wake_all();
+        spread.finish();
     }
 
     /// Moves the deadline; one that is already past cancels at once, also before entry.
     pub(crate) fn set_deadline(self: &Arc<Self>, deadline: Option<Instant>) {
-        let mut wakes = Wakes::default();
         let spread = {
             let mut inner = self.lock();
             inner.deadline = deadline;
             inner.timeout = None;
             self.bump_timer();
-            if let Some(w) = &inner.owner {
-                wakes.push(w.clone());
-            }
             // Past already, before entry too: that is the cancel it will be, so it is made
             // now (level-triggered: a later deadline does not revive the node).
-            let past = inner.life != Life::Done && deadline.is_some_and(|d| d <= Instant::now());
-            if past {
-                self.cancel_locked(
-                    &mut inner,
-                    CancelReason::DeadlineExceeded,
-                    false,
-                    &mut wakes,
-                )
+            let past = !inner.is_done() && deadline.is_some_and(|d| d <= Instant::now());
+            let mut spread = if past {
+                self.cancel_locked(&mut inner, CancelReason::DeadlineExceeded, Grace::Apply)
             } else {
-                None
+                Spread::default()
+            };
+            if let Some(w) = &inner.owner {
+                spread.wake(w.clone());
             }
+            spread
         };
-        if let Some((bits, children)) = spread {
-            propagate(bits, children, &mut wakes);
-        }
-        wakes.wake_all();
+        spread.finish();
     }
 
     /// The reason a future under this node sees: its own, or `ParentCancelled`.
@@ -584,7 +709,7 @@ pub(super) fn propagate(bits: u32, children: Vec<Arc<Node>>, wakes: &mut Wakes) 
     let mut stack = children;
     while let Some(node) = stack.pop() {
         let mut inner = node.lock();
-        if inner.shield || inner.life == Life::Done {
+        if inner.shield || inner.is_done() {
             continue;
         }
         if node.set_bits(&mut inner, bits, wakes) {

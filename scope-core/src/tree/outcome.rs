@@ -42,9 +42,29 @@ impl Outcome {
     }
 }
 
-use super::node::{Life, Node, Wakes};
-use crate::error::CancelReason;
+use super::node::{Grace, Node, Spread};
+use crate::error::{CancelReason, Cancelled};
 use crate::sync::Arc;
+
+/// How a child ended, before its scope saw it.
+pub(crate) enum Exit<T, E> {
+    /// It returned `Ok`.
+    Value(T),
+    /// It returned `Err`.
+    Error(E),
+    /// It panicked.
+    Panic(Payload),
+}
+
+impl<T, E> From<Result<Result<T, E>, Payload>> for Exit<T, E> {
+    fn from(r: Result<Result<T, E>, Payload>) -> Self {
+        match r {
+            Ok(Ok(v)) => Exit::Value(v),
+            Ok(Err(e)) => Exit::Error(e),
+            Err(p) => Exit::Panic(p),
+        }
+    }
+}
 
 /// What recording an error decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +80,29 @@ pub(crate) enum Recorded {
 }
 
 impl Node {
+    /// What a child's end means for its scope (this node), for every kind of child
+    /// (spawned, blocking, local, started): a value is the child's; an error or a panic is
+    /// recorded here first (the first one fails the scope: `ChildFailed`, `ChildPanicked`),
+    /// and only then does the child's handle learn why it has no value. So a reader woken
+    /// by that handle finds the scope failed with the child's own error already, and the
+    /// error the reader returns in turn is the secondary one.
+    pub(crate) fn settle<T, E: Send + 'static>(
+        self: &Arc<Self>,
+        exit: Exit<T, E>,
+    ) -> Result<T, Cancelled> {
+        match exit {
+            Exit::Value(v) => Ok(v),
+            Exit::Error(e) => {
+                let _ = self.record_error(Some(Box::new(e)));
+                Err(Cancelled::new(CancelReason::ChildFailed))
+            }
+            Exit::Panic(p) => {
+                self.record_panic(p);
+                Err(Cancelled::new(CancelReason::ChildPanicked))
+            }
+        }
+    }
+
     /// Records an error returned by a child (`Some`) or by the body (`None`) and, if it is
     /// the first outcome, cancels the scope with `ChildFailed`.
     pub(crate) fn record_error(self: &Arc<Self>, err: Option<Payload>) -> Recorded {
@@ -93,11 +136,10 @@ impl Node {
                 return parent.record_as(err, cancel, secondary);
             }
         }
-        let mut wakes = Wakes::default();
         let mut dropped = None;
         let (recorded, spread) = {
             let mut inner = self.lock();
-            if inner.life == Life::Done {
+            if inner.is_done() {
                 // The scope already returned (or its future was dropped): nobody can return
                 // this error any more. Report it instead of keeping it where nobody looks.
                 #[cfg(feature = "tracing")]
@@ -146,9 +188,9 @@ impl Node {
                 );
             }
             let spread = if first && cancel {
-                self.cancel_locked(&mut inner, CancelReason::ChildFailed, false, &mut wakes)
+                self.cancel_locked(&mut inner, CancelReason::ChildFailed, Grace::Apply)
             } else {
-                None
+                Spread::default()
             };
             let recorded = if first {
                 Recorded::Primary
@@ -159,10 +201,7 @@ impl Node {
             };
             (recorded, spread)
         };
-        if let Some((bits, children)) = spread {
-            super::node::propagate(bits, children, &mut wakes);
-        }
-        wakes.wake_all();
+        spread.finish();
         // A secondary error whose `Drop` panics must not unwind into the child's task.
         self.drop_user(dropped);
         recorded
@@ -185,11 +224,10 @@ impl Node {
                 return parent.record_panic(payload);
             }
         }
-        let mut wakes = Wakes::default();
         let mut dropped = None;
         let spread = {
             let mut inner = self.lock();
-            if inner.life == Life::Done {
+            if inner.is_done() {
                 // The scope's future is gone (a dropped scope draining its children):
                 // nobody can re-raise it.
                 #[cfg(feature = "tracing")]
@@ -198,7 +236,7 @@ impl Node {
                     "a child of a dropped scope panicked; the payload cannot be re-raised"
                 );
                 dropped = Some(payload);
-                None
+                Spread::default()
             } else {
                 #[cfg(feature = "tracing")]
                 tracing::error!(
@@ -218,14 +256,11 @@ impl Node {
                         "a further child panicked; only the first payload is re-raised"
                     );
                 }
-                self.cancel_locked(&mut inner, CancelReason::ChildPanicked, false, &mut wakes)
+                self.cancel_locked(&mut inner, CancelReason::ChildPanicked, Grace::Apply)
             }
         };
         // A payload whose own Drop panics must not unwind out of here.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(dropped)));
-        if let Some((bits, children)) = spread {
-            super::node::propagate(bits, children, &mut wakes);
-        }
-        wakes.wake_all();
+        spread.finish();
     }
 }
