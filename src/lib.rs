@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Structured concurrency for tokio: every task belongs to a scope, every scope belongs to a
 //! tree, and no scope returns while anything it started is still running.
 //!
@@ -285,3 +286,8 @@ pub mod __private {
         )
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

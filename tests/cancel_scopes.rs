@@ -254,3 +254,15 @@ rt_test! {
         assert_eq!(survived.get(), 1);
     }
 }
+
+/// A cancel scope's future dropped before its first poll is finished, as a scope's is: its
+/// node never entered the tree and leaves it for good, so a later cancel does nothing.
+#[tokio::test]
+async fn a_cancel_scope_dropped_before_its_first_poll_is_finished() {
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    drop(cs.run(async {}));
+    assert!(h.is_finished());
+    h.cancel();
+    assert!(!h.cancel_called(), "a cancel after the end is discarded");
+}

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Parent, Scope, SpawnError, cancelled, current_deadline,
+    scope,
 };
 use tokio::sync::oneshot;
 
@@ -313,4 +314,62 @@ async fn a_scope_catching_its_own_cancel_still_awaits_scopes_opened_under_it_els
         elsewhere.unwrap_err().reason(),
         CancelReason::ParentCancelled
     );
+}
+
+/// A cancel scope opened under a scope as explicit parent, run by one of that scope's local
+/// children: the scope, cancelled from another task while parked, catches; its local
+/// children are no longer polled, so the one holding the request goes (with the body) as
+/// soon as only such holds keep the scope busy, and the request sees its parent's cancel.
+/// (Before, only the body went and the scope waited for the hold forever.)
+#[tokio::test(start_paused = true)]
+async fn a_catching_scope_drops_local_children_that_hold_scopes_opened_under_it() {
+    let r = tokio::time::timeout(
+        secs(10),
+        scope(async |s: Scope<'_, Cancelled>| {
+            let request = CancelScope::new()
+                .parent(Parent::from(&s.handle()))
+                .expect("the scope runs");
+            let _local = s.spawn_local(async move {
+                let _ = request.run(std::future::pending::<()>()).await;
+                Ok::<(), Cancelled>(())
+            });
+            let h = s.cancel_handle();
+            tokio::spawn(async move {
+                tokio::time::sleep(secs(1)).await;
+                h.cancel();
+            });
+            std::future::pending::<()>().await;
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the scope ends instead of waiting for a hold its own local child owns");
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+}
+
+/// The same once the body has returned: a child's error cancels the scope while a local
+/// child holds a request opened under it; the local child stops being polled and goes, and
+/// the scope returns the child's error.
+#[tokio::test(start_paused = true)]
+async fn a_scope_failing_after_its_body_returned_drops_local_children_holding_requests() {
+    let r = tokio::time::timeout(
+        secs(10),
+        scope(async |s: Scope<'_, Error>| {
+            let request = CancelScope::new()
+                .parent(Parent::from(&s.handle()))
+                .expect("the scope runs");
+            let _local = s.spawn_local(async move {
+                let _ = request.run(std::future::pending::<()>()).await;
+                Ok::<(), Error>(())
+            });
+            s.spawn(async move {
+                tokio::time::sleep(secs(1)).await;
+                Err::<(), _>(Error::Boom(3))
+            });
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the scope ends instead of waiting for a hold its own local child owns");
+    assert_eq!(r, Err(Error::Boom(3)));
 }

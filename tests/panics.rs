@@ -625,3 +625,113 @@ fn no_abort_panicking_payload_drop() {
 fn no_abort_runtime_shutdown_with_panicking_drops() {
     run_child("shutdown_with_panicking_drops");
 }
+
+/// Sets its flag when dropped: a panic payload that says when it is gone.
+struct DroppedFlag(Arc<AtomicBool>);
+
+impl Drop for DroppedFlag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+/// Panics in its `Drop` with a [`DroppedFlag`] payload.
+struct PanicsInDrop(Arc<AtomicBool>);
+
+impl Drop for PanicsInDrop {
+    fn drop(&mut self) {
+        std::panic::panic_any(DroppedFlag(self.0.clone()));
+    }
+}
+
+/// A scope future is dropped while its body holds a value whose `Drop` panics. Nobody can
+/// re-raise that panic: it is reported and its payload dropped right away, not kept in the
+/// dropped scope's node for as long as a handle to it lives.
+#[tokio::test]
+async fn a_dropped_scopes_body_panicking_in_drop_has_its_payload_dropped_at_once() {
+    let payload_gone = Arc::new(AtomicBool::new(false));
+    let handle: Slot<CancelHandle> = Slot::default();
+    let (gone, h) = (payload_gone.clone(), handle.clone());
+    let mut fut = Box::pin(scope(async move |s: Scope<'_, Cancelled>| {
+        h.push(s.cancel_handle());
+        let _bomb = PanicsInDrop(gone);
+        pending::<()>().await;
+        Ok(())
+    }));
+    assert!(fut.as_mut().now_or_never().is_none());
+    let h = handle.get().pop().expect("the body ran");
+    drop(fut);
+    assert!(h.is_finished());
+    assert!(
+        payload_gone.load(SeqCst),
+        "the payload outlived the dropped scope future"
+    );
+}
+
+/// The same for a local child whose `Drop` panics when the scope future is dropped.
+#[tokio::test]
+async fn a_dropped_scopes_local_child_panicking_in_drop_has_its_payload_dropped_at_once() {
+    let payload_gone = Arc::new(AtomicBool::new(false));
+    let handle: Slot<CancelHandle> = Slot::default();
+    let (gone, h) = (payload_gone.clone(), handle.clone());
+    let mut fut = Box::pin(scope(async move |s: Scope<'_, Cancelled>| {
+        h.push(s.cancel_handle());
+        let _local = s.spawn_local(async move {
+            let _bomb = PanicsInDrop(gone);
+            pending::<Result<(), Cancelled>>().await
+        });
+        pending::<()>().await;
+        Ok(())
+    }));
+    assert!(fut.as_mut().now_or_never().is_none());
+    let h = handle.get().pop().expect("the body ran");
+    drop(fut);
+    assert!(
+        payload_gone.load(SeqCst),
+        "the payload outlived the dropped scope future"
+    );
+    drop(h);
+}
+
+/// A payload whose own `Drop` panics.
+struct PayloadPanicsInDrop;
+
+impl Drop for PayloadPanicsInDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the payload's own drop panics");
+        }
+    }
+}
+
+/// Panics in its `Drop` with a [`PayloadPanicsInDrop`] payload.
+struct PanicsWithPanickingPayload;
+
+impl Drop for PanicsWithPanickingPayload {
+    fn drop(&mut self) {
+        std::panic::panic_any(PayloadPanicsInDrop);
+    }
+}
+
+/// A dropped scope's body panics in `Drop` with a payload whose own `Drop` panics: the
+/// payload is dropped inside the library's `catch_unwind` when the scope future is dropped,
+/// never later by user code that drops the last handle to the scope.
+#[tokio::test]
+async fn a_panicking_payload_of_a_dropped_scope_never_unwinds_into_a_handles_drop() {
+    let handle: Slot<CancelHandle> = Slot::default();
+    let h = handle.clone();
+    let mut fut = Box::pin(scope(async move |s: Scope<'_, Cancelled>| {
+        h.push(s.cancel_handle());
+        let _bomb = PanicsWithPanickingPayload;
+        pending::<()>().await;
+        Ok(())
+    }));
+    assert!(fut.as_mut().now_or_never().is_none());
+    let h = handle.get().pop().expect("the body ran");
+    drop(fut);
+    let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(h)));
+    assert!(
+        dropped.is_ok(),
+        "dropping the handle unwound with the payload's panic"
+    );
+}

@@ -209,6 +209,7 @@ impl fmt::Debug for CancelHandle {
 impl CancelHandle {
     /// A tokio-util `CancellationToken` cancelled when this node is. Feature `tokio-util`.
     #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
     pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
         crate::interop::token(&self.node)
     }
@@ -443,6 +444,7 @@ impl<F: Future<Output = T>, T> Future for Run<F, T> {
 
 impl<F, T> Teardown for RunWork<F, T> {
     fn drop_inner(self: Pin<&mut Self>, _node: &Arc<Node>) {
+        // A panic of the future's `Drop` unwinds out of here, as out of any future's drop.
         self.project().fut.set(None);
     }
 }
@@ -473,7 +475,7 @@ impl<F: Future<Output = T>, T> Work for RunWork<F, T> {
         *self.project().caught = Some(caught);
     }
 
-    fn has_caught_inner(&self) -> bool {
+    fn has_stopped_inner(self: Pin<&mut Self>, _driver: &Driver) -> bool {
         self.caught.is_some() && self.fut.is_some()
     }
 

@@ -110,9 +110,11 @@ pub(crate) trait Work: Teardown {
     /// The node caught its own cancellation: the inner work is not polled again.
     fn catch(self: Pin<&mut Self>, caught: Cancelled);
 
-    /// The caught inner future is still there (it is dropped only once the subtree
-    /// drained, or earlier to release holds: see [`Driver::poll_holds`]).
-    fn has_caught_inner(&self) -> bool;
+    /// Something under the node is no longer polled but still there: a caught inner future,
+    /// or (a scope) local children of a node hard-cancelled on its own account. It is
+    /// dropped once the subtree drained, or earlier to release holds it may own (see
+    /// [`Driver::poll_holds`]).
+    fn has_stopped_inner(self: Pin<&mut Self>, driver: &Driver) -> bool;
 
     /// Watches besides the inner work, polled on every turn of the loop (a scope's cancel
     /// triggers and stuck report).
@@ -352,10 +354,11 @@ impl Driver {
                     return Poll::Pending;
                 }
             }
-            // A caught inner future may own holds of scopes opened under this node (a
-            // request run in the server scope's own body): it goes once only holds keep the
-            // node busy, so that those are released; scopes in other tasks are awaited below.
-            if work.has_caught_inner() {
+            // Stopped inner work may own holds of scopes opened under this node (a request
+            // run in the server scope's own body or one of its local children): it goes once
+            // only holds keep the node busy, so that those are released; scopes in other
+            // tasks are awaited below.
+            if work.as_mut().has_stopped_inner(self) {
                 self.before_wait(&mut registered, cx);
                 match self.poll_holds() {
                     Poll::Pending => return Poll::Pending,
@@ -389,7 +392,7 @@ impl Driver {
     }
 
     /// The node future is dropped: if it had not finished, what it runs is dropped now
-    /// (after [`Work::abandon`]) and the node leaves the tree, still counted in its parent
+    /// (after [`Teardown::abandon`]) and the node leaves the tree, still counted in its parent
     /// while something below it is alive (invariant #6).
     #[inline]
     pub(crate) fn drop_work<W: Teardown>(&mut self, mut work: Pin<&mut W>) {
@@ -400,6 +403,10 @@ impl Driver {
         let Some(node) = &self.node else {
             return;
         };
+        // Nothing will read the node's outcome now: a panic of a `Drop` below is reported
+        // and its payload dropped at once, not kept in a node that may outlive this future
+        // (a zombie, a handle) and dropped by whoever lets go of it last.
+        node.lock().abandon();
         work.as_mut().abandon(node);
         self.teardown(work);
     }
@@ -536,6 +543,7 @@ impl Driver {
     }
 
     /// Runs `f` (the inner poll) with the node as the ambient node.
+    #[inline]
     pub(crate) fn poll_inner<R>(&mut self, f: impl FnOnce() -> R) -> R {
         #[cfg(feature = "tracing")]
         let _entered = self.span.enter();

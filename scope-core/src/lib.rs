@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! The runtime crate of [taskscope](https://docs.rs/taskscope): scopes, the cancel tree,
 //! deadlines and handles. Use it through the `taskscope` facade, which adds the macros.
 #![forbid(unsafe_code)]
@@ -5,12 +6,13 @@
 
 // Module map (the design record is `docs/design.md`; the tree's invariants are in `tree`):
 //
-// - `tree/`: the cancel tree. `node` (state word, attach/detach, cancel and propagation),
-//   `busy` (counting what keeps a node busy; closing), `tasks` (the abort registry),
-//   `limit` (the concurrency limiter), `outcome` (recording errors and panics), `kind`,
-//   `list` and `slab` (small containers), `loom_tests`.
-// - `driver`: what every future that owns a node does each poll (enter, timer, who
-//   catches, lend the node to the ambient frame, finish).
+// - `tree/`: the cancel tree. `node` (state word, the node's life, attach/detach, cancel
+//   and how it spreads), `busy` (counting what keeps a node busy; closing), `kind`, `list`
+//   and `slab` (small containers), `loom_tests`.
+// - `driver`: the one loop of every future that owns a node (enter, timer, who catches,
+//   lend the node to the ambient frame, wait for the subtree, one teardown), over a `Work`
+//   that a scope and a cancel scope each implement.
+// - `outcome`: what a child's exit means for its scope; recording errors and panics.
 // - `context`: the ambient frame (which node the running code is under) and the ambient
 //   functions (`cancelled`, `checkpoint`, `current_deadline`, ...).
 // - `scope/`: scopes. `mod` (the `scope` entry point), `builder`, `body` (`Scope`),
@@ -18,8 +20,9 @@
 //   `mode` (fail fast or collect errors).
 // - `cancel_scope`: `CancelScope`, `CancelHandle`, `move_on_after`, `fail_after`,
 //   `shield`. `parent`: opening a scope under a given scope (`Parent`).
-// - Children: `child` (spawned and blocking children, `TaskHandle`), `local` (in-task
-//   children), `background`, `start` (the `start()` handshake), `supervise`, `permit`
+// - Children: `child/` (spawned and blocking children, `TaskHandle`; `registry`: the
+//   abort registry; `limit`: the concurrency limiter), `local` (in-task children),
+//   `background`, `start` (the `start()` handshake), `supervise`, `permit`
 //   (reservations under a limit), `results` (`Completions`, `join_all`), `race`.
 // - `error` (reasons and errors), `snapshot` (copies of the tree), `watch` (stuck-scope
 //   reports), `spans` (tracing), `interop` (tokio-util), `shutdown` (signals), `sync` (the
@@ -34,6 +37,7 @@ mod error;
 #[cfg(feature = "tokio-util")]
 mod interop;
 mod local;
+mod outcome;
 mod parent;
 mod permit;
 mod race;

@@ -40,9 +40,9 @@ use pin_project_lite::pin_project;
 
 use crate::child::SlotGuard;
 use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::outcome::{Exit, Payload};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, fence, get_mut, lock};
 use crate::tree::Node;
-use crate::tree::outcome::{Exit, Payload};
 
 mod sealed {
     pub trait Sealed {}
@@ -132,6 +132,15 @@ impl<'env, F, T> Accepts<'env, F, T> for Local {
     {
         Box::pin(child)
     }
+}
+
+/// What closing a scope does with local children still queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// They are run first: the scope does not close yet.
+    Run,
+    /// They are dropped unrun (the scope is hard-cancelled).
+    Drop,
 }
 
 /// Local children spawned but not yet taken over by the scope future.
@@ -273,11 +282,11 @@ impl<'env, K: Flavor> Locals<'env, K> {
     }
 
     /// Closes the queue if `close_node` (the scope's closing CAS) succeeds and no local
-    /// child is waiting in it (unless `force`: they are dropped, not run), atomically with
-    /// respect to `spawn_local`.
-    pub(crate) fn try_close(&mut self, force: bool, close_node: impl FnOnce() -> bool) -> bool {
+    /// child is waiting in it (unless `queued` says to drop those), atomically with respect
+    /// to `spawn_local`.
+    pub(crate) fn try_close(&mut self, queued: Queued, close_node: impl FnOnce() -> bool) -> bool {
         let mut st = lock(&self.queue.state);
-        if (!force && !st.incoming.is_empty()) || !close_node() {
+        if (queued == Queued::Run && !st.incoming.is_empty()) || !close_node() {
             return false;
         }
         st.closed = true;

@@ -18,9 +18,9 @@ use pin_project_lite::pin_project;
 
 use crate::context;
 use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::outcome::Exit;
 use crate::scope::{ScopeHandle, scope};
 use crate::sync::{Arc, Mutex, MutexGuard, lock};
-use crate::tree::outcome::Exit;
 
 // ---------------------------------------------------------------------------------------
 // The shared queue and the reporting wrapper (also used by `race`).

@@ -9,6 +9,7 @@
 ///
 /// Cancel safe: dropping it only stops waiting (the handlers stay installed, as tokio's
 /// do).
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {

@@ -20,9 +20,9 @@ use pin_project_lite::pin_project;
 use crate::child::{self, TaskHandle};
 use crate::context::{self, WaitForCancel};
 use crate::error::{CancelReason, Cancelled, SpawnError};
+use crate::outcome::{Exit, Payload};
 use crate::sync::{Arc, Mutex, lock};
 use crate::tree::Node;
-use crate::tree::outcome::{Exit, Payload};
 
 /// Where the handshake stands.
 enum Phase<V, E> {

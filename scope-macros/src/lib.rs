@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! The procedural macros of taskscope: [`macro@scoped`] and [`scope!`]. Use them through the
 //! `taskscope` crate, which re-exports them; the documentation there has the examples.
 //!

@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! The taskscope cancel tree across connections and processes, for hyper, axum and tonic.
 //!
 //! [taskscope](https://docs.rs/taskscope) promises that nothing a scope started outlives

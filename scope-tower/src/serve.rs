@@ -71,6 +71,7 @@ type Trigger = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///         .await
 /// }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
     Serve {
         listener,
@@ -84,6 +85,7 @@ pub fn serve<S>(listener: TcpListener, service: S) -> Serve<S> {
 
 /// A server configured by [`serve`]; await it to run it.
 #[must_use = "a server does nothing until it is awaited"]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub struct Serve<S> {
     listener: TcpListener,
     service: S,

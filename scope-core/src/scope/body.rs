@@ -515,6 +515,7 @@ impl<'env, E, K: Flavor> Scope<'env, E, K> {
     /// # }
     /// ```
     #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
     pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
         crate::interop::token(&self.node)
     }

@@ -336,6 +336,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// # }
     /// ```
     #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
     pub fn cancel_on(self, token: tokio_util::sync::CancellationToken) -> Self {
         let (trigger, reason) = crate::interop::trigger(token);
         self.cancel_when(trigger, reason)
@@ -368,6 +369,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// }
     /// ```
     #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
     pub fn shutdown_on_signal(self) -> Self {
         self.cancel_when(crate::shutdown::shutdown_signal(), CancelReason::Shutdown)
     }
@@ -420,6 +422,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// [`on_stuck`](Self::on_stuck) with a `tracing` warning that names the scope and
     /// carries the rendered tree.
     #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
     pub fn warn_if_stuck(self, after: Duration) -> Self {
         self.on_stuck(after, move |tree| {
             let scope = tree

@@ -13,10 +13,10 @@ use pin_project_lite::pin_project;
 use crate::background;
 use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled};
-use crate::local::{Flavor, Locals, Sendable};
+use crate::local::{Flavor, Locals, Queued, Sendable};
+use crate::outcome::{Payload, Recorded, Slot};
 use crate::sync::Arc;
 use crate::tree::Node;
-use crate::tree::outcome::{Payload, Recorded, Slot};
 use crate::watch::Watch;
 
 use super::*;
@@ -127,13 +127,13 @@ where
     }
 }
 
-fn drop_body<Fut>(body: Pin<&mut Option<Fut>>, node: &Arc<Node>) {
+/// Drops the body; the payload if its `Drop` panicked.
+fn drop_body<Fut>(body: Pin<&mut Option<Fut>>) -> Option<Payload> {
     let mut body = body;
-    if body.is_some() {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| body.set(None))) {
-            node.record_panic(p);
-        }
+    if body.is_none() {
+        return None;
     }
+    catch_unwind(AssertUnwindSafe(|| body.set(None))).err()
 }
 
 impl<Fut, M, K> Future for ScopeFuture<'_, Fut, M, K>
@@ -159,7 +159,9 @@ where
 {
     fn drop_inner(self: Pin<&mut Self>, node: &Arc<Node>) {
         let this = self.project();
-        drop_body(this.body, node);
+        if let Some(p) = drop_body(this.body) {
+            node.record_panic(p);
+        }
         if let Err(p) = this.locals.drop_all() {
             node.record_panic(p);
         }
@@ -208,6 +210,7 @@ where
         matches!(this.out, BodyOut::Running) || this.locals.is_busy()
     }
 
+    #[inline]
     fn poll_run(self: Pin<&mut Self>, driver: &mut Driver, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         let running = matches!(this.out, BodyOut::Running);
@@ -221,7 +224,9 @@ where
         let node = driver.node();
         match polled {
             Some(Ok(Some(Poll::Ready(r)))) => {
-                drop_body(this.body.as_mut(), node);
+                if let Some(p) = drop_body(this.body.as_mut()) {
+                    node.record_panic(p);
+                }
                 node.lock().complete();
                 match r.into_result() {
                     Ok(v) => *this.out = BodyOut::Ok(v),
@@ -237,7 +242,9 @@ where
                 }
             }
             Some(Err(payload)) => {
-                drop_body(this.body.as_mut(), node);
+                if let Some(p) = drop_body(this.body.as_mut()) {
+                    node.record_panic(p);
+                }
                 node.record_panic(payload);
                 *this.out = BodyOut::Panicked;
             }
@@ -254,8 +261,15 @@ where
         *self.project().out = BodyOut::Caught(caught);
     }
 
-    fn has_caught_inner(&self) -> bool {
-        matches!(self.out, BodyOut::Caught(_)) && self.body.is_some()
+    fn has_stopped_inner(self: Pin<&mut Self>, driver: &Driver) -> bool {
+        let this = self.project();
+        match this.out {
+            BodyOut::Running => false,
+            BodyOut::Caught(_) => this.body.is_some() || this.locals.is_busy(),
+            // The body is done; its local children stop being polled once the node is
+            // hard-cancelled on its own account.
+            _ => driver.step() == Step::Catch && this.locals.is_busy(),
+        }
     }
 
     fn observe(self: Pin<&mut Self>, node: &Arc<Node>, cx: &mut Context<'_>) {
@@ -270,9 +284,13 @@ where
 
     fn close(self: Pin<&mut Self>, driver: &Driver) -> bool {
         // Hard-cancelled: queued local children are dropped, not run.
-        let force = driver.step() != Step::Run;
+        let queued = if driver.step() == Step::Run {
+            Queued::Run
+        } else {
+            Queued::Drop
+        };
         let node = driver.node();
-        self.project().locals.try_close(force, || node.try_close())
+        self.project().locals.try_close(queued, || node.try_close())
     }
 
     fn output(self: Pin<&mut Self>, node: &Arc<Node>) -> Self::Output {

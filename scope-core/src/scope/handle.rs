@@ -206,6 +206,7 @@ impl<E, K> ScopeHandle<E, K> {
     /// A `CancellationToken` cancelled when this scope is (see
     /// [`Scope::cancellation_token`]). Feature `tokio-util`.
     #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
     pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
         crate::interop::token(&self.node)
     }

@@ -2,7 +2,7 @@
 //! know about the error type.
 
 use crate::error::{Cancelled, Errors};
-use crate::tree::outcome::Payload;
+use crate::outcome::Payload;
 
 /// Fail fast (the default): the scope returns its first error.
 #[derive(Debug, Clone, Copy, Default)]

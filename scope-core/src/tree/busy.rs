@@ -21,6 +21,15 @@ use crate::sync::{MutexGuard, lock};
 /// Set once a node accepts no more children; the count below it keeps counting down.
 pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
 
+/// Which way a unit of `busy` goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unit {
+    /// A child (or a busy child node) is counted.
+    Add,
+    /// It is gone.
+    Remove,
+}
+
 impl Node {
     /// Counts a new spawned child. `false` if the node is closed.
     pub(crate) fn try_add_task(&self) -> bool {
@@ -30,7 +39,7 @@ impl Node {
                 return false;
             }
             if cur == 0 {
-                return self.transition(true);
+                return self.transition(Unit::Add);
             }
             match self
                 .busy
@@ -47,7 +56,7 @@ impl Node {
         let mut cur = self.busy.load(Relaxed);
         loop {
             if cur & !CLOSED <= 1 {
-                self.transition(false);
+                self.transition(Unit::Remove);
                 return;
             }
             match self
@@ -122,7 +131,8 @@ impl Node {
     /// A change of `busy` by one that may pass through zero, carried up the chain of
     /// parents while it does. Wakes the owners of the nodes that became idle.
     #[cold]
-    fn transition(&self, inc: bool) -> bool {
+    fn transition(&self, unit: Unit) -> bool {
+        let inc = unit == Unit::Add;
         let mut idle: List<Waker> = List::default();
         let guard = lock(&self.busy_lock);
         // The first level respects CLOSED on increments; the count may have moved meanwhile.
@@ -146,7 +156,7 @@ impl Node {
             self.owner_into(&mut idle);
         }
         if through_zero {
-            self.carry_up(guard, inc, &mut idle);
+            self.carry_up(guard, unit, &mut idle);
         } else {
             drop(guard);
         }
@@ -156,14 +166,15 @@ impl Node {
         true
     }
 
-    /// Sends one unit (`inc`) to the parent, and on through every ancestor whose count
-    /// passes through zero by it, hand over hand. `guard` is this node's `busy_lock`.
+    /// Sends one unit to the parent, and on through every ancestor whose count passes
+    /// through zero by it, hand over hand. `guard` is this node's `busy_lock`.
     pub(super) fn carry_up<'a>(
         &'a self,
         guard: MutexGuard<'a, ()>,
-        inc: bool,
+        unit: Unit,
         idle: &mut List<Waker>,
     ) {
+        let inc = unit == Unit::Add;
         let mut guard = guard;
         let mut node: &Node = self;
         let mut through_zero = true;

@@ -14,7 +14,7 @@
 //! ambient frame of `crate::context` on one loom thread only (loom threads share one OS
 //! thread, so a thread-local would be shared between them) nor tokio's runtime: a spawned child is its
 //! unit in `busy` (counted by `try_add_task`, uncounted by `task_done` as the child's
-//! `TaskGuard` does); the abort registry (`tasks.rs`) needs tokio `AbortHandle`s and is only
+//! `TaskGuard` does); the abort registry (`child/registry.rs`) needs tokio `AbortHandle`s and is only
 //! exercised empty (a hard cancel still takes its lock in `abort_tasks`).
 //!
 //! A model that must see two outcomes records them in std atomics, outside loom, across all

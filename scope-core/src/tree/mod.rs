@@ -4,9 +4,9 @@
 //! first polled, below the *ambient* node (the innermost node whose future is being polled
 //! on this thread, see [`crate::context`]). Spawned children have no node of their own: they
 //! run under their scope's node, so the per-child cost is one pointer in the task, one
-//! `AbortHandle` in the scope's registry ([`tasks`]) and a count. A scope with a
+//! `AbortHandle` in the scope's registry ([`crate::child::registry`]) and a count. A scope with a
 //! concurrency limit also admits its children through a FIFO of spawn-time tickets
-//! ([`limit`]).
+//! ([`crate::child::limit`]).
 //!
 //! A node's state is one word of bits: `OWN_SOFT`/`OWN_HARD` (the node was cancelled, and
 //! its grace period is over) and `INH_SOFT`/`INH_HARD` (the same for an unshielded
@@ -81,14 +81,11 @@
 
 pub(crate) mod busy;
 pub(crate) mod kind;
-pub(crate) mod limit;
 pub(crate) mod list;
 #[cfg(all(test, taskscope_loom))]
 mod loom_tests;
 pub(crate) mod node;
-pub(crate) mod outcome;
 pub(crate) mod slab;
-pub(crate) mod tasks;
 
 pub use kind::NodeKind;
 pub(crate) use node::{Config, Node};

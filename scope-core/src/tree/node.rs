@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::list::List;
-use super::outcome::Outcome;
 use super::slab::WakerSlab;
-use super::tasks::Registry;
+use crate::child::registry::Registry;
 use crate::error::CancelReason;
+use crate::outcome::Outcome;
 use crate::sync::{
     Arc, AtomicBool, AtomicU32, AtomicUsize, Mutex, MutexGuard, OnceLock, Ordering, lock,
 };
@@ -65,7 +65,8 @@ impl State {
 ///                  Running --catch-->    Catching  --leave--> Done { caught: true }
 /// ```
 ///
-/// plus `leave` from any state when the node's future is dropped. Cancellation is not part
+/// plus, when the node's future is dropped unfinished, `abandon` (to `Abandoned`, from any
+/// state but `Done`) and then `leave`. Cancellation is not part
 /// of it: it is the state word's (`OWN_*`/`INH_*`), which any state but `Done` can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Life {
@@ -78,6 +79,12 @@ pub(crate) enum Life {
     /// The node caught its own cancellation: the inner future is no longer polled, and is
     /// dropped once the subtree drained (invariant #8).
     Catching,
+    /// Its future is being dropped unfinished: still in the tree, but nothing will read
+    /// its outcome (an error or a panic recorded now is reported and dropped).
+    Abandoned {
+        /// It had caught its own cancellation.
+        caught: bool,
+    },
     /// Its future finished or was dropped: detached, cancels do nothing (invariant #6).
     Done {
         /// It had caught its own cancellation.
@@ -154,8 +161,8 @@ pub(crate) struct Inner {
 pub(crate) struct Node {
     /// `OWN_*` and `INH_*` bits. Written only under `inner`'s lock (#1); read anywhere.
     state: AtomicU32,
-    /// How many child tasks of this scope run a shield right now (see `tasks.rs`).
-    pub(super) shielded: AtomicU32,
+    /// How many child tasks of this scope run a shield right now (see `child/registry.rs`).
+    pub(crate) shielded: AtomicU32,
     /// Bumped (under `inner`'s lock) whenever `deadline` or `hard_at` changes, so the
     /// node's future re-reads them only when they changed.
     timer_gen: AtomicU32,
@@ -171,10 +178,10 @@ pub(crate) struct Node {
     parent_idx: AtomicUsize,
     /// The runtime a scope spawns its children on (scopes only).
     pub(crate) runtime: OnceLock<tokio::runtime::Handle>,
-    /// The spawned children, for aborting them (see `tasks.rs`). Never held with `inner`.
-    pub(super) tasks: Mutex<Registry>,
-    /// The concurrency limit of a scope built with one (see `limit.rs`).
-    pub(crate) limiter: Option<super::limit::Limiter>,
+    /// The spawned children, for aborting them (see `child/registry.rs`). Never held with `inner`.
+    pub(crate) tasks: Mutex<Registry>,
+    /// The concurrency limit of a scope built with one (see `child/limit.rs`).
+    pub(crate) limiter: Option<crate::child::limit::Limiter>,
     /// Serialises this node's transitions of `busy` through zero (#5).
     pub(super) busy_lock: Mutex<()>,
     /// Live spawned children plus busy child nodes, and the `CLOSED` bit (see `busy.rs`).
@@ -313,10 +320,19 @@ impl Inner {
         matches!(self.life, Life::Done { .. })
     }
 
+    /// Its future will read what is recorded now (errors, panics): it has neither been
+    /// dropped nor finished.
+    pub(crate) fn has_reader(&self) -> bool {
+        !matches!(self.life, Life::Abandoned { .. } | Life::Done { .. })
+    }
+
     /// The node caught its own cancellation (its inner future was, or is about to be,
     /// dropped).
     pub(crate) fn has_caught(&self) -> bool {
-        matches!(self.life, Life::Catching | Life::Done { caught: true })
+        matches!(
+            self.life,
+            Life::Catching | Life::Abandoned { caught: true } | Life::Done { caught: true }
+        )
     }
 
     /// `Fresh -> Running`: the node's future was first polled (see [`Node::attach`]).
@@ -340,17 +356,24 @@ impl Inner {
         self.reason.unwrap_or(CancelReason::ParentCancelled)
     }
 
+    /// `* -> Abandoned`: the node's future is being dropped unfinished.
+    pub(crate) fn abandon(&mut self) {
+        if !self.is_done() {
+            self.life = Life::Abandoned {
+                caught: self.has_caught(),
+            };
+        }
+    }
+
     /// `* -> Done`: the node's future finished or was dropped.
     fn leave(&mut self) -> Left {
-        match self.life {
-            Life::Done { .. } => Left::Before,
-            life => {
-                self.life = Life::Done {
-                    caught: life == Life::Catching,
-                };
-                Left::Now
-            }
+        if self.is_done() {
+            return Left::Before;
         }
+        self.life = Life::Done {
+            caught: self.has_caught(),
+        };
+        Left::Now
     }
 
     /// Sets a relative timeout (resolved at entry); the shorter of two wins.
@@ -400,7 +423,7 @@ impl Node {
                 task: None,
             }),
             tasks: Mutex::new(Registry::default()),
-            limiter: config.limit.map(super::limit::Limiter::new),
+            limiter: config.limit.map(crate::child::limit::Limiter::new),
             has_background: AtomicBool::new(false),
             forward: config.forward,
         })
@@ -518,7 +541,7 @@ impl Node {
         };
         if parent.is_some() && !self.is_idle() {
             let mut idle = List::default();
-            self.carry_up(busy_guard, true, &mut idle);
+            self.carry_up(busy_guard, super::busy::Unit::Add, &mut idle);
         } else {
             drop(busy_guard);
         }

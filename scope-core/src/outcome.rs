@@ -42,9 +42,9 @@ impl Outcome {
     }
 }
 
-use super::node::{Grace, Node, Spread};
 use crate::error::{CancelReason, Cancelled};
 use crate::sync::Arc;
+use crate::tree::node::{Grace, Node, Spread};
 
 /// How a child ended, before its scope saw it.
 pub(crate) enum Exit<T, E> {
@@ -64,6 +64,18 @@ impl<T, E> From<Result<Result<T, E>, Payload>> for Exit<T, E> {
             Err(p) => Exit::Panic(p),
         }
     }
+}
+
+/// What an error may do to the scope it is recorded with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Weight {
+    /// The first one decides the outcome and cancels the scope (`ChildFailed`).
+    Fails,
+    /// The first one decides the outcome without cancelling anything (a supervised
+    /// child's error that nobody took from its handle).
+    Unobserved,
+    /// Never the first (it came from a background node that was already cancelled).
+    Secondary,
 }
 
 /// What recording an error decided.
@@ -106,7 +118,7 @@ impl Node {
     /// Records an error returned by a child (`Some`) or by the body (`None`) and, if it is
     /// the first outcome, cancels the scope with `ChildFailed`.
     pub(crate) fn record_error(self: &Arc<Self>, err: Option<Payload>) -> Recorded {
-        self.record(err, true)
+        self.record(err, Weight::Fails)
     }
 
     /// Records an error nobody observed (a supervised child's, whose handle was dropped)
@@ -114,32 +126,27 @@ impl Node {
     /// (or with the others, in collecting mode) if none came before it and the scope was
     /// not cancelled before it arrived.
     pub(crate) fn record_unobserved(self: &Arc<Self>, err: Payload) -> Recorded {
-        self.record(Some(err), false)
+        self.record(Some(err), Weight::Unobserved)
     }
 
-    fn record(self: &Arc<Self>, err: Option<Payload>, cancel: bool) -> Recorded {
-        self.record_as(err, cancel, false)
-    }
-
-    /// `secondary`: the error came from a cancelled background node; it cannot be the
-    /// scope's first error (a background child that stops with `checkpoint()?` when the
-    /// scope no longer needs it did not fail the scope).
-    fn record_as(
-        self: &Arc<Self>,
-        err: Option<Payload>,
-        cancel: bool,
-        secondary: bool,
-    ) -> Recorded {
+    fn record(self: &Arc<Self>, err: Option<Payload>, weight: Weight) -> Recorded {
         if self.forward {
-            if let Some(parent) = self.parent.get() {
-                let secondary = secondary || self.state().is_soft();
-                return parent.record_as(err, cancel, secondary);
+            if let Some(parent) = self.parent() {
+                // A background child's error once its node was cancelled (a service that
+                // stops with `checkpoint()?` when the scope no longer needs it) did not fail
+                // the scope.
+                let weight = if self.state().is_soft() {
+                    Weight::Secondary
+                } else {
+                    weight
+                };
+                return parent.record(err, weight);
             }
         }
         let mut dropped = None;
         let (recorded, spread) = {
             let mut inner = self.lock();
-            if inner.is_done() {
+            if !inner.has_reader() {
                 // The scope already returned (or its future was dropped): nobody can return
                 // this error any more. Report it instead of keeping it where nobody looks.
                 #[cfg(feature = "tracing")]
@@ -154,7 +161,9 @@ impl Node {
             // An error after the scope was cancelled (its own cancel, its deadline, its
             // parent) is secondary in every mode: it neither replaces the body's value nor
             // the deadline's `DeadlineExceeded`, supervised or not.
-            let first = !secondary && !self.state().is_soft() && inner.outcome.primary.is_none();
+            let first = weight != Weight::Secondary
+                && !self.state().is_soft()
+                && inner.outcome.primary.is_none();
             #[cfg(feature = "tracing")]
             tracing::debug!(
                 parent: &inner.span,
@@ -187,7 +196,7 @@ impl Node {
                     "secondary error in a cancelled scope (not returned; counted as suppressed)"
                 );
             }
-            let spread = if first && cancel {
+            let spread = if first && weight == Weight::Fails {
                 self.cancel_locked(&mut inner, CancelReason::ChildFailed, Grace::Apply)
             } else {
                 Spread::default()
@@ -220,14 +229,14 @@ impl Node {
     /// `ChildPanicked`. The first payload is re-raised by the scope; later ones are counted.
     pub(crate) fn record_panic(self: &Arc<Self>, payload: Payload) {
         if self.forward {
-            if let Some(parent) = self.parent.get() {
+            if let Some(parent) = self.parent() {
                 return parent.record_panic(payload);
             }
         }
         let mut dropped = None;
         let spread = {
             let mut inner = self.lock();
-            if inner.is_done() {
+            if !inner.has_reader() {
                 // The scope's future is gone (a dropped scope draining its children):
                 // nobody can re-raise it.
                 #[cfg(feature = "tracing")]

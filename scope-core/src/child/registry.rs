@@ -10,9 +10,9 @@
 
 use tokio::task::{AbortHandle, Id};
 
-use super::list::List;
-use super::node::Node;
 use crate::sync::{Ordering, lock};
+use crate::tree::Node;
+use crate::tree::list::List;
 
 const MIN_SWEEP: usize = 64;
 

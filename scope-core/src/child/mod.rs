@@ -6,7 +6,7 @@
 //! a scope with a limit does a child also carry its place at the limiter ([`LimitedChild`]). The
 //! cancellation check on each poll is one atomic load of the node's state word; a hard
 //! cancel reaches a parked child through its `AbortHandle`, registered with the scope at
-//! spawn (see `tree/tasks.rs`).
+//! spawn (`registry`). A scope with a limit admits its children through `limit`.
 
 use std::fmt;
 use std::future::Future;
@@ -19,10 +19,13 @@ use tokio::task::JoinHandle;
 
 use crate::context;
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
+use crate::outcome::Exit;
 use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::tree::Node;
-use crate::tree::limit::Ticket;
-use crate::tree::outcome::Exit;
+use limit::Ticket;
+
+pub(crate) mod limit;
+pub(crate) mod registry;
 
 pin_project! {
     /// The root future of a spawned child's task: the child's future and the guard that
