@@ -127,6 +127,8 @@
 
 pub use taskscope_core::*;
 
+pub mod migration;
+
 /// Runs the body of an `async fn` in a scope that nests in the caller's cancel tree.
 ///
 /// The signature is kept exactly; only the body is wrapped. The scope is a child of the
@@ -146,7 +148,14 @@ pub use taskscope_core::*;
 ///   [`Supervised`] handle that gives the child's own `Result` (see
 ///   [`ScopeBuilder::supervise`]). An error nobody took from its handle is returned when the
 ///   scope ends;
+/// - `local`: the scope's local children ([`Scope::spawn_local`]) need not be `Send`: they may
+///   hold an `Rc` or a `RefCell` borrow across an await (see [`ScopeBuilder::local`]). The
+///   function's future is then `!Send`: call it on a current-thread runtime, inside a
+///   `LocalSet`, or from another `!Send` future. `local` and `supervise` exclude each other (a
+///   supervising scope takes no local children: nest a `scope!(local, ..)` in its body);
 /// - `crate = "path"`: where the taskscope crate is, if it was renamed or re-exported.
+///
+/// `supervise` and `local` are keywords, so the handle cannot have either name.
 ///
 /// With `#[tracing::instrument]`, put `#[scoped]` above it: attributes expand from the top
 /// and the lower one wraps the function body first, so `instrument` then wraps the scope and
@@ -210,15 +219,53 @@ pub use taskscope_core::*;
 /// # assert_eq!(fetch_all(vec![1, 2]).await, Ok(vec![10, 20]));
 /// # }
 /// ```
+///
+/// With `local`, the children may share `Rc`s (the scope polls them in its own task):
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use taskscope::{scoped, Cancelled};
+///
+/// #[scoped(s, local, timeout = "2s")]
+/// async fn tally(words: Vec<&'static str>) -> Result<usize, Cancelled> {
+///     let seen = Rc::new(RefCell::new(Vec::new()));
+///     let handles: Vec<_> = words
+///         .into_iter()
+///         .map(|w| {
+///             let seen = seen.clone();
+///             s.spawn_local(async move {
+///                 tokio::task::yield_now().await; // the `Rc` is held across an await
+///                 seen.borrow_mut().push(w);
+///                 Ok(())
+///             })
+///         })
+///         .collect();
+///     for h in handles {
+///         h.await?;
+///     }
+///     let n = seen.borrow().len();
+///     Ok(n)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(tally(vec!["a", "b", "c"]).await, Ok(3));
+/// # }
+/// ```
+///
+/// which is `Scope::builder().name("tally").timeout(..).local().run(..)` written by hand.
 pub use taskscope_macros::scoped;
 
 /// Runs a scope as an expression and awaits it (use it inside `async` code).
 ///
 /// `scope!(|s| { .. })` runs the block as the scope's body with the handle `s`;
 /// `scope!(timeout = "2s", name = "x", |s| { .. })` configures it (the options of
-/// [`macro@scoped`] except the handle, which is the closure's parameter); `scope!({ .. })` is a
-/// scope nobody spawns into, i.e. a cancel scope with those options. The body is a closure:
-/// `move |s|` moves captured variables in, `|s| -> Result<T, E>` names its type.
+/// [`macro@scoped`] except the handle, which is the closure's parameter); `scope!(local, |s| ..)`
+/// is a [`local`](ScopeBuilder::local) scope, whose `spawn_local` children need not be `Send`;
+/// `scope!({ .. })` is a scope nobody spawns into, i.e. a cancel scope with those options. The
+/// body is a closure: `move |s|` moves captured variables in, `|s| -> Result<T, E>` names its
+/// type.
 ///
 /// `return` and `?` end the scope's body, as in a closure, and the scope still waits for
 /// its children before the `scope!` expression has a value. `break` and `continue` cannot

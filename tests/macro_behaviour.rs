@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::cell::{Cell, RefCell};
 use std::future::pending;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::time::Duration;
 
 use common::{Census, Counter, Slot, ms, rt_test, secs};
@@ -765,5 +767,176 @@ async fn grace_option_lets_children_clean_up() {
         "without grace nothing gets time to clean up: {:?}",
         log.get()
     );
+    assert_eq!(start.elapsed(), secs(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// `local`: a `Local` scope, whose local children need not be `Send`.
+
+/// `!Send` local children: each holds an `Rc` across an await. The function's future is
+/// `!Send` (it holds them), so it runs on a current-thread runtime.
+#[scoped(s, local)]
+async fn local_rc_children(n: u32) -> Result<u32, Error> {
+    let total = Rc::new(Cell::new(0));
+    let handles: Vec<_> = (1..=n)
+        .map(|i| {
+            let total = total.clone();
+            s.spawn_local(async move {
+                tokio::task::yield_now().await; // `total` (an `Rc`) lives across this await
+                total.set(total.get() + i);
+                Ok(i)
+            })
+        })
+        .collect();
+    let mut sum = 0;
+    for h in handles {
+        sum += h.await?;
+    }
+    assert_eq!(sum, total.get());
+    Ok(sum)
+}
+
+/// A failing `!Send` local child still fails the scope (a `local` scope fails fast).
+#[scoped(s, local, name = "local_fails")]
+async fn local_child_fails(census: Census) -> Result<u32, Error> {
+    let rc = Rc::new(5);
+    s.spawn(parked(&census));
+    s.spawn_local(async move {
+        tokio::task::yield_now().await;
+        Err::<(), _>(Error::Boom(*rc))
+    });
+    pending::<()>().await;
+    Ok(0)
+}
+
+/// `local` with `timeout` and `limit`: at most one local child runs at a time, and the
+/// deadline ends the scope (`Option`: `None`).
+#[scoped(s, local, timeout = "1s", limit = 1)]
+async fn local_limited(running: Rc<Cell<(u32, u32)>>, d: Duration) -> Option<u32> {
+    for _ in 0..3 {
+        let running = running.clone();
+        s.spawn_local(async move {
+            let (now, max) = running.get();
+            running.set((now + 1, max.max(now + 1)));
+            sleep(d).await;
+            let (now, max) = running.get();
+            running.set((now - 1, max));
+            Ok(())
+        });
+    }
+    Some(3)
+}
+
+/// `local` with a plain return type: the children's error type is `Cancelled`.
+#[scoped(local, s)]
+async fn local_plain(cell: &RefCell<Vec<u32>>) -> usize {
+    for i in 0..3 {
+        s.spawn_local(async move {
+            let mine = Rc::new(i);
+            tokio::task::yield_now().await;
+            cell.borrow_mut().push(*mine);
+            Ok(())
+        });
+    }
+    cell.borrow().len() // the children have not run yet
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_option_runs_rc_children_across_awaits() {
+    let f = local_rc_children(4);
+    assert!(!probe(&f).is_send(), "a `local` scope's future is `!Send`");
+    assert_eq!(f.await, Ok(10));
+    assert_eq!(local_rc_children(0).await, Ok(0));
+
+    let census = Census::new();
+    assert_eq!(local_child_fails(census.clone()).await, Err(Error::Boom(5)));
+    assert_eq!(census.made(), 1);
+    assert_eq!(
+        census.alive(),
+        0,
+        "the spawned sibling was cancelled and awaited"
+    );
+
+    let cell = RefCell::new(Vec::new());
+    assert_eq!(local_plain(&cell).await, 0);
+    let mut seen = cell.into_inner();
+    seen.sort_unstable();
+    assert_eq!(seen, [0, 1, 2], "the scope waited for its local children");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn local_option_combines_with_timeout_and_limit() {
+    let running = Rc::new(Cell::new((0, 0)));
+    let start = Instant::now();
+    assert_eq!(local_limited(running.clone(), ms(100)).await, Some(3));
+    assert_eq!(start.elapsed(), ms(300), "one local child at a time");
+    assert_eq!(running.get(), (0, 1));
+
+    let running = Rc::new(Cell::new((0, 0)));
+    let start = Instant::now();
+    assert_eq!(local_limited(running.clone(), secs(5)).await, None);
+    assert_eq!(start.elapsed(), secs(1), "moved on at the deadline");
+    assert_eq!(
+        running.get(),
+        (1, 1),
+        "the one running child was dropped mid-sleep"
+    );
+}
+
+/// In a `LocalSet` on a multi-thread runtime, as `ScopeBuilder::local`'s docs say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_option_in_a_local_set() {
+    let set = tokio::task::LocalSet::new();
+    let r = set
+        .run_until(async {
+            let a = tokio::task::spawn_local(local_rc_children(3))
+                .await
+                .unwrap();
+            let b = local_rc_children(2).await;
+            (a, b)
+        })
+        .await;
+    assert_eq!(r, (Ok(6), Ok(3)));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn scope_macro_local_option() {
+    // Borrowed state and `Rc`s across awaits, in the closure form: the children borrow what
+    // outlives the `scope!`, and the scope waits for them.
+    let log = RefCell::new(Vec::new());
+    let shared = Rc::new(String::from("rc"));
+    let r = scope!(local, name = "ui", |s| {
+        let a = s.spawn_local({
+            let shared = shared.clone();
+            let log = &log;
+            async move {
+                sleep(ms(10)).await;
+                log.borrow_mut().push(format!("{shared}-a"));
+                Ok(1)
+            }
+        });
+        let b = s.spawn_local(async {
+            let mine = Rc::new(2);
+            tokio::task::yield_now().await;
+            log.borrow_mut().push(format!("{shared}-b"));
+            Ok(*mine)
+        });
+        Ok::<_, Cancelled>(a.await? + b.await?)
+    });
+    assert_eq!(r, Ok(3));
+    assert_eq!(log.into_inner(), ["rc-b", "rc-a"]);
+
+    // With a timeout: the deadline drops the `!Send` child that would never end.
+    let start = Instant::now();
+    let r = scope!(local, timeout = "1s", move |s| -> Result<(), Cancelled> {
+        let rc = Rc::new(());
+        s.spawn_local(async move {
+            let _rc = rc;
+            pending::<()>().await;
+            Ok(())
+        });
+        Ok(())
+    });
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(start.elapsed(), secs(1));
 }

@@ -41,6 +41,33 @@ mod shadow_crates {
         __taskscope_value + __taskscope_cancelled
     }
 
+    /// `local`: the builder's `.local()` is a method call, so nothing named `local` (or
+    /// `Local`) at the call site changes it.
+    #[scoped(s, local, timeout = "1s", name = "hyg_local")]
+    pub async fn local_fn(__taskscope_value: Option<u32>) -> Option<u32> {
+        #[allow(non_snake_case)]
+        fn Local() -> u32 {
+            1
+        }
+        let local = ::std::rc::Rc::new(__taskscope_value?);
+        let h = s.spawn_local(async move {
+            ::tokio::task::yield_now().await;
+            Ok(*local + Local())
+        });
+        h.await.ok()
+    }
+
+    pub async fn local_scope_macro(local: u32) -> Result<u32, Cancelled> {
+        let __taskscope_value = ::std::rc::Rc::new(local);
+        scope!(local, move |t| {
+            let h = t.spawn_local(async move {
+                ::tokio::task::yield_now().await;
+                Ok(*__taskscope_value + 1)
+            });
+            h.await
+        })
+    }
+
     pub async fn with_scope_macro(__taskscope_value: u32) -> Result<u32, Cancelled> {
         let s = 7;
         let __taskscope_cancelled = 1;
@@ -134,6 +161,9 @@ fn m5_local_crate_named_modules_and_internal_names_do_not_interfere() {
         assert_eq!(shadow_crates::option_fn(None).await, None);
         assert_eq!(shadow_crates::plain_fn(5, 6).await, 11);
         assert_eq!(shadow_crates::with_scope_macro(1).await, Ok(9 + 14));
+        assert_eq!(shadow_crates::local_fn(Some(2)).await, Some(3));
+        assert_eq!(shadow_crates::local_fn(None).await, None);
+        assert_eq!(shadow_crates::local_scope_macro(4).await, Ok(5));
     });
 }
 

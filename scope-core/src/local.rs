@@ -87,6 +87,17 @@ impl Flavor for Supervisor {
 /// reports the child's future as one that "cannot be sent between threads safely",
 /// pointing at the value held across an await. Build the scope with
 /// [`ScopeBuilder::local`](crate::ScopeBuilder::local) for such children.
+#[diagnostic::on_unimplemented(
+    message = "cannot spawn this local child into a scope of flavor `{Self}`",
+    label = "`{Self}` is not known to accept it: a default (`Sendable`) scope takes only \
+             `Send` local children with a `Send` output, a `Local` scope takes any",
+    note = "for a `!Send` local child (one holding an `Rc` or a `RefCell` borrow across an \
+            await), build the scope with `Scope::builder().local()`, `#[scoped(local)]` or \
+            `scope!(local, ..)`; its future is then `!Send`: run it on a current-thread runtime \
+            or in a `LocalSet`",
+    note = "in code generic over the scope's flavor `K`, require `K: Accepts<'env, F, T>` for \
+            the child's future `F` and output `T`, or take a `Scope<'env, E, Local>`"
+)]
 pub trait Accepts<'env, F, T>: Flavor {
     #[doc(hidden)]
     fn boxed<E: Send + 'static>(child: LocalChild<F, T>) -> Self::Task<'env>
@@ -110,6 +121,10 @@ impl Flavor for Sendable {
     type Task<'env> = Pin<Box<dyn Future<Output = ()> + Send + 'env>>;
 }
 
+// Not recommended in diagnostics: a `!Send` local child then gets the trait's own message
+// (build the scope with `.local()`) instead of rustc's "future cannot be sent between
+// threads safely" pointing at this impl, which says nothing about what to do.
+#[diagnostic::do_not_recommend]
 impl<'env, F: Send, T: Send> Accepts<'env, F, T> for Sendable {
     fn boxed<E: Send + 'static>(child: LocalChild<F, T>) -> Self::Task<'env>
     where

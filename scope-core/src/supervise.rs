@@ -100,6 +100,11 @@ impl<T, E> Supervised<T, E> {
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
+
+    /// The child's tokio task id; see [`TaskHandle::id`](crate::TaskHandle::id).
+    pub fn id(&self) -> Option<tokio::task::Id> {
+        self.task.id()
+    }
 }
 
 impl<T, E> Unpin for Supervised<T, E> {}

@@ -62,6 +62,7 @@ impl Parse for Input {
 /// )
 /// .await
 /// ```
+/// With `local`: `{ let __taskscope_scope = run(new().local(), ..); __taskscope_scope.await }`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
         Ok(p) => p,
@@ -91,9 +92,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let head = closure_head.unwrap_or_else(|| quote!(async |_|));
     let span = body.span();
     let run = quote_spanned!(span=> #private::ScopeBuilder::run);
-    quote! {
-        #run(#builder, #head #body).await
-    }
+    options.await_scope(quote!(#run(#builder, #head #body)))
 }
 
 /// Several `compile_error!`s in expression position must sit in a block.

@@ -1,8 +1,9 @@
 //! The options both macros take: `s` (the handle), `timeout`, `deadline`, `name`, `grace`,
-//! `crate`. Parsing collects every error instead of stopping at the first.
+//! `limit`, the flags `supervise` and `local`, `crate`. Parsing collects every error instead
+//! of stopping at the first.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta, Path, Token};
@@ -12,7 +13,10 @@ use crate::duration::DurationArg;
 /// Every key, for the "unknown key" error.
 pub(crate) const VALID: &str = "a bare identifier to bind the scope handle (`s`), \
      `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, \
-     `limit = 8`, `supervise`, `crate = \"path\"`";
+     `limit = 8`, `supervise`, `local`, `crate = \"path\"`";
+
+/// The options that are bare keywords, never a handle's name.
+const FLAGS: [&str; 2] = ["supervise", "local"];
 
 #[derive(Default)]
 pub(crate) struct Options {
@@ -24,6 +28,9 @@ pub(crate) struct Options {
     pub(crate) limit: Option<Expr>,
     /// `supervise`: a child's error goes to its handle instead of failing the scope.
     pub(crate) supervise: Option<Span>,
+    /// `local`: the scope's local children need not be `Send` (`ScopeBuilder::local`); its
+    /// future is then `!Send`.
+    pub(crate) local: Option<Span>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -60,8 +67,28 @@ impl Options {
         self.timeout.is_some() || self.deadline.is_some()
     }
 
+    /// `scope_future.await`. With `local`, a block whose `.await` carries that option's
+    /// span: the scope future is `!Send` because of it, and rustc's "future is not `Send` as it
+    /// awaits another future which is not `Send`" then points at `local` instead of the whole
+    /// attribute or `scope!` call (an await on a call spanned across the macro input is shown
+    /// at the macro call).
+    pub(crate) fn await_scope(&self, scope_future: TokenStream) -> TokenStream {
+        match self.local {
+            Some(span) => {
+                let f = Ident::new("__taskscope_scope", Span::mixed_site().located_at(span));
+                let awaited = quote_spanned!(span=> #f.await);
+                quote!({
+                    let #f = #scope_future;
+                    #awaited
+                })
+            }
+            None => quote!(#scope_future.await),
+        }
+    }
+
     /// Input: `ScopeBuilder::new()`. Output: the same with `.name(..)`, `.timeout(..)`,
-    /// `.deadline(..)` and `.grace(..)` calls for the options given.
+    /// `.deadline(..)`, `.grace(..)` and `.limit(..)` calls for the options given, then the
+    /// flavor: `.supervise()` or `.local()` (at most one of them; `add` refuses both).
     pub(crate) fn builder(&self, default_name: Option<&str>) -> TokenStream {
         let private = self.private();
         let mut b = quote!(#private::ScopeBuilder::new());
@@ -87,6 +114,9 @@ impl Options {
         if self.supervise.is_some() {
             b = quote!(#b.supervise());
         }
+        if self.local.is_some() {
+            b = quote!(#b.local());
+        }
         b
     }
 
@@ -101,8 +131,23 @@ impl Options {
                             ident,
                             "`supervise` is given twice; give it once",
                         ));
+                    } else if self.local.is_some() {
+                        errors.push(local_and_supervise(ident, "supervise", "local"));
+                    } else {
+                        self.supervise = Some(ident.span());
                     }
-                    self.supervise = Some(ident.span());
+                }
+                Some(ident) if ident == "local" => {
+                    if self.local.is_some() {
+                        errors.push(syn::Error::new_spanned(
+                            ident,
+                            "`local` is given twice; give it once",
+                        ));
+                    } else if self.supervise.is_some() {
+                        errors.push(local_and_supervise(ident, "local", "supervise"));
+                    } else {
+                        self.local = Some(ident.span());
+                    }
                 }
                 Some(ident) if self.handle.is_none() => self.handle = Some(ident.clone()),
                 Some(ident) => errors.push(syn::Error::new_spanned(
@@ -118,6 +163,7 @@ impl Options {
                     syn::Error::new(span, format!("`{what}` is given twice; give it once"))
                 };
                 match key.as_deref() {
+                    Some(flag) if FLAGS.contains(&flag) => errors.push(flag_with_value(flag, &nv)),
                     Some("timeout") if self.timeout.is_some() => errors.push(dup("timeout")),
                     Some("timeout") => match DurationArg::from_expr(nv.value) {
                         Ok(d) => self.timeout = Some((span, d)),
@@ -170,10 +216,15 @@ impl Options {
                     _ => errors.push(unknown(&nv.path)),
                 }
             }
-            Meta::List(list) => errors.push(syn::Error::new_spanned(
-                list,
-                format!("unexpected list; the options are: {VALID}"),
-            )),
+            Meta::List(list) => match list.path.get_ident().map(|i| i.to_string()) {
+                Some(flag) if FLAGS.contains(&flag.as_str()) => {
+                    errors.push(flag_with_value(&flag, &list));
+                }
+                _ => errors.push(syn::Error::new_spanned(
+                    list,
+                    format!("unexpected list; the options are: {VALID}"),
+                )),
+            },
         }
     }
 }
@@ -185,6 +236,28 @@ fn string(e: &Expr) -> Option<LitStr> {
         }) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// `local = true`, `supervise(..)`: a flag given a value.
+fn flag_with_value(flag: &str, tokens: impl quote::ToTokens) -> syn::Error {
+    syn::Error::new_spanned(
+        tokens,
+        format!("`{flag}` is a flag and takes no value: write just `{flag}`"),
+    )
+}
+
+/// `local` and `supervise` both choose the scope's flavor: the builder has no scope that is
+/// both (`ScopeBuilder::local` and `ScopeBuilder::supervise` each take a default scope).
+fn local_and_supervise(second: &Ident, this: &str, other: &str) -> syn::Error {
+    syn::Error::new_spanned(
+        second,
+        format!(
+            "`{this}` cannot be combined with `{other}`: a supervising scope takes no local \
+             children (`spawn_local` is for failing-fast scopes), so there is no scope that \
+             is both; nest a `scope!(local, |l| {{ .. }})` in the supervising scope's body for \
+             the `!Send` children"
+        ),
+    )
 }
 
 fn unknown(path: &Path) -> syn::Error {

@@ -194,6 +194,8 @@ fn validate(f: &FnItem, options: &mut Options, errors: &mut Errors) {
 /// ```
 /// `Option<T>` and other return types run the body in an inner `async move` block (so
 /// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
+/// With `local`, the builder ends in `.local()` and the scope future is bound before it is
+/// awaited (`Options::await_scope`), so a `!Send` error points at the `local` option.
 ///
 /// `after_errors`: expanded next to errors about the options; a handle the body does not
 /// use is then not warned about (the warning would only add noise to the error).
@@ -241,13 +243,13 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
                         <#e as #private::From<#private::Cancelled>>::from
                     );
                     let run_with = quote_spanned!(ret_span=> #private::ScopeBuilder::run_with);
-                    quote! {
-                        #run_with(#builder, async move |#handle| #annotation #body, #from).await
-                    }
+                    options.await_scope(quote! {
+                        #run_with(#builder, async move |#handle| #annotation #body, #from)
+                    })
                 }
-                None => quote! {
-                    #run(#builder, async move |#handle| #annotation #body).await
-                },
+                None => options.await_scope(quote! {
+                    #run(#builder, async move |#handle| #annotation #body)
+                }),
             }
         }
         kind => {
@@ -261,13 +263,14 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
                 }),
                 _ => quote!(#private::unrepresentable(#cancelled, #name)),
             };
-            quote! {
-                match #run(
+            let scope = options.await_scope(quote! {
+                #run(
                     #builder,
                     async move |#handle| #private::Ok::<_, #private::Cancelled>(#inner.await),
                 )
-                .await
-                {
+            });
+            quote! {
+                match #scope {
                     #private::Ok(#value) => #value,
                     #private::Err(#cancelled) => #on_cancel,
                 }

@@ -176,6 +176,38 @@ fn scoped_errors() {
 }
 
 #[test]
+fn scoped_local() {
+    scoped(
+        "scoped_local",
+        quote!(s, local, timeout = "1s", limit = 4),
+        quote! {
+            async fn render(items: Vec<u32>) -> Result<u32, Error> {
+                let shared = Rc::new(items);
+                let h = s.spawn_local(async move {
+                    yield_now().await;
+                    Ok(shared.len() as u32)
+                });
+                Ok(h.await?)
+            }
+        },
+    );
+}
+
+#[test]
+fn scoped_local_plain_return_type() {
+    scoped(
+        "scoped_local_plain_return_type",
+        quote!(local, s),
+        quote! {
+            async fn count(cell: &RefCell<u32>) -> u32 {
+                s.spawn_local(async { *cell.borrow_mut() += 1; Ok(()) });
+                *cell.borrow()
+            }
+        },
+    );
+}
+
+#[test]
 fn scope_closure() {
     block(
         "scope_closure",
@@ -213,6 +245,17 @@ fn scope_block_with_timeout() {
 }
 
 #[test]
+fn scope_local() {
+    block(
+        "scope_local",
+        quote!(local, name = "ui", move |s| {
+            let h = s.spawn_local(async move { Ok(Rc::new(1)) });
+            Ok::<_, Cancelled>(*h.await?)
+        }),
+    );
+}
+
+#[test]
 fn scope_crate_path() {
     block(
         "scope_crate_path",
@@ -241,4 +284,54 @@ fn scoped_bad_option_still_binds_the_handle() {
         "the function was not expanded: {text}"
     );
     check("scoped_bad_option", pretty_item(out));
+}
+
+/// `local` with `supervise`: one error, on the second of the two, and the function is still
+/// expanded with the first (a scope that is both does not exist).
+#[test]
+fn scoped_local_and_supervise_keeps_the_first() {
+    let out = crate::scoped::expand(
+        quote!(s, local, supervise),
+        quote! {
+            async fn f() -> Result<(), Error> {
+                Ok(())
+            }
+        },
+    );
+    let text = out.to_string();
+    assert_eq!(text.matches("compile_error").count(), 1, "{text}");
+    assert!(
+        text.contains("`supervise` cannot be combined with `local`"),
+        "{text}"
+    );
+    assert!(text.contains(". local ()"), "{text}");
+    assert!(!text.contains(". supervise ()"), "{text}");
+    let out = crate::block::expand(quote!(supervise, local, |s| { Ok::<_, Error>(()) }));
+    let text = out.to_string();
+    assert!(
+        text.contains("`local` cannot be combined with `supervise`"),
+        "{text}"
+    );
+}
+
+/// `local` is a keyword: it is never taken for the handle's name, wherever it stands.
+#[test]
+fn local_is_not_a_handle_name() {
+    for attr in [quote!(local), quote!(local, s), quote!(s, local)] {
+        let out = crate::scoped::expand(
+            attr.clone(),
+            quote! {
+                async fn f() -> Result<(), Error> { Ok(()) }
+            },
+        );
+        let text = out.to_string();
+        assert!(!text.contains("compile_error"), "{attr}: {text}");
+        assert!(text.contains(". local ()"), "{attr}: {text}");
+        let handle = if attr.to_string().contains('s') {
+            "| s |"
+        } else {
+            "| _ |"
+        };
+        assert!(text.contains(handle), "{attr}: {text}");
+    }
 }

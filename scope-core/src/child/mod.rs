@@ -26,6 +26,9 @@ use limit::Ticket;
 
 pub(crate) mod limit;
 pub(crate) mod registry;
+mod wait;
+
+pub use wait::WaitChildren;
 
 pin_project! {
     /// The root future of a spawned child's task: the child's future and the guard that
@@ -448,6 +451,15 @@ impl<T> TaskHandle<T> {
                 Some(node) => node.cancel_task(&join.abort_handle()),
                 None => join.abort(),
             }
+        }
+    }
+
+    /// The child's tokio task id (as [`tokio::task::id`] says inside it); `None` for a
+    /// child that was never started (spawned into a cancelled scope).
+    pub fn id(&self) -> Option<tokio::task::Id> {
+        match &self.inner {
+            HandleInner::Task { join, .. } => Some(join.id()),
+            HandleInner::Refused => None,
         }
     }
 

@@ -92,6 +92,30 @@ impl Node {
         }
     }
 
+    /// Cancels every spawned child registered so far, each as [`Node::cancel_task`] does
+    /// (a child in a shield finishes the shield first). The node itself is not cancelled.
+    pub(crate) fn cancel_tasks(&self) {
+        let mut reg = lock(&self.tasks);
+        let reg = &mut *reg;
+        for h in reg.handles.iter() {
+            if h.is_finished() {
+                continue;
+            }
+            let id = h.id();
+            if !reg.shielded.iter().any(|(t, _)| *t == id) {
+                h.abort();
+            } else if !reg.deferred.contains(&id) {
+                reg.deferred.push(id);
+            }
+        }
+    }
+
+    /// How many spawned children registered here have not finished.
+    pub(crate) fn running_tasks(&self) -> usize {
+        let reg = lock(&self.tasks);
+        reg.handles.iter().filter(|h| !h.is_finished()).count()
+    }
+
     /// A shield started (`entered`) or ended in the child task `id` of this scope.
     pub(crate) fn shield_task(&self, id: Id, entered: bool) {
         let mut reg = lock(&self.tasks);

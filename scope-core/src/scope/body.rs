@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use crate::background;
 use crate::cancel_scope::CancelHandle;
-use crate::child::{self, TaskHandle};
+use crate::child::{self, TaskHandle, WaitChildren};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::local::{self, Accepts, Flavor, LocalHandle, Queue, Sendable, Supervisor, Unsupervised};
 use crate::permit::Reserve;
@@ -20,9 +20,13 @@ use super::*;
 
 /// The scope as its body sees it: spawn children, cancel, get a `'static` handle.
 ///
-/// `'env` ties it to the scope's call, so it cannot be moved into a `'static` child; use
-/// [`handle`](Scope::handle) for that (nursery passing). It is cheap to clone: a local
-/// child that spawns further local children takes a clone.
+/// It is cheap to clone. `'env` is the lifetime of what its local children may borrow: a
+/// scope whose local children borrow nothing (`Scope<'static, E>`, the usual case when the
+/// body borrows nothing) can be cloned into a spawned (`'static`) child, which may then
+/// spawn into the scope too, local children included; a scope whose local children borrow
+/// from the caller cannot, and its [`handle`](Scope::handle) (a [`ScopeHandle`]) is what a
+/// spawned child takes instead (nursery passing). A local child that spawns further local
+/// children takes a clone.
 ///
 /// `K` says which local children the scope accepts: `Send` ones ([`Sendable`], the default)
 /// or any ([`Local`](crate::Local), see [`ScopeBuilder::local`]).
@@ -477,6 +481,39 @@ impl<'env, E, K: Flavor> Scope<'env, E, K> {
     /// `true` once the scope (or an ancestor) was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.node.state().is_soft()
+    }
+
+    /// Cancels the children spawned into this scope so far, but not the scope: its body
+    /// goes on and can spawn more (`JoinSet::abort_all`'s meaning). Each child is cancelled
+    /// as by [`TaskHandle::cancel`] (a child in a [`shield`](crate::shield) finishes the
+    /// shield first) and its handle resolves to `Err(Cancelled)` with reason
+    /// [`ParentCancelled`](crate::CancelReason::ParentCancelled) unless it completed first;
+    /// the scope still awaits every child's end. Blocking children cannot be cancelled (they
+    /// are awaited), and local and background children are not affected.
+    #[doc(alias = "abort_all")]
+    pub fn cancel_children(&self) {
+        self.node.cancel_tasks();
+    }
+
+    /// How many children spawned into this scope are still running (spawned children;
+    /// not blocking, local or background ones). Takes a lock and counts: for a progress
+    /// report, not a hot loop.
+    #[doc(alias = "len")]
+    pub fn running_children(&self) -> usize {
+        self.node.running_tasks()
+    }
+
+    /// Waits until nothing spawned below this scope so far is alive (spawned and blocking
+    /// children, the children they spawned, and those of nested scopes), without ending the
+    /// scope: it accepts children afterwards (`TaskTracker::wait`'s meaning, with no need to
+    /// close first). Children spawned while it waits are waited for too. Local children are
+    /// not counted: they run in the scope's own task.
+    ///
+    /// Awaited inside a child of this scope it never completes: that child is one of the
+    /// children it waits for.
+    #[doc(alias = "wait")]
+    pub fn wait_children(&self) -> WaitChildren {
+        WaitChildren::new(self.node.clone())
     }
 
     /// A [`CancelHandle`] to this scope's node: move its deadline, ask whether it was

@@ -49,6 +49,8 @@ pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     watches: Watches,
     /// Opened under an explicit parent: counted there from [`ScopeBuilder::parent`] on.
     hold: Option<Hold>,
+    /// Where the children run ([`ScopeBuilder::runtime`]); the caller's runtime otherwise.
+    runtime: Option<tokio::runtime::Handle>,
     _mode: PhantomData<(M, K)>,
 }
 
@@ -75,6 +77,7 @@ impl ScopeBuilder {
             config: Config::default(),
             watches: Watches::default(),
             hold: None,
+            runtime: None,
             _mode: PhantomData,
         }
     }
@@ -112,6 +115,7 @@ impl<K> ScopeBuilder<FailFast, K> {
             config: self.config,
             watches: self.watches,
             hold: self.hold,
+            runtime: self.runtime,
             _mode: PhantomData,
         }
     }
@@ -155,6 +159,7 @@ impl<M> ScopeBuilder<M, Sendable> {
             config: self.config,
             watches: self.watches,
             hold: self.hold,
+            runtime: self.runtime,
             _mode: PhantomData,
         }
     }
@@ -172,6 +177,7 @@ impl<M> ScopeBuilder<M, Sendable> {
             config: self.config,
             watches: self.watches,
             hold: self.hold,
+            runtime: self.runtime,
             _mode: PhantomData,
         }
     }
@@ -236,6 +242,43 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// up) and the hard one (whatever still runs is dropped). Default zero.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.config.grace = grace;
+        self
+    }
+
+    /// Spawns the scope's children (spawned, blocking and background ones) on the runtime
+    /// `handle` instead of the one the scope is created in (`JoinSet::spawn_on`'s meaning,
+    /// for the whole scope). The scope itself, its body and its local children run where
+    /// the scope future is polled; the scope still awaits every child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskscope::{Cancelled, Scope};
+    ///
+    /// let pool = tokio::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .build()
+    ///     .unwrap();
+    /// let on_pool = pool.handle().clone();
+    /// let r: Result<bool, Cancelled> = Scope::builder()
+    ///     .runtime(pool.handle().clone())
+    ///     .run(async move |s| {
+    ///         let h = s.spawn(async move {
+    ///             let here = tokio::runtime::Handle::current();
+    ///             Ok(here.id() == on_pool.id())
+    ///         });
+    ///         h.await
+    ///     })
+    ///     .await;
+    /// assert_eq!(r, Ok(true));
+    /// # pool.shutdown_background();
+    /// # }
+    /// ```
+    #[doc(alias = "spawn_on")]
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
         self
     }
 
@@ -472,7 +515,10 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
         config.collect = M::COLLECT;
         config.kind = crate::tree::NodeKind::Scope;
         let node = Node::new(config);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        if let Some(rt) = self
+            .runtime
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
             let _ = node.runtime.set(rt);
         }
         let locals = Locals::new();

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 
 use crate::background;
 use crate::cancel_scope::CancelHandle;
-use crate::child::{self, TaskHandle};
+use crate::child::{self, TaskHandle, WaitChildren};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::local::{Sendable, Supervisor, Unsupervised};
 use crate::parent::Parent;
@@ -196,6 +196,39 @@ impl<E, K> ScopeHandle<E, K> {
     /// `true` once the scope no longer accepts children.
     pub fn is_closed(&self) -> bool {
         self.node.is_closed()
+    }
+
+    /// Cancels the children spawned into the scope so far, but not the scope: its body
+    /// goes on and can spawn more (`JoinSet::abort_all`'s meaning). Each child is cancelled
+    /// as by [`TaskHandle::cancel`] (a child in a [`shield`](crate::shield) finishes the
+    /// shield first) and its handle resolves to `Err(Cancelled)` with reason
+    /// [`ParentCancelled`](crate::CancelReason::ParentCancelled) unless it completed first;
+    /// the scope still awaits every child's end. Blocking children cannot be cancelled (they
+    /// are awaited), and local and background children are not affected.
+    #[doc(alias = "abort_all")]
+    pub fn cancel_children(&self) {
+        self.node.cancel_tasks();
+    }
+
+    /// How many children spawned into this scope are still running (spawned children;
+    /// not blocking, local or background ones). Takes a lock and counts: for a progress
+    /// report, not a hot loop.
+    #[doc(alias = "len")]
+    pub fn running_children(&self) -> usize {
+        self.node.running_tasks()
+    }
+
+    /// Waits until nothing spawned below this scope so far is alive (spawned and blocking
+    /// children, the children they spawned, and those of nested scopes), without ending the
+    /// scope: it accepts children afterwards (`TaskTracker::wait`'s meaning, with no need to
+    /// close first). Children spawned while it waits are waited for too. Local children are
+    /// not counted: they run in the scope's own task.
+    ///
+    /// Awaited inside a child of this scope it never completes: that child is one of the
+    /// children it waits for.
+    #[doc(alias = "wait")]
+    pub fn wait_children(&self) -> WaitChildren {
+        WaitChildren::new(self.node.clone())
     }
 
     /// A copy of the cancel tree below (and including) this scope: see [`TreeSnapshot`].

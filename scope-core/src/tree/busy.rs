@@ -15,6 +15,7 @@ use std::task::Waker;
 
 use super::list::List;
 use super::node::Node;
+use super::slab::WakerSlab;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
 use crate::sync::{MutexGuard, lock};
 
@@ -153,7 +154,7 @@ impl Node {
             prev & !CLOSED == 1
         };
         if !inc && through_zero {
-            self.owner_into(&mut idle);
+            self.idle_into(&mut idle);
         }
         if through_zero {
             self.carry_up(guard, unit, &mut idle);
@@ -197,9 +198,10 @@ impl Node {
             } else {
                 prev & !CLOSED == 1
             };
-            if !inc
-                && (through_zero
-                    || (prev & !CLOSED == 2 && parent.has_background.load(Relaxed))
+            if !inc && through_zero {
+                parent.idle_into(idle);
+            } else if !inc
+                && ((prev & !CLOSED == 2 && parent.has_background.load(Relaxed))
                     || parent.holds.load(Relaxed) != 0)
             {
                 parent.owner_into(idle);
@@ -207,5 +209,67 @@ impl Node {
             node = parent;
         }
         drop(guard);
+    }
+}
+
+/// The `wait_children()` futures of a node, woken when its busy count reaches zero.
+///
+/// A waiter checks `is_idle()` under the node's `inner` lock before it registers, and every
+/// transition to zero drains the waiters under that lock after it changed the count: so a
+/// waiter either sees the zero or is drained by it (no lost wakeup). A drain bumps the
+/// generation, so a waiter knows its key was drained (and is not removed twice) even if the
+/// count rose again before it was polled.
+#[derive(Default)]
+pub(crate) struct IdleWaiters {
+    slab: WakerSlab,
+    generation: u64,
+}
+
+impl IdleWaiters {
+    pub(super) fn drain_into(&mut self, out: &mut List<Waker>) {
+        let mut wakers = Vec::new();
+        self.slab.drain_into(&mut wakers);
+        for w in wakers {
+            out.push(w);
+        }
+        self.generation += 1;
+    }
+}
+
+/// Where a waiter is registered: its key and the generation it was given in.
+pub(crate) type IdleKey = (u32, u64);
+
+impl Node {
+    /// `Ready` once nothing spawned below this node is alive; otherwise registers `waker`
+    /// (under `key`, kept by the caller) to be woken when that happens.
+    pub(crate) fn poll_idle_waiter(&self, key: &mut Option<IdleKey>, waker: &Waker) -> bool {
+        if self.is_idle() {
+            return true;
+        }
+        let mut inner = self.lock();
+        if self.is_idle() {
+            return true;
+        }
+        let waiters = inner.idle_waiters.get_or_insert_with(Box::default);
+        match *key {
+            Some((k, generation)) if generation == waiters.generation => {
+                waiters.slab.update(k, waker)
+            }
+            _ => *key = Some((waiters.slab.insert(waker.clone()), waiters.generation)),
+        }
+        false
+    }
+
+    /// A waiter that stops waiting (its future dropped) leaves the slab, unless its key
+    /// was drained already.
+    pub(crate) fn remove_idle_waiter(&self, key: IdleKey) {
+        let removed = {
+            let mut inner = self.lock();
+            match &mut inner.idle_waiters {
+                Some(w) if w.generation == key.1 => w.slab.remove(key.0),
+                _ => None,
+            }
+        };
+        drop(removed);
     }
 }

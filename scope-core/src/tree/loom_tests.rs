@@ -587,3 +587,35 @@ fn loom_driver_waits_vs_cancel() {
         "the first poll parked and the cancel woke it",
     );
 }
+
+/// A `wait_children()` future polls while the node's last child ends on another thread: it
+/// either sees the count at zero or is registered before the transition drains the idle
+/// waiters (both under the node's lock), so it is woken; never parked with nothing to wake
+/// it.
+#[test]
+fn loom_wait_children_vs_last_child() {
+    static FIRST_POLL: Outcomes = Outcomes::new();
+    model(None, || {
+        let node = root(Config::default());
+        assert!(node.try_add_task());
+        let n = node.clone();
+        let child = thread::spawn(move || n.task_done());
+
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = Box::pin(crate::child::WaitChildren::new(node.clone()));
+        let first = wait.as_mut().poll(&mut cx);
+        FIRST_POLL.record(first.is_ready());
+        child.join().unwrap();
+        if first.is_pending() {
+            assert_eq!(count.get(), 1, "the last child woke the waiter");
+            assert!(wait.as_mut().poll(&mut cx).is_ready());
+        }
+        drop(wait);
+        node.detach();
+    });
+    FIRST_POLL.assert_both(
+        "the child was gone by the first poll",
+        "the waiter registered and the child woke it",
+    );
+}

@@ -148,6 +148,9 @@ pub(crate) struct Inner {
     /// A scope's background node, once a background child was spawned. Taken (to break the
     /// reference cycle through `parent`) when the scope finishes or is dropped.
     pub(crate) background: Option<Arc<Node>>,
+    /// `wait_children()` futures waiting for the node's busy count to reach zero, once one
+    /// waited (see `busy.rs`).
+    pub(crate) idle_waiters: Option<Box<super::busy::IdleWaiters>>,
 }
 
 /// A node of the cancel tree. See the module doc of [`crate::tree`].
@@ -415,6 +418,7 @@ impl Node {
                 waiters: WakerSlab::default(),
                 outcome: Outcome::new(config.collect),
                 background: None,
+                idle_waiters: None,
                 #[cfg(feature = "tokio-util")]
                 tokens: Vec::new(),
                 #[cfg(feature = "tracing")]
@@ -471,10 +475,23 @@ impl Node {
         true
     }
 
-    /// Adds the owner's waker to `out` (the node became idle). Busy lock -> inner lock (#2).
+    /// Adds the owner's waker to `out` (the node may have become idle, or only its
+    /// background node or holds are left). Busy lock -> inner lock (#2).
     pub(super) fn owner_into(&self, out: &mut List<Waker>) {
         if let Some(w) = &self.lock().owner {
             out.push(w.clone());
+        }
+    }
+
+    /// Adds the owner's waker and those of the `wait_children()` futures to `out`: the
+    /// node's busy count just reached zero. Busy lock -> inner lock (#2).
+    pub(super) fn idle_into(&self, out: &mut List<Waker>) {
+        let mut inner = self.lock();
+        if let Some(w) = &inner.owner {
+            out.push(w.clone());
+        }
+        if let Some(waiters) = &mut inner.idle_waiters {
+            waiters.drain_into(out);
         }
     }
 

@@ -12,5 +12,5 @@ async fn fetch(id: u32) -> Result<u32, Error> {
         .await
 }
 ::core::compile_error! {
-    "unknown option `timout`; the options are: a bare identifier to bind the scope handle (`s`), `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, `limit = 8`, `supervise`, `crate = \"path\"`"
+    "unknown option `timout`; the options are: a bare identifier to bind the scope handle (`s`), `timeout = \"2s\"`, `deadline = <tokio Instant>`, `name = \"...\"`, `grace = \"100ms\"`, `limit = 8`, `supervise`, `local`, `crate = \"path\"`"
 }

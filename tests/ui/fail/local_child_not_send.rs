@@ -1,6 +1,6 @@
-// A `!Send` local child in a default (`Sendable`) scope. `Accepts` carries a
-// `#[diagnostic::on_unimplemented]` ("this scope's local children must be `Send`"), but
-// rustc reports the failed nested `Send` obligation instead, with its own message.
+// A `!Send` local child in a default (`Sendable`) scope. The `Accepts` impl for `Sendable` exists
+// and only its `F: Send` bound fails, so rustc reports that bound with its own message and
+// leaves out `Accepts`'s `#[diagnostic::on_unimplemented]` (see local_child_generic_flavor.rs).
 use std::rc::Rc;
 use taskscope::{Cancelled, scope};
 

@@ -1,0 +1,164 @@
+//! What a `JoinSet` (or `TaskTracker`) user reaches for, on a scope: cancel the children but
+//! not the body, count the running children, wait for the children so far, a task id on
+//! handles.
+
+mod common;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use common::{Census, Error, ms, rt_test, secs};
+use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
+use tokio::time::{Instant, sleep};
+
+rt_test! {
+    /// `cancel_children` ends the children spawned so far; the body goes on, spawns
+    /// another child, and the scope returns the body's value once all are gone.
+    async fn cancel_children_ends_the_children_but_not_the_body() {
+        let census = Census::new();
+        let r: Result<u32, Cancelled> = tokio::time::timeout(secs(10), scope(async |s| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    let g = census.guard();
+                    s.spawn(async move {
+                        let _g = g;
+                        pending::<Result<u32, Cancelled>>().await
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            assert_eq!(s.running_children(), 3);
+            s.cancel_children();
+            for h in handles {
+                assert_eq!(h.await.unwrap_err().reason(), CancelReason::ParentCancelled);
+            }
+            assert!(!s.is_cancelled(), "the scope itself is not cancelled");
+            assert_eq!(s.running_children(), 0);
+            let later = s.spawn(async { Ok(4) });
+            later.await
+        }))
+        .await
+        .expect("the scope ends");
+        assert_eq!(r, Ok(4));
+        assert_eq!(census.alive(), 0);
+    }
+}
+
+/// A child in a shield finishes the shield before `cancel_children` ends it, as for a
+/// cancel of the scope.
+#[tokio::test(start_paused = true)]
+async fn cancel_children_lets_a_shield_finish() {
+    let t0 = Instant::now();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let h = s.spawn(async {
+            shield(sleep(ms(50))).await;
+            pending::<Result<(), Cancelled>>().await
+        });
+        sleep(ms(10)).await;
+        s.cancel_children();
+        assert_eq!(h.await.unwrap_err().reason(), CancelReason::ParentCancelled);
+        assert_eq!(t0.elapsed(), ms(50), "the shielded part ran to its end");
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+/// `wait_children` returns once the children so far (and those they spawned) are done,
+/// and the scope then accepts more.
+#[tokio::test(start_paused = true)]
+async fn wait_children_waits_for_the_children_so_far_and_the_scope_goes_on() {
+    let t0 = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let r: Result<usize, Error> = scope(async |s: Scope<'_, Error>| {
+        for i in 1..=3u64 {
+            let (d, h) = (done.clone(), s.handle());
+            s.spawn(async move {
+                sleep(ms(10 * i)).await;
+                // A grandchild spawned meanwhile is waited for too.
+                h.spawn(async move {
+                    sleep(ms(5)).await;
+                    d.fetch_add(1, SeqCst);
+                    Ok(())
+                })
+                .expect("the scope runs");
+                Ok(())
+            });
+        }
+        tokio::time::timeout(secs(10), s.wait_children())
+            .await
+            .expect("the children end");
+        assert_eq!(t0.elapsed(), ms(35));
+        assert_eq!(done.load(SeqCst), 3);
+        assert_eq!(s.running_children(), 0);
+        // Still open: `wait_children` does not close the scope.
+        let n = s.spawn(async { Ok(7usize) }).await?;
+        s.wait_children().await; // nothing left: ready at once
+        Ok(n)
+    })
+    .await;
+    assert_eq!(r, Ok(7));
+}
+
+/// Dropping a `wait_children` future that waits leaves nothing behind: the scope ends
+/// normally and a later wait still works.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_wait_children_future_is_forgotten() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        s.spawn(async {
+            sleep(ms(20)).await;
+            Ok(())
+        });
+        assert!(
+            tokio::time::timeout(ms(5), s.wait_children()).await.is_err(),
+            "the child still runs at 5 ms"
+        );
+        tokio::time::timeout(secs(10), s.wait_children())
+            .await
+            .expect("the child ends at 20 ms");
+        Ok(())
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+rt_test! {
+    /// A handle's task id is the one the child sees as `tokio::task::id()`.
+    async fn a_handle_knows_its_childs_task_id() {
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let h = s.spawn(async { Ok(tokio::task::id()) });
+            let id = h.id().expect("the child was started");
+            assert_eq!(h.await?, id);
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+    }
+}
+
+rt_test! {
+    /// `wait_children` awaited in another task (through a `ScopeHandle`) is woken by the
+    /// last child's end, whichever worker it ends on.
+    async fn wait_children_in_another_task_is_woken_by_the_last_child() {
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let gate = Arc::new(tokio::sync::Notify::new());
+            let g = gate.clone();
+            s.spawn(async move {
+                g.notified().await;
+                Ok(())
+            });
+            let h = s.handle();
+            let waiter = tokio::spawn(async move { h.wait_children().await });
+            tokio::task::yield_now().await;
+            gate.notify_one();
+            tokio::time::timeout(secs(10), waiter)
+                .await
+                .expect("the waiter was woken")
+                .expect("the waiter did not panic");
+            Ok(())
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+    }
+}
