@@ -111,7 +111,9 @@ async fn a_dropped_wait_children_future_is_forgotten() {
             Ok(())
         });
         assert!(
-            tokio::time::timeout(ms(5), s.wait_children()).await.is_err(),
+            tokio::time::timeout(ms(5), s.wait_children())
+                .await
+                .is_err(),
             "the child still runs at 5 ms"
         );
         tokio::time::timeout(secs(10), s.wait_children())
