@@ -39,7 +39,43 @@
 //! ```
 //!
 //! A child's error fails the scope (the others are cancelled, the first error is returned);
-//! a handle dropped unawaited neither cancels nor detaches its child.
+//! a handle dropped unawaited neither cancels nor detaches its child. A child returns the
+//! scope's `Result` or `()`; a future with another error type converts it first:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use futures_util::TryFutureExt;
+//! use taskscope::{scope, Cancelled};
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum AppError {
+//!     Io(std::io::ErrorKind),
+//!     Cancelled(taskscope::CancelReason),
+//! }
+//! impl From<std::io::Error> for AppError {
+//!     fn from(e: std::io::Error) -> Self {
+//!         AppError::Io(e.kind())
+//!     }
+//! }
+//! impl From<Cancelled> for AppError {
+//!     fn from(c: Cancelled) -> Self {
+//!         AppError::Cancelled(c.reason())
+//!     }
+//! }
+//! async fn read() -> std::io::Result<u32> {
+//!     Ok(4)
+//! }
+//!
+//! let r: Result<u32, AppError> = scope(async |s| {
+//!     s.spawn(async { println!("a child that cannot fail") });
+//!     let n = s.spawn(read().err_into()); // io::Error -> AppError
+//!     Ok(n.await?)
+//! })
+//! .await;
+//! assert_eq!(r, Ok(4));
+//! # }
+//! ```
 //!
 //! # 2. Completion order
 //!

@@ -58,7 +58,7 @@ pub use cancel_scope::{
     CancelHandle, CancelScope, FailAfter, MoveOnAfter, Run, Shield, fail_after, fail_at,
     move_on_after, move_on_at, shield,
 };
-pub use child::{TaskHandle, WaitChildren};
+pub use child::{ChildOutput, TaskHandle, WaitChildren};
 pub use context::{
     WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
 };

@@ -7,10 +7,11 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::child::{self, SlotGuard, TaskHandle};
+use crate::child::{self, ChildOutput, SlotGuard, TaskHandle};
 use crate::error::SpawnError;
 use crate::sync::Arc;
 use crate::tree::Node;
+use futures_util::FutureExt as _;
 
 /// The future of [`ScopeHandle::reserve`](crate::ScopeHandle::reserve): resolves to a
 /// [`SpawnPermit`] once a slot of the scope's limit is free for it, or to
@@ -136,10 +137,12 @@ impl<E> SpawnPermit<E> {
     /// [`SpawnError::Closed`] if the scope finished meanwhile.
     pub fn spawn<F, T>(self, fut: F) -> Result<TaskHandle<T>, SpawnError>
     where
-        F: Future<Output = Result<T, E>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: ChildOutput<T, E>,
         T: Send + 'static,
         E: Send + 'static,
     {
+        let fut = fut.map(ChildOutput::into_result);
         child::spawn_with_slot(&self.node, fut, self.slot)
     }
 }

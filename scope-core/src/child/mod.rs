@@ -239,6 +239,36 @@ fn admit(node: &Node) -> Result<Admission<'_>, SpawnError> {
     Ok(Admission::Start(rt))
 }
 
+/// What a spawned child's future may resolve to: a `Result` with the scope's error type `E`
+/// (its `Err` fails the scope), or `()` for a child that cannot fail.
+///
+/// One impl per shape of output, so that an `async { Ok(1) }` child takes the scope's error
+/// type by inference and its `?` converts into it: a child whose future returns another
+/// error type converts it before it is spawned (`fut.err_into()` with `futures::TryFutureExt`,
+/// or `async { Ok(fut.await?) }`).
+#[diagnostic::on_unimplemented(
+    message = "a child of a scope with error type `{E}` resolves to `{Self}`",
+    label = "this child's output is neither `Result<_, {E}>` nor `()`",
+    note = "convert the child's error into the scope's: `s.spawn(fut.err_into())` (`futures::TryFutureExt`) or `s.spawn(async move {{ Ok(fut.await?) }})`",
+    note = "a child that cannot fail may return `()`; a value needs `Ok(..)`"
+)]
+pub trait ChildOutput<T, E> {
+    #[doc(hidden)]
+    fn into_result(self) -> Result<T, E>;
+}
+
+impl<T, E> ChildOutput<T, E> for Result<T, E> {
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}
+
+impl<E> ChildOutput<(), E> for () {
+    fn into_result(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 /// Spawns `fut` as a child of the scope whose node is `node`.
 pub(crate) fn spawn<F, T, E>(node: &Arc<Node>, fut: F) -> Result<TaskHandle<T>, SpawnError>
 where

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use crate::background;
 use crate::cancel_scope::CancelHandle;
-use crate::child::{self, TaskHandle, WaitChildren};
+use crate::child::{self, ChildOutput, TaskHandle, WaitChildren};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::local::{self, Accepts, Flavor, LocalHandle, Queue, Sendable, Supervisor, Unsupervised};
 use crate::permit::Reserve;
@@ -15,6 +15,7 @@ use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::Node;
+use futures_util::FutureExt as _;
 
 use super::*;
 
@@ -168,6 +169,12 @@ impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
     /// Spawning into a cancelled scope does not start the child: it is dropped without
     /// being polled and its handle resolves to `ParentCancelled`.
     ///
+    /// The child resolves to `Result<T, E>` with the scope's error type (an `async` block's
+    /// `Ok(..)` and `?` take it by inference), or to `()` for a child that cannot fail (see
+    /// [`ChildOutput`](crate::ChildOutput)). A future with another error type converts it
+    /// first: `s.spawn(fut.err_into())` with `futures::TryFutureExt`, or
+    /// `s.spawn(async move { Ok(fut.await?) })`.
+    ///
     /// # Examples
     ///
     /// ```
@@ -199,11 +206,12 @@ impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
     #[track_caller]
     pub fn spawn<F, T>(&self, fut: F) -> TaskHandle<T>
     where
-        F: Future<Output = Result<T, E>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: ChildOutput<T, E>,
         T: Send + 'static,
         E: Send + 'static,
     {
-        expect_spawned(child::spawn(&self.node, fut))
+        expect_spawned(child::spawn(&self.node, fut.map(ChildOutput::into_result)))
     }
 
     /// Spawns the blocking closure `f` as a child on the runtime's blocking pool.
@@ -316,10 +324,12 @@ impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
     #[track_caller]
     pub fn spawn_background<F, T>(&self, fut: F) -> TaskHandle<T>
     where
-        F: Future<Output = Result<T, E>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: ChildOutput<T, E>,
         T: Send + 'static,
         E: Send + 'static,
     {
+        let fut = fut.map(ChildOutput::into_result);
         expect_spawned(background::spawn(&self.node, |bg| child::spawn(bg, fut)))
     }
 

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 
 use crate::background;
 use crate::cancel_scope::CancelHandle;
-use crate::child::{self, TaskHandle, WaitChildren};
+use crate::child::{self, ChildOutput, TaskHandle, WaitChildren};
 use crate::error::{CancelReason, Cancelled, SpawnError, TrySpawnError};
 use crate::local::{Sendable, Supervisor, Unsupervised};
 use crate::parent::Parent;
@@ -17,6 +17,7 @@ use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::Node;
+use futures_util::FutureExt as _;
 
 use super::*;
 
@@ -98,11 +99,12 @@ impl<E, K: Unsupervised> ScopeHandle<E, K> {
     /// [`SpawnError::Closed`] if the scope already finished (or its future was dropped).
     pub fn spawn<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SpawnError>
     where
-        F: Future<Output = Result<T, E>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: ChildOutput<T, E>,
         T: Send + 'static,
         E: Send + 'static,
     {
-        child::spawn(&self.node, fut)
+        child::spawn(&self.node, fut.map(ChildOutput::into_result))
     }
 
     /// Spawns a blocking child; see [`Scope::spawn_blocking`].
@@ -147,10 +149,12 @@ impl<E, K: Unsupervised> ScopeHandle<E, K> {
     /// [`SpawnError::Closed`] if the scope already finished.
     pub fn spawn_background<F, T>(&self, fut: F) -> Result<TaskHandle<T>, SpawnError>
     where
-        F: Future<Output = Result<T, E>> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: ChildOutput<T, E>,
         T: Send + 'static,
         E: Send + 'static,
     {
+        let fut = fut.map(ChildOutput::into_result);
         background::spawn(&self.node, |bg| child::spawn(bg, fut))
     }
 
