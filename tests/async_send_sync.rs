@@ -2,9 +2,12 @@
 //! `async_send_sync.rs` pattern): a change of an auto trait is a compile error here.
 #![allow(dead_code, clippy::diverging_sub_expression)]
 
+mod common;
+
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::{HANG, Within};
 use taskscope::*;
 
 fn require_send<T: Send>(_: &T) {}
@@ -68,6 +71,7 @@ async fn scope_types() {
         let _ = cell.await;
         Ok(())
     })
+    .within(HANG, "the scope's return after its handles resolved")
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -159,6 +163,7 @@ async fn scopes_inside_cancel_scopes_in_spawned_tasks() {
             .await;
         (a, b, c, d)
     })
+    .within(HANG, "the task's end with its scopes inside cancel scopes")
     .await
     .unwrap();
     assert_eq!(r, (Some(Ok(4)), Ok(Ok(5)), Ok(6), Ok(Ok(7))));
@@ -170,7 +175,16 @@ async fn scopes_inside_cancel_scopes_in_spawned_tasks() {
             Ok::<u32, BoxError>(8)
         }),
     ));
-    assert_eq!(boxed.await.map(|r| r.unwrap()), Some(8));
+    assert_eq!(
+        boxed
+            .within(
+                HANG,
+                "the boxed move_on_after's return of its scope's value"
+            )
+            .await
+            .map(|r| r.unwrap()),
+        Some(8)
+    );
 }
 
 /// The body as a plain closure returning an async block, in a spawned task.
@@ -188,6 +202,7 @@ async fn closure_returning_async_block_in_spawned_task() {
         .await;
         (plain, timed)
     })
+    .within(HANG, "the task's end with its closure-bodied scopes")
     .await
     .unwrap();
     assert_eq!(r, (Ok(1), Some(Ok(2))));
@@ -258,6 +273,7 @@ async fn default_scope_with_local_children_in_a_spawned_task() {
         })
         .await
     })
+    .within(HANG, "the task's end with its scope's local children")
     .await
     .unwrap();
     assert_eq!(r, Ok(6));
@@ -311,6 +327,7 @@ async fn local_scope_types() {
             let _ = h.await?;
             Ok(())
         })
+        .within(HANG, "the local scope's return after its !Send child")
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -325,6 +342,7 @@ async fn local_handle_is_send_sync_unpin() {
         assert_eq!(h.await, Ok(1));
         Ok(())
     })
+    .within(HANG, "the scope's return after its local handle resolved")
     .await;
     assert_eq!(r, Ok(()));
 }

@@ -11,7 +11,7 @@ use std::future::pending;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Census, Error, finished_scope_handle, ms, rt_test, secs};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, finished_scope_handle, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Scope, cancelled, checkpoint, scope};
 use tokio::time::Instant;
 
@@ -45,6 +45,10 @@ async fn background_child_is_cancelled_with_scope_done_after_body_and_children()
             tokio::time::sleep(secs(1)).await;
             Ok("body done at 1s")
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once its last foreground child finished and the service stopped",
+        )
         .await;
     assert_eq!(r, Ok("body done at 1s"));
     // Cancelled when the last foreground child finished (3s), not when the body did.
@@ -80,6 +84,10 @@ rt_test! {
             }
             Ok(())
         })
+        .within(
+            HANG,
+            "the scope's return after the foreground children and the background ones",
+        )
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(census.alive(), 0);
@@ -121,6 +129,10 @@ async fn without_grace_background_children_are_dropped_when_the_foreground_is_do
         drop(h);
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return once the foreground was done and the background child dropped",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(census.alive(), 0);
@@ -150,6 +162,10 @@ async fn grace_lets_background_children_clean_up_and_drops_the_stubborn_ones() {
             tokio::time::sleep(secs(1)).await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at the end of its background children's grace",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(*cleaned.lock().unwrap(), Some(ms(1200)));
@@ -176,6 +192,10 @@ async fn background_error_before_scope_done_fails_the_scope() {
         });
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return of its background child's error",
+    )
     .await;
     assert_eq!(r, Err(Error::Boom(1)));
     assert_eq!(census.alive(), 0);
@@ -195,6 +215,10 @@ async fn background_stopping_with_checkpoint_error_does_not_fail_the_scope() {
         tokio::time::sleep(secs(1)).await;
         Ok(7)
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return once its background child stopped at a checkpoint",
+    )
     .await;
     assert_eq!(r, Ok(7));
 }
@@ -212,6 +236,10 @@ async fn cancelling_the_scope_reaches_background_children_with_parent_cancelled(
             pending::<()>().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline with its background child cancelled",
+        )
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert_eq!(
@@ -236,6 +264,10 @@ async fn children_spawn_background_children_through_the_handle() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once the background child spawned through a handle stopped",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(*log.lock().unwrap(), [(CancelReason::ScopeDone, secs(2))]);
@@ -254,6 +286,10 @@ async fn background_only_scope_cancels_them_when_the_body_returns() {
         }
         Ok(())
     })
+    .within(
+        HANG,
+        "the scope's return once its background-only children were cancelled",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(census.alive(), 0);
@@ -278,6 +314,10 @@ async fn a_dropped_scope_hands_its_background_children_to_the_ancestor() {
             assert!(dropped.is_err());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the outer scope's return once the handed-over background child finished",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(
@@ -301,6 +341,10 @@ async fn background_panic_is_re_raised() {
         })
         .await
     })
+    .within(
+        HANG,
+        "the task's end with the background child's panic re-raised",
+    )
     .await;
     assert_eq!(
         r.unwrap_err().into_panic().downcast_ref::<&str>(),

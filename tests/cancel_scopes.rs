@@ -5,7 +5,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Counter, rt_test};
+use common::{Counter, HANG, PAUSED_HANG, Within, rt_test};
 use taskscope::{CancelReason, CancelScope, Cancelled, Scope, checkpoint, is_cancelled, scope};
 use tokio::time::sleep;
 
@@ -26,6 +26,7 @@ rt_test! {
                 }
                 "finished during grace"
             })
+            .within(HANG, "the cancel scope's return during its grace period")
             .await;
         assert_eq!(r, Ok("finished during grace"));
     }
@@ -43,6 +44,7 @@ rt_test! {
                 let _ = checkpoint().await;
                 a.inc();
             })
+            .within(HANG, "the hard-cancelled cancel scope's return at its checkpoint")
             .await;
         assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
         assert_eq!(after.get(), 0, "the future was dropped at the checkpoint");
@@ -60,13 +62,18 @@ rt_test! {
                 h2.cancel();
                 checkpoint().await
             })
+            .within(HANG, "the cancelled cancel scope's return")
             .await;
         assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
         assert!(h.cancel_called() && h.cancelled_caught());
 
         let cs = CancelScope::new();
         let h = cs.handle();
-        assert_eq!(cs.run(async { 1 }).await, Ok(1));
+        let r = cs
+            .run(async { 1 })
+            .within(HANG, "the cancel scope's return of its value")
+            .await;
+        assert_eq!(r, Ok(1));
         assert!(h.is_finished());
         h.cancel();
         h.cancel();
@@ -95,6 +102,7 @@ rt_test! {
                 })
                 .await
             })
+            .within(HANG, "the return of three nested cancel scopes, the middle one catching")
             .await;
         let r2 = r1.expect("s1 untouched");
         assert_eq!(r2.unwrap_err().reason(), CancelReason::Explicit);
@@ -122,6 +130,10 @@ rt_test! {
                 // The enclosing code is not affected.
                 (inner, is_cancelled(), checkpoint().await)
             })
+            .within(
+                HANG,
+                "the outer cancel scope's return after the inner one discarded its cancel",
+            )
             .await;
         assert_eq!(r, Ok((Ok(42), false, Ok(()))));
         assert!(!oh.cancel_called());
@@ -136,6 +148,7 @@ async fn c5_reasons_reported_and_first_sticks() {
         pending::<()>().await;
         Ok(())
     })
+    .within(PAUSED_HANG, "the explicitly cancelled scope's return")
     .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
 
@@ -146,6 +159,7 @@ async fn c5_reasons_reported_and_first_sticks() {
             pending::<()>().await;
             Ok(())
         })
+        .within(PAUSED_HANG, "the scope's return at its deadline")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
 
@@ -159,10 +173,17 @@ async fn c5_reasons_reported_and_first_sticks() {
             Ok(())
         });
         s.spawn(async { Err::<(), _>(Cancelled::new(CancelReason::Shutdown)) });
-        let e = sib.await.unwrap_err();
+        let e = sib
+            .within(
+                PAUSED_HANG,
+                "the sibling's handle resolving after the other child failed",
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.reason(), CancelReason::ParentCancelled);
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's return after a child failed")
     .await;
     assert_eq!(
         r.unwrap_err().reason(),
@@ -182,6 +203,7 @@ async fn c5_reasons_reported_and_first_sticks() {
             sleep(Duration::from_secs(5)).await; // past the deadline, within the grace
             pending::<()>().await
         })
+        .within(PAUSED_HANG, "the cancel scope's return after its grace")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
 }
@@ -194,7 +216,10 @@ rt_test! {
         let h = cs.handle();
         h.cancel();
         assert!(h.cancel_called());
-        let r = cs.run(async move { p.inc() }).await;
+        let r = cs
+            .run(async move { p.inc() })
+            .within(HANG, "the return of a cancel scope cancelled before entry")
+            .await;
         assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
         assert_eq!(polled.get(), 0, "the inner future was never polled");
         assert!(h.cancelled_caught());
@@ -219,6 +244,7 @@ rt_test! {
                 let (m, sib) = tokio::join!(middle, sibling);
                 (m, sib, is_cancelled())
             })
+            .within(HANG, "the cancel scope's return after its middle node was cancelled")
             .await;
         assert_eq!(r, Ok((Ok((true, Ok(true))), Ok(false), false)));
         assert!(!h1.cancel_called());
@@ -244,11 +270,13 @@ rt_test! {
                 m.cancel();
                 Ok(())
             })
+            .within(HANG, "the middle scope's return after its own cancel")
             .await;
             assert_eq!(middle, Ok(()));
             assert!(!is_cancelled(), "the parent is untouched");
             Ok(())
         })
+        .within(HANG, "the outer scope's return after the middle scope was cancelled")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(survived.get(), 1);

@@ -8,7 +8,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Counter, Slot, ms, secs};
+use common::{Census, Counter, PAUSED_HANG, Slot, Within, ms, secs};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, checkpoint, current_deadline, fail_after, fail_at,
     is_cancelled, move_on_after, move_on_at, scope,
@@ -17,6 +17,10 @@ use tokio::time::{Instant, sleep};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// The bound of a wait in the D10 tests, which sleep for years of paused time: past their
+/// century-away deadline (`PAUSED_HANG`, a day, would cut them short).
+const BEYOND_FAR: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
 #[tokio::test(start_paused = true)]
 async fn d1_deadline_after_exit_does_nothing() {
     let t0 = Instant::now();
@@ -24,12 +28,27 @@ async fn d1_deadline_after_exit_does_nothing() {
         // A cancel scope whose deadline passes after it exited.
         let cs = CancelScope::new().timeout(secs(1));
         let h = cs.handle();
-        assert_eq!(cs.run(async { 5 }).await, Ok(5));
+        assert_eq!(
+            cs.run(async { 5 })
+                .within(PAUSED_HANG, "the cancel scope's return of its value")
+                .await,
+            Ok(5)
+        );
         assert_eq!(h.deadline(), Some(t0 + secs(1)));
 
         // The same with `fail_after` / `move_on_after` and a nested scope with a timeout.
-        assert_eq!(fail_after(secs(1), async { 6 }).await, Ok(6));
-        assert_eq!(move_on_after(secs(1), async { 7 }).await, Some(7));
+        assert_eq!(
+            fail_after(secs(1), async { 6 })
+                .within(PAUSED_HANG, "fail_after's return of its value")
+                .await,
+            Ok(6)
+        );
+        assert_eq!(
+            move_on_after(secs(1), async { 7 })
+                .within(PAUSED_HANG, "move_on_after's return of its value")
+                .await,
+            Some(7)
+        );
         let mut inner_handle = None;
         let v: Result<u32, Cancelled> = Scope::builder()
             .timeout(secs(1))
@@ -37,6 +56,7 @@ async fn d1_deadline_after_exit_does_nothing() {
                 inner_handle = Some(s.cancel_handle());
                 Ok(8)
             })
+            .within(PAUSED_HANG, "the inner scope's return before its deadline")
             .await;
         assert_eq!(v, Ok(8), "finished before its deadline: not a timeout");
         let inner_handle = inner_handle.unwrap();
@@ -63,6 +83,7 @@ async fn d1_deadline_after_exit_does_nothing() {
         assert!(!outer.cancel_called());
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's return")
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), secs(2));
@@ -101,6 +122,10 @@ async fn d2_nested_deadlines_take_minimum() {
                     })
                     .await
             })
+            .within(
+                PAUSED_HANG,
+                "the outer cancel scope's return at its 5 s deadline",
+            )
             .await
     };
     assert_eq!(
@@ -136,6 +161,7 @@ async fn d2_nested_deadlines_take_minimum() {
             });
             c.await
         })
+        .within(PAUSED_HANG, "the scope's return of its child's deadlines")
         .await;
     assert_eq!(
         r,
@@ -163,7 +189,9 @@ async fn d3_relative_timeout_counts_from_entry() {
     });
     sleep(secs(3)).await;
     assert_eq!(h.deadline(), None, "not entered yet: no absolute deadline");
-    let r = fut.await;
+    let r = fut
+        .within(PAUSED_HANG, "the cancel scope's return 5 s after its entry")
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(8));
     assert_eq!(seen.get(), vec![Some(t0 + secs(8))]);
@@ -180,7 +208,9 @@ async fn d3_relative_timeout_counts_from_entry() {
         Ok::<(), Cancelled>(())
     });
     sleep(secs(3)).await;
-    let r = fut.await;
+    let r = fut
+        .within(PAUSED_HANG, "the scope's return 5 s after its entry")
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t1.elapsed(), secs(8));
     assert_eq!(seen.get(), vec![Some(t1 + secs(8))]);
@@ -189,14 +219,24 @@ async fn d3_relative_timeout_counts_from_entry() {
     let t2 = Instant::now();
     let fut = move_on_after(secs(5), pending::<()>());
     sleep(secs(3)).await;
-    assert_eq!(fut.await, None);
+    assert_eq!(
+        fut.within(
+            PAUSED_HANG,
+            "move_on_after's return 5 s after its first poll"
+        )
+        .await,
+        None
+    );
     assert_eq!(t2.elapsed(), secs(8));
 
     let t3 = Instant::now();
     let fut = fail_after(secs(5), pending::<()>());
     sleep(secs(3)).await;
     assert_eq!(
-        fut.await.unwrap_err().reason(),
+        fut.within(PAUSED_HANG, "fail_after's return 5 s after its first poll")
+            .await
+            .unwrap_err()
+            .reason(),
         CancelReason::DeadlineExceeded
     );
     assert_eq!(t3.elapsed(), secs(8));
@@ -220,6 +260,10 @@ async fn d4_moving_deadline_earlier_or_later() {
             let _ = checkpoint().await; // hard-cancelled: dropped here
             after.inc();
         })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at a deadline moved into the past",
+        )
         .await
     };
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
@@ -240,6 +284,10 @@ async fn d4_moving_deadline_earlier_or_later() {
             assert!(!is_cancelled());
             sleep(secs(100)).await;
         })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at a deadline moved earlier",
+        )
         .await
     };
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
@@ -256,6 +304,10 @@ async fn d4_moving_deadline_earlier_or_later() {
             h.set_deadline(t0 + secs(20));
             sleep(secs(100)).await;
         })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at a deadline moved later",
+        )
         .await
     };
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
@@ -276,10 +328,19 @@ async fn d4_moving_deadline_earlier_or_later() {
             h.set_timeout(secs(3)); // t=9
         })
     };
-    let r = cs.run(sleep(secs(100))).await;
+    let r = cs
+        .run(sleep(secs(100)))
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at the deadline another task moved",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(9));
-    mover.await.unwrap();
+    mover
+        .within(PAUSED_HANG, "the mover task's end")
+        .await
+        .unwrap();
 
     let t0 = Instant::now();
     let cs = CancelScope::new().deadline(t0 + secs(10));
@@ -291,10 +352,19 @@ async fn d4_moving_deadline_earlier_or_later() {
             h.set_deadline(t0); // in the past
         })
     };
-    let r = cs.run(sleep(secs(100))).await;
+    let r = cs
+        .run(sleep(secs(100)))
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at the deadline another task moved into the past",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(2));
-    mover.await.unwrap();
+    mover
+        .within(PAUSED_HANG, "the mover task's end")
+        .await
+        .unwrap();
 
     // (e) A scope's own deadline, moved through its cancel handle: earlier fires earlier,
     //     later lets a child finish that the old deadline would have cut off.
@@ -310,6 +380,10 @@ async fn d4_moving_deadline_earlier_or_later() {
             s.cancel_handle().set_deadline(t0 + secs(3));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline moved earlier",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(3));
@@ -325,6 +399,10 @@ async fn d4_moving_deadline_earlier_or_later() {
             s.cancel_handle().set_deadline(t0 + secs(3));
             c.await
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return of its child's value before the deadline moved later",
+        )
         .await;
     assert_eq!(r, Ok(2));
     assert_eq!(t0.elapsed(), secs(2));
@@ -342,6 +420,7 @@ async fn d5_fail_after_fails_at_deadline_or_succeeds() {
         sleep(secs(100)).await;
         a.inc();
     })
+    .within(PAUSED_HANG, "fail_after's return at its deadline")
     .await;
     let c = r.unwrap_err();
     assert_eq!(c.reason(), CancelReason::DeadlineExceeded);
@@ -351,9 +430,16 @@ async fn d5_fail_after_fails_at_deadline_or_succeeds() {
     assert_eq!(census.alive(), 0, "the timed-out future was dropped");
 
     let t1 = Instant::now();
-    assert_eq!(fail_after(secs(100), async { 7 }).await, Ok(7));
     assert_eq!(
-        fail_after(secs(100), std::future::ready("ready")).await,
+        fail_after(secs(100), async { 7 })
+            .within(PAUSED_HANG, "fail_after's return of a ready value")
+            .await,
+        Ok(7)
+    );
+    assert_eq!(
+        fail_after(secs(100), std::future::ready("ready"))
+            .within(PAUSED_HANG, "fail_after's return of a ready future's value")
+            .await,
         Ok("ready")
     );
     assert_eq!(t1.elapsed(), Duration::ZERO);
@@ -372,6 +458,10 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
             h.cancel();
             sleep(secs(100)).await;
         })
+        .within(
+            PAUSED_HANG,
+            "the explicitly cancelled cancel scope's return",
+        )
         .await
     };
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
@@ -391,10 +481,19 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
             h.cancel();
         })
     };
-    let r = cs.run(sleep(secs(100))).await;
+    let r = cs
+        .run(sleep(secs(100)))
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return after another task cancelled it",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(t0.elapsed(), secs(1));
-    canceller.await.unwrap();
+    canceller
+        .within(PAUSED_HANG, "the canceller task's end")
+        .await
+        .unwrap();
 
     // (c) `fail_after` around a scope that cancels itself: the explicit cancellation passes
     //     through `fail_after` as the scope's own value, not as a timeout.
@@ -407,6 +506,10 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
             pending::<()>().await;
             Ok::<(), Cancelled>(())
         }),
+    )
+    .within(
+        PAUSED_HANG,
+        "fail_after's return of the self-cancelled scope",
     )
     .await;
     let inner = r.expect("fail_after's own deadline did not fire");
@@ -432,6 +535,10 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
                 after.inc();
                 r
             })
+            .within(
+                PAUSED_HANG,
+                "the outer cancel scope's return after it was cancelled around fail_after",
+            )
             .await
     };
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
@@ -462,6 +569,10 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
             seen.push((c.reason(), t0.elapsed()));
             sleep(secs(100)).await; // dropped when the grace period ends
         })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at the end of its grace period",
+        )
         .await
     };
     assert_eq!(
@@ -484,32 +595,51 @@ async fn d6_fail_after_cancelled_explicitly_reports_explicit() {
 async fn d7_inner_timeout_error_passes_through_outer() {
     // The inner fail_after expires: the outer move_on_after passes its error through.
     let t0 = Instant::now();
-    let r = move_on_after(Duration::MAX, fail_after(ms(10), pending::<()>())).await;
+    let r = move_on_after(Duration::MAX, fail_after(ms(10), pending::<()>()))
+        .within(
+            PAUSED_HANG,
+            "the inner fail_after's expiry through move_on_after",
+        )
+        .await;
     let inner = r.expect("the outer timeout did not expire");
     assert_eq!(inner.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), ms(10));
 
     // The other way round: the outer expires, the inner never does.
     let t0 = Instant::now();
-    let r = move_on_after(ms(10), fail_after(Duration::MAX, pending::<()>())).await;
+    let r = move_on_after(ms(10), fail_after(Duration::MAX, pending::<()>()))
+        .within(PAUSED_HANG, "the outer move_on_after's expiry")
+        .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), ms(10));
 
     // fail_after in fail_after: each reports only its own expiry.
     let t0 = Instant::now();
-    let r = fail_after(secs(1), fail_after(ms(10), pending::<()>())).await;
+    let r = fail_after(secs(1), fail_after(ms(10), pending::<()>()))
+        .within(
+            PAUSED_HANG,
+            "the inner fail_after's expiry through fail_after",
+        )
+        .await;
     let inner = r.expect("the outer timeout did not expire");
     assert_eq!(inner.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), ms(10));
 
     let t0 = Instant::now();
-    let r = fail_after(ms(10), move_on_after(secs(1), pending::<()>())).await;
+    let r = fail_after(ms(10), move_on_after(secs(1), pending::<()>()))
+        .within(PAUSED_HANG, "the outer fail_after's expiry")
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), ms(10));
 
     // Both expire at the same instant: the outermost catches (`docs/design.md`, 4.7).
     let t0 = Instant::now();
-    let r = move_on_after(ms(10), fail_after(ms(10), pending::<()>())).await;
+    let r = move_on_after(ms(10), fail_after(ms(10), pending::<()>()))
+        .within(
+            PAUSED_HANG,
+            "the outer move_on_after's expiry at the same instant as the inner one",
+        )
+        .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), ms(10));
 }
@@ -532,6 +662,10 @@ async fn d8_repeated_inner_timeouts_outer_still_fires() {
                 expired.inc();
             }
         })
+        .within(
+            PAUSED_HANG,
+            "the outer move_on_after's expiry after repeated inner timeouts",
+        )
         .await
     };
     assert_eq!(r, None);
@@ -560,6 +694,10 @@ async fn d8_repeated_inner_timeouts_outer_still_fires() {
             }
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline after repeated inner fail_afters",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(1));
@@ -584,7 +722,13 @@ async fn d9_past_deadline_cancels_before_first_poll() {
 
     let cs = CancelScope::new().deadline(past);
     let h = cs.handle();
-    let r = cs.run(probe(&census, &polled)).await;
+    let r = cs
+        .run(probe(&census, &polled))
+        .within(
+            PAUSED_HANG,
+            "the return of a cancel scope with a past deadline",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert!(h.cancel_called() && h.cancelled_caught());
 
@@ -592,6 +736,10 @@ async fn d9_past_deadline_cancels_before_first_poll() {
     let r = CancelScope::new()
         .deadline(Instant::now())
         .run(probe(&census, &polled))
+        .within(
+            PAUSED_HANG,
+            "the return of a cancel scope with a deadline of now",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
 
@@ -599,15 +747,28 @@ async fn d9_past_deadline_cancels_before_first_poll() {
     let r = CancelScope::new()
         .timeout(Duration::ZERO)
         .run(probe(&census, &polled))
+        .within(
+            PAUSED_HANG,
+            "the return of a cancel scope with a zero timeout",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
 
     // Even an always-ready future is not polled.
-    let r = fail_at(past, probe(&census, &polled)).await;
+    let r = fail_at(past, probe(&census, &polled))
+        .within(PAUSED_HANG, "fail_at's return with a past deadline")
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
-    assert_eq!(move_on_at(past, probe(&census, &polled)).await, None);
     assert_eq!(
-        move_on_after(Duration::ZERO, probe(&census, &polled)).await,
+        move_on_at(past, probe(&census, &polled))
+            .within(PAUSED_HANG, "move_on_at's return with a past deadline")
+            .await,
+        None
+    );
+    assert_eq!(
+        move_on_after(Duration::ZERO, probe(&census, &polled))
+            .within(PAUSED_HANG, "move_on_after's return with a zero timeout")
+            .await,
         None
     );
 
@@ -620,6 +781,7 @@ async fn d9_past_deadline_cancels_before_first_poll() {
             s.spawn(async { Ok(()) });
             Ok(1)
         })
+        .within(PAUSED_HANG, "the return of a scope with a past deadline")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(body_polled.get(), 0);
@@ -643,6 +805,10 @@ async fn d10_duration_max_timeout_never_fires() {
         sleep(year).await;
         "slept a year"
     })
+    .within(
+        BEYOND_FAR,
+        "move_on_after(Duration::MAX)'s return after a year",
+    )
     .await;
     assert_eq!(r, Some("slept a year"));
     assert_eq!(t0.elapsed(), year);
@@ -653,8 +819,21 @@ async fn d10_duration_max_timeout_never_fires() {
     );
 
     let t0 = Instant::now();
-    assert_eq!(fail_after(Duration::MAX, async { 7 }).await, Ok(7));
-    let r = fail_after(Duration::MAX, sleep(year)).await;
+    assert_eq!(
+        fail_after(Duration::MAX, async { 7 })
+            .within(
+                BEYOND_FAR,
+                "fail_after(Duration::MAX)'s return of a ready value"
+            )
+            .await,
+        Ok(7)
+    );
+    let r = fail_after(Duration::MAX, sleep(year))
+        .within(
+            BEYOND_FAR,
+            "fail_after(Duration::MAX)'s return after a year",
+        )
+        .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), year);
 
@@ -669,6 +848,10 @@ async fn d10_duration_max_timeout_never_fires() {
             });
             c.await
         })
+        .within(
+            BEYOND_FAR,
+            "the return of a scope with a Duration::MAX timeout after its child's year",
+        )
         .await;
     assert_eq!(r, Ok(3));
     assert_eq!(t0.elapsed(), year);
@@ -683,6 +866,10 @@ async fn d10_duration_max_timeout_never_fires() {
             d
         }),
     )
+    .within(
+        BEYOND_FAR,
+        "the outer move_on_after's expiry around a Duration::MAX one",
+    )
     .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), secs(5));
@@ -690,6 +877,10 @@ async fn d10_duration_max_timeout_never_fires() {
     let r = move_on_after(
         secs(5),
         move_on_after(Duration::MAX, async { current_deadline() }),
+    )
+    .within(
+        BEYOND_FAR,
+        "the outer move_on_after's return around a Duration::MAX one",
     )
     .await;
     assert_eq!(r, Some(Some(Some(t0 + secs(5)))));
@@ -700,6 +891,10 @@ async fn d10_duration_max_timeout_never_fires() {
         .timeout(Duration::MAX)
         .deadline(t0 + secs(2))
         .run(sleep(secs(100)))
+        .within(
+            BEYOND_FAR,
+            "the cancel scope's return at its finite deadline",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(2));
@@ -711,6 +906,7 @@ async fn d10_duration_max_timeout_never_fires() {
             sleep(secs(100)).await;
             Ok(())
         })
+        .within(BEYOND_FAR, "the scope's return at its finite timeout")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(2));
@@ -726,6 +922,10 @@ async fn d10_duration_max_timeout_never_fires() {
             sleep(year).await;
             1
         })
+        .within(
+            BEYOND_FAR,
+            "the cancel scope's return a year after its deadline was removed",
+        )
         .await
     };
     assert_eq!(r, Ok(1));
@@ -751,13 +951,19 @@ async fn d10_far_deadline_instant_no_overflow() {
             }
             "four years later"
         })
+        .within(
+            BEYOND_FAR,
+            "the cancel scope's return after four years under a century's deadline",
+        )
         .await;
     assert_eq!(r, Ok("four years later"));
     assert_eq!(t0.elapsed(), 4 * year);
     assert!(!h.cancel_called());
     assert_eq!(h.deadline(), Some(far));
 
-    let r = move_on_at(far, pending::<()>()).await;
+    let r = move_on_at(far, pending::<()>())
+        .within(BEYOND_FAR, "move_on_at's expiry a century away")
+        .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), 100 * year);
 }
@@ -778,6 +984,10 @@ async fn d11_scope_timeout_bounds_children_child_move_on_is_not_error() {
             assert!(!s.is_cancelled());
             Ok("done")
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after its child's own move_on_after expired",
+        )
         .await;
     assert_eq!(r, Ok("done"));
     assert_eq!(t0.elapsed(), secs(1));
@@ -821,6 +1031,10 @@ async fn d11_scope_timeout_bounds_children_child_move_on_is_not_error() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline after cancelling both children",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), secs(5));
@@ -859,6 +1073,10 @@ async fn deadline_moved_into_the_past_before_entry_cancels_at_once_and_for_good(
     let polled = std::sync::atomic::AtomicBool::new(false);
     let r = cs
         .run(async { polled.store(true, std::sync::atomic::Ordering::SeqCst) })
+        .within(
+            PAUSED_HANG,
+            "the return of a cancel scope whose deadline was moved into the past",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert!(

@@ -166,6 +166,10 @@ async fn r1_scenario() {
         log.push("outer body returned");
         Ok("outer")
     })
+    .within(
+        HANG,
+        "the outer scope's return after the dropped inner scope's children were dropped",
+    )
     .await;
     log.push("outer scope returned");
     assert_eq!(
@@ -436,6 +440,10 @@ async fn r4_scenario() {
         }
         Ok(())
     })
+    .within(
+        HANG,
+        "the scope's return after its four children with dropped handles ran",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(
@@ -507,6 +515,10 @@ rt_test! {
             s.spawn(async { Err::<(), _>(R5Error::Boom) });
             pending().await
         })
+        .within(
+            HANG,
+            "the scope's return after a child failed and the permit holders were cancelled",
+        )
         .await;
         assert_eq!(r, Err(R5Error::Boom));
         assert_eq!(sem.available_permits(), PERMITS, "every permit is back when the scope returned");
@@ -548,6 +560,7 @@ rt_test! {
             s.spawn(async { Ok(()) });
             Ok(s.handle())
         })
+        .within(HANG, "the scope's return of its handle")
         .await
         .unwrap();
         assert_closed(&h, "scope that succeeded");
@@ -561,6 +574,7 @@ rt_test! {
             });
             Ok(())
         })
+        .within(HANG, "the scope's return after the child smuggled its handle out")
         .await;
         assert_eq!(r, Ok(()));
         assert_closed(&rx.await.unwrap(), "handle smuggled out by a child");
@@ -574,6 +588,7 @@ rt_test! {
             s.cancel();
             Ok(s.handle())
         })
+        .within(HANG, "the cancelled scope's return of its handle")
         .await
         .unwrap();
         assert_closed(&h, "scope that was cancelled and finished");
@@ -584,6 +599,7 @@ rt_test! {
             s.spawn(async { Err::<(), _>(Cancelled::new(CancelReason::Explicit)) });
             pending().await
         })
+        .within(HANG, "the failed scope's return")
         .await;
         assert!(r.is_err());
         assert_closed(&rx.await.unwrap(), "scope that failed and finished");
@@ -653,6 +669,10 @@ async fn r7_scenario() {
         body_done.store(true, SeqCst);
         Ok(())
     })
+    .within(
+        HANG,
+        "the scope's return after its 100-link chain of late siblings",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(census.made(), R7_CHAIN, "every link was spawned");
@@ -696,13 +716,16 @@ rt_test! {
             });
             Ok((h, hb))
         })
+        .within(HANG, "the cancelled scope's return with two refused children")
         .await;
         assert_eq!(census.alive(), 0, "the refused child and closure were dropped");
         assert!(!polled.load(SeqCst), "a child spawned into a cancelled scope is never polled");
         assert!(!blocking_ran.load(SeqCst), "a blocking child spawned into a cancelled scope never runs");
         let (h, hb) = r.expect("the body completed: its value is kept");
-        assert_eq!(h.await.unwrap_err().reason(), CancelReason::ParentCancelled);
-        assert_eq!(hb.await.unwrap_err().reason(), CancelReason::ParentCancelled);
+        let h = h.within(HANG, "the refused child's handle resolving").await;
+        assert_eq!(h.unwrap_err().reason(), CancelReason::ParentCancelled);
+        let hb = hb.within(HANG, "the refused blocking child's handle resolving").await;
+        assert_eq!(hb.unwrap_err().reason(), CancelReason::ParentCancelled);
 
         // 2. Through a handle, from a child, after the scope was cancelled.
         let census = Census::new();
@@ -719,6 +742,7 @@ rt_test! {
             });
             pending().await
         })
+        .within(HANG, "the scope's return after a child cancelled it through a handle")
         .await;
         assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
         assert_eq!(census.made(), 1);
@@ -737,10 +761,12 @@ rt_test! {
                     drop(s.spawn(probe(&census, &polled)));
                     Ok(())
                 })
+                .within(HANG, "the inner scope's return under its parent's cancellation")
                 .await;
                 assert_eq!(inner, Ok(()));
                 Ok(())
             })
+            .within(HANG, "the cancelled outer scope's return")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(census.alive(), 0);
@@ -772,6 +798,10 @@ async fn r9_cancel_racing_completion_exactly_once() {
             h.cancel();
             Ok(h.await.ok())
         })
+        .within(
+            HANG,
+            "the scope's return after a child's cancel raced its completion",
+        )
         .await;
         let r = r.expect("cancelling a child alone does not fail the scope");
         match &r {
@@ -818,6 +848,10 @@ async fn r9_cancel_racing_completion_exactly_once() {
             });
             Ok(h.await.ok())
         })
+        .within(
+            HANG,
+            "the scope's return after a sibling's cancel raced a child's completion",
+        )
         .await;
         let delivered_now = matches!(r, Ok(Some(_)));
         let alive_at_return = census.alive();
@@ -906,6 +940,10 @@ async fn r9_value_of_child_finishing_as_scope_is_cancelled_dropped_before_return
             Ok(h.await.ok())
         }),
     )
+    .within(
+        HANG,
+        "the scope's return after its child cancelled it and returned its value",
+    )
     .await;
     let alive_at_return = census.alive();
     let delivered = matches!(r, Ok(Some(_)));
@@ -932,6 +970,10 @@ async fn r9_value_of_child_finishing_as_scope_is_cancelled_dropped_before_return
             Ok(h.await.ok())
         }),
     )
+    .within(
+        HANG,
+        "the scope's return after a third party cancelled it as its child finished",
+    )
     .await;
     let alive_at_return = census.alive();
     let delivered = matches!(r, Ok(Some(_)));
@@ -955,7 +997,10 @@ async fn r14_all() {
     r4_scenario().await;
     r7_scenario().await;
     // R6 and R8 in short form.
-    let h: ScopeHandle<Cancelled> = scope(async |s| Ok(s.handle())).await.unwrap();
+    let h: ScopeHandle<Cancelled> = scope(async |s| Ok(s.handle()))
+        .within(HANG, "the scope's return of its handle")
+        .await
+        .unwrap();
     assert_closed(&h, "inside a LocalSet");
     let census = Census::new();
     let polled = Arc::new(AtomicBool::new(false));
@@ -964,6 +1009,7 @@ async fn r14_all() {
         drop(s.spawn(probe(&census, &polled)));
         Ok(())
     })
+    .within(HANG, "the cancelled scope's return")
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(census.alive(), 0);

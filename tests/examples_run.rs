@@ -2,9 +2,12 @@
 //! order, outcomes and counts, with timing bounds that follow from the schedule (a timer
 //! never fires early) or have wide margins.
 
+mod common;
+
 use std::io;
 use std::time::Duration;
 
+use common::{HANG, Within};
 use taskscope::CancelReason;
 
 #[allow(dead_code)] // the example's `main`
@@ -18,7 +21,10 @@ mod fetch_profile;
 async fn happy_eyeballs_report() {
     use happy_eyeballs::{Outcome, STAGGER};
 
-    let r = happy_eyeballs::run().await.expect("the race has a winner");
+    let r = happy_eyeballs::run()
+        .within(HANG, "the happy_eyeballs example's end")
+        .await
+        .expect("the race has a winner");
     r.print();
     let a = &r.attempts;
     let started = |i: usize| {
@@ -85,7 +91,10 @@ async fn happy_eyeballs_current_thread() {
 async fn fetch_profile_report() {
     use fetch_profile::{Error, PartOutcome, TIMEOUT};
 
-    let r = fetch_profile::run().await.expect("the service runs");
+    let r = fetch_profile::run()
+        .within(HANG, "the fetch_profile example's end")
+        .await
+        .expect("the service runs");
     r.print();
     let [ok, fail, slow] = &r.runs[..] else {
         panic!("three runs")
@@ -190,7 +199,10 @@ async fn fetch_profile_current_thread() {
 mod search_api;
 
 async fn search_api_report() {
-    let r = search_api::run().await.expect("the demo runs");
+    let r = search_api::run()
+        .within(HANG, "the search_api example's end")
+        .await
+        .expect("the demo runs");
     r.print();
 
     // While both requests ran, the tree had both request scopes, under their connections.
@@ -262,7 +274,10 @@ mod crawl;
 async fn crawl_report() {
     use crawl::{HANGS, LIMIT, Outcome, PAGES};
 
-    let r = crawl::run().await.expect("the crawl runs");
+    let r = crawl::run()
+        .within(HANG, "the crawl example's end")
+        .await
+        .expect("the crawl runs");
     r.print();
     assert_eq!(r.crawl_result, Ok(()));
 
@@ -323,7 +338,10 @@ async fn crawl_current_thread() {
 mod axum_search;
 
 async fn axum_search_report() {
-    let r = axum_search::run().await.expect("the demo runs");
+    let r = axum_search::run()
+        .within(HANG, "the axum_search example's end")
+        .await
+        .expect("the demo runs");
     r.print();
     r.check();
 }
@@ -343,7 +361,10 @@ async fn axum_search_current_thread() {
 mod deadline_chain;
 
 async fn deadline_chain_report() {
-    let r = deadline_chain::run().await.expect("the chain runs");
+    let r = deadline_chain::run()
+        .within(HANG, "the deadline_chain example's end")
+        .await
+        .expect("the chain runs");
     r.print();
     r.check();
 }

@@ -14,18 +14,11 @@ use taskscope::{
 };
 use tokio::sync::oneshot;
 
-/// Bounds a wait: a regression fails in seconds instead of hanging.
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(secs(10), f)
-        .await
-        .expect("bounded wait timed out")
-}
-
 rt_test! {
     async fn parent_waits_for_a_scope_opened_under_it_in_a_foreign_task() {
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
-        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+        let r: Result<(), Cancelled> = taskscope::scope(async |server| {
             let request = Scope::builder().name("request").parent(server.handle()).expect("the parent runs");
             // The body spawns nothing: only the hold keeps the server scope open.
             tokio::spawn(request.run(async move |_s| {
@@ -34,7 +27,8 @@ rt_test! {
                 Ok::<_, Cancelled>(())
             }));
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return after the request opened in another task")
         .await;
         assert_eq!(r, Ok(()));
         assert!(done.load(Ordering::SeqCst), "the server scope returned first");
@@ -45,7 +39,7 @@ rt_test! {
     async fn scope_under_a_parent_sees_the_parents_soft_cancel() {
         let (seen_tx, seen_rx) = oneshot::channel();
         // With a grace period the cancel is soft first: the request sees it and returns.
-        let r: Result<(), Cancelled> = bounded(Scope::builder().grace(secs(5)).run(async |server| {
+        let r: Result<(), Cancelled> = Scope::builder().grace(secs(5)).run(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
             let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             tokio::spawn(request.run(async move |_s| {
@@ -57,10 +51,12 @@ rt_test! {
             started_rx.await.ok();
             server.cancel();
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return after the request saw its soft cancel")
         .await;
         assert_eq!(r, Ok(()));
-        assert_eq!(seen_rx.await, Ok(true));
+        let seen = seen_rx.within(HANG, "the request's report of the soft cancel").await;
+        assert_eq!(seen, Ok(true));
     }
 }
 
@@ -70,7 +66,7 @@ rt_test! {
         let (out_tx, out_rx) = oneshot::channel();
         let g = census.guard();
         let c = census.clone();
-        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+        let r: Result<(), Cancelled> = taskscope::scope(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
             let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             tokio::spawn(async move {
@@ -91,12 +87,16 @@ rt_test! {
             started_rx.await.ok();
             server.cancel(); // no grace: hard at once
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return after its hard cancel reached the request")
         .await;
         assert_eq!(r, Ok(()));
         // Right after the server scope returned: the request's body and child are gone.
         assert_eq!(census.alive(), 0);
-        let caught = out_rx.await.expect("the request future finished");
+        let caught = out_rx
+            .within(HANG, "the request task's report of its outcome")
+            .await
+            .expect("the request future finished");
         assert_eq!(caught.unwrap_err().reason(), CancelReason::ParentCancelled);
     }
 }
@@ -118,9 +118,16 @@ async fn scope_under_a_parent_is_bounded_by_the_parents_deadline() {
             }));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after the request under its deadline",
+        )
         .await;
     assert_eq!(r, Ok(()));
-    let (server, request) = rx.await.unwrap();
+    let (server, request) = rx
+        .within(PAUSED_HANG, "the request's report of the deadlines")
+        .await
+        .unwrap();
     assert!(server.is_some());
     assert_eq!(
         request, server,
@@ -132,7 +139,7 @@ rt_test! {
     async fn children_of_a_dropped_scope_under_a_parent_are_awaited_by_the_parent() {
         let cleaned = Arc::new(AtomicBool::new(false));
         let c = cleaned.clone();
-        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+        let r: Result<(), Cancelled> = taskscope::scope(async |server| {
             let (started_tx, started_rx) = oneshot::channel();
             let request = Scope::builder().parent(server.handle()).expect("the parent runs");
             let task = tokio::spawn(request.run(async move |s| {
@@ -152,7 +159,8 @@ rt_test! {
             started_rx.await.ok();
             task.abort(); // the foreign task drops the request scope's future
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return after the dropped request's blocking child")
         .await;
         assert_eq!(r, Ok(()));
         assert!(
@@ -179,14 +187,15 @@ async fn opening_under_a_finished_scope_is_refused_with_closed() {
 
 rt_test! {
     async fn builder_and_future_dropped_unused_release_the_parent() {
-        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+        let r: Result<(), Cancelled> = taskscope::scope(async |server| {
             let h = server.handle();
             drop(Scope::builder().parent(&h).expect("the parent runs"));
             drop(CancelScope::new().parent(&h).expect("the parent runs"));
             drop(Scope::builder().parent(&h).expect("the parent runs").run(async |_s| Ok::<_, Cancelled>(())));
             drop(CancelScope::new().parent(&h).expect("the parent runs").run(async {}));
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return once unused builders and futures released it")
         .await;
         assert_eq!(r, Ok(()));
     }
@@ -196,7 +205,7 @@ rt_test! {
     async fn cancel_scope_under_a_parent_catches_its_hard_cancel_and_its_own_reason() {
         let (out_tx, out_rx) = oneshot::channel();
         let (reason_tx, reason_rx) = oneshot::channel();
-        let r: Result<(), Cancelled> = bounded(taskscope::scope(async |server| {
+        let r: Result<(), Cancelled> = taskscope::scope(async |server| {
             let h = server.handle();
             // One cancelled by the parent ...
             let (started_tx, started_rx) = oneshot::channel();
@@ -220,12 +229,21 @@ rt_test! {
             started_rx.await.ok();
             server.cancel();
             Ok(())
-        }))
+        })
+        .within(HANG, "the server scope's return after cancelling the cancel scopes under it")
         .await;
         assert_eq!(r, Ok(()));
-        let by_parent = out_rx.await.unwrap().unwrap_err();
+        let by_parent = out_rx
+            .within(HANG, "the first cancel scope's report of its parent's cancel")
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(by_parent.reason(), CancelReason::ParentCancelled);
-        let own = reason_rx.await.unwrap().unwrap_err();
+        let own = reason_rx
+            .within(HANG, "the second cancel scope's report of its own cancel")
+            .await
+            .unwrap()
+            .unwrap_err();
         assert_eq!(own.reason(), CancelReason::Disconnected);
     }
 }
@@ -249,12 +267,21 @@ async fn scope_under_a_parent_appears_below_it_in_a_snapshot() {
         }));
         Ok::<_, Cancelled>(())
     }));
-    let (dump, live_children) = bounded(rx).await.unwrap();
+    let (dump, live_children) = rx
+        .within(HANG, "the request's snapshot of the tree")
+        .await
+        .unwrap();
     drop(release_tx);
     // The request scope is a node below the server, not one of its tasks.
     assert_eq!(live_children, 0, "{dump}");
     assert!(!dump.contains("blocking or starting"), "{dump}");
-    assert_eq!(bounded(server).await.unwrap(), Ok(()));
+    assert_eq!(
+        server
+            .within(HANG, "the server task's end once the request was released")
+            .await
+            .unwrap(),
+        Ok(())
+    );
     let server = dump
         .find("server")
         .expect("the server scope is in the dump");
@@ -271,16 +298,22 @@ async fn scope_under_a_parent_appears_below_it_in_a_snapshot() {
 async fn a_scope_catching_its_own_cancel_drops_a_builder_held_in_its_body() {
     let census = Census::new();
     let g = census.guard();
-    let r: Result<(), Cancelled> = bounded(Scope::builder().timeout(secs(1)).run(async |server| {
-        let _g = g;
-        let request = Scope::builder()
-            .parent(server.handle())
-            .expect("the parent runs");
-        tokio::time::sleep(secs(2)).await; // the deadline fires here
-        drop(request);
-        Ok(())
-    }))
-    .await;
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .run(async |server| {
+            let _g = g;
+            let request = Scope::builder()
+                .parent(server.handle())
+                .expect("the parent runs");
+            tokio::time::sleep(secs(2)).await; // the deadline fires here
+            drop(request);
+            Ok(())
+        })
+        .within(
+            HANG,
+            "the scope's return at its deadline with a builder held in its body",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(census.alive(), 0);
 }
@@ -290,24 +323,34 @@ async fn a_scope_catching_its_own_cancel_drops_a_builder_held_in_its_body() {
 #[tokio::test(start_paused = true)]
 async fn a_scope_catching_its_own_cancel_still_awaits_scopes_opened_under_it_elsewhere() {
     let (out_tx, out_rx) = oneshot::channel();
-    let r: Result<(), Cancelled> = bounded(Scope::builder().timeout(secs(1)).run(async |server| {
-        let held = Scope::builder()
-            .parent(server.handle())
-            .expect("the parent runs");
-        let elsewhere = CancelScope::new()
-            .parent(server.handle())
-            .expect("the parent runs");
-        tokio::spawn(async move {
-            let r = elsewhere.run(std::future::pending::<()>()).await;
-            out_tx.send(r).ok();
-        });
-        tokio::time::sleep(secs(2)).await;
-        drop(held);
-        Ok(())
-    }))
-    .await;
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .run(async |server| {
+            let held = Scope::builder()
+                .parent(server.handle())
+                .expect("the parent runs");
+            let elsewhere = CancelScope::new()
+                .parent(server.handle())
+                .expect("the parent runs");
+            tokio::spawn(async move {
+                let r = elsewhere.run(std::future::pending::<()>()).await;
+                out_tx.send(r).ok();
+            });
+            tokio::time::sleep(secs(2)).await;
+            drop(held);
+            Ok(())
+        })
+        .within(
+            HANG,
+            "the scope's return at its deadline after the request elsewhere caught its cancel",
+        )
+        .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     let elsewhere = out_rx
+        .within(
+            PAUSED_HANG,
+            "the request elsewhere's report of its parent's cancel",
+        )
         .await
         .expect("the request finished before the scope returned");
     assert_eq!(

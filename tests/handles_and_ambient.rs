@@ -6,7 +6,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Counter, rt_test};
+use common::{Census, Counter, HANG, Within, rt_test};
 use futures_util::FutureExt;
 use taskscope::{
     CancelReason, Cancelled, cancelled, checkpoint, current_deadline, is_cancelled, scope,
@@ -37,6 +37,7 @@ rt_test! {
             assert!(!taskscope::is_cancelled(), "the scope is not cancelled");
             fine.await
         })
+        .within(HANG, "the scope's return after one child was cancelled through its handle")
         .await;
         assert_eq!(r, Ok(7));
         assert_eq!(finished.get(), 1);
@@ -65,6 +66,7 @@ rt_test! {
             assert_eq!(sibling.await.unwrap_err().reason(), CancelReason::ParentCancelled);
             Ok(())
         })
+        .within(HANG, "the scope's return of its child's error")
         .await;
         assert_eq!(r, Err(Boom));
 
@@ -80,6 +82,7 @@ rt_test! {
             Ok::<(), Cancelled>(())
         }))
         .catch_unwind()
+        .within(HANG, "the scope's re-raise of its child's panic")
         .await;
         assert_eq!(caught.unwrap_err().downcast_ref::<u32>(), Some(&42));
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::future::pending;
 
-use common::{Census, Error, ms, secs};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, secs};
 use taskscope::{CancelReason, CancelScope, Cancelled, Scope, cancelled, scope};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,10 @@ async fn a_scopes_token_is_cancelled_with_the_scope_at_the_soft_signal() {
             s.cancel();
             Ok(Some(seen.await?))
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after its token's worker saw the soft signal",
+        )
         .await;
     assert_eq!(
         r,
@@ -44,6 +48,10 @@ async fn an_ancestors_deadline_reaches_the_token_of_a_nested_scope() {
             pending::<()>().await;
             Ok::<(), Cancelled>(())
         }))
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return at its deadline with the nested scope's token cancelled",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     let token = token.lock().unwrap().take().unwrap();
@@ -57,6 +65,7 @@ async fn a_token_is_not_cancelled_when_the_scope_just_finishes() {
         kept = Some(s.cancellation_token());
         Ok(())
     })
+    .within(HANG, "the scope's return")
     .await;
     assert_eq!(r, Ok(()));
     assert!(!kept.unwrap().is_cancelled());
@@ -73,8 +82,24 @@ async fn a_token_taken_after_the_cancel_is_cancelled_at_once() {
             let c = s.cancel_handle().cancellation_token().is_cancelled();
             Ok(a && b && c)
         })
+        .within(HANG, "the cancelled scope's return")
         .await;
     assert_eq!(r, Ok(true));
+}
+
+/// A token is cancelled even when it is the only thing a cancel has to wake: a cancel scope
+/// not entered yet (no future to wake) and cancelled softly (a grace period: no task to
+/// abort). Found by cargo-mutants: no other test had a cancel whose only observer was a
+/// token, so skipping the tokens in that case went unnoticed.
+#[tokio::test]
+async fn a_token_is_cancelled_by_a_soft_cancel_that_wakes_nothing_else() {
+    let cs = CancelScope::new().grace(secs(1));
+    let h = cs.handle();
+    let token = h.cancellation_token();
+    assert!(!token.is_cancelled());
+    h.cancel();
+    assert!(token.is_cancelled(), "the token of the soft-cancelled node");
+    drop(cs);
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,6 +125,10 @@ async fn cancel_on_an_external_token_cancels_the_scope_and_its_children() {
             cancelled().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after the external token cancelled it",
+        )
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::Explicit)));
     assert_eq!(t0.elapsed(), ms(300));
@@ -113,6 +142,7 @@ async fn cancel_on_an_already_cancelled_token_cancels_before_the_body_runs_far()
     let r: Result<(), Cancelled> = Scope::builder()
         .cancel_on(token)
         .run(async |_s| pending::<Result<(), Cancelled>>().await)
+        .within(HANG, "the scope's return under an already cancelled token")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
 }
@@ -136,6 +166,7 @@ async fn cancel_when_uses_the_given_reason_and_is_dropped_once_done() {
             CancelReason::Shutdown,
         )
         .run(async |_s| Ok(1))
+        .within(PAUSED_HANG, "the scope's return with its unfired trigger")
         .await;
     assert_eq!(r, Ok(1), "the trigger never fired");
     assert!(
@@ -194,6 +225,10 @@ fn signal_child_entry() {
                 pending::<()>().await;
                 Ok(())
             })
+            .within(
+                HANG,
+                "the child process's scope's return after SIGTERM and the grace",
+            )
             .await;
         let waited = t0.elapsed();
         println!(

@@ -8,7 +8,7 @@ use std::future::pending;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use common::{Census, Error, ms, rt_test, secs};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
 use tokio::time::{Instant, sleep};
 
@@ -39,7 +39,7 @@ rt_test! {
             later.await
         }))
         .await
-        .expect("the scope ends");
+        .expect("hang: the scope whose children were cancelled did not end within 10 s");
         assert_eq!(r, Ok(4));
         assert_eq!(census.alive(), 0);
     }
@@ -61,6 +61,7 @@ async fn cancel_children_lets_a_shield_finish() {
         assert_eq!(t0.elapsed(), ms(50), "the shielded part ran to its end");
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's end after the shielded child")
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -86,9 +87,12 @@ async fn wait_children_waits_for_the_children_so_far_and_the_scope_goes_on() {
                 Ok(())
             });
         }
-        tokio::time::timeout(secs(10), s.wait_children())
-            .await
-            .expect("the children end");
+        s.wait_children()
+            .within(
+                PAUSED_HANG,
+                "wait_children's end once the children so far ended",
+            )
+            .await;
         assert_eq!(t0.elapsed(), ms(35));
         assert_eq!(done.load(SeqCst), 3);
         assert_eq!(s.running_children(), 0);
@@ -97,6 +101,10 @@ async fn wait_children_waits_for_the_children_so_far_and_the_scope_goes_on() {
         s.wait_children().await; // nothing left: ready at once
         Ok(n)
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's end after waiting for its children",
+    )
     .await;
     assert_eq!(r, Ok(7));
 }
@@ -116,11 +124,15 @@ async fn a_dropped_wait_children_future_is_forgotten() {
                 .is_err(),
             "the child still runs at 5 ms"
         );
-        tokio::time::timeout(secs(10), s.wait_children())
-            .await
-            .expect("the child ends at 20 ms");
+        s.wait_children()
+            .within(
+                PAUSED_HANG,
+                "wait_children's end once the child ended at 20 ms",
+            )
+            .await;
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's end")
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -134,6 +146,7 @@ rt_test! {
             assert_eq!(h.await?, id);
             Ok(())
         })
+        .within(HANG, "the scope's end after its child")
         .await;
         assert_eq!(r, Ok(()));
     }
@@ -154,12 +167,13 @@ rt_test! {
             let waiter = tokio::spawn(async move { h.wait_children().await });
             tokio::task::yield_now().await;
             gate.notify_one();
-            tokio::time::timeout(secs(10), waiter)
+            waiter
+                .within(HANG, "the waiting task's wake-up by the last child")
                 .await
-                .expect("the waiter was woken")
                 .expect("the waiter did not panic");
             Ok(())
         })
+        .within(HANG, "the scope's end")
         .await;
         assert_eq!(r, Ok(()));
     }

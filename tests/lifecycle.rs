@@ -5,7 +5,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Counter, rt_test};
+use common::{Census, Counter, HANG, PAUSED_HANG, Within, rt_test};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, move_on_after, scope,
 };
@@ -20,6 +20,7 @@ rt_test! {
             s.spawn(async { Err::<(), _>(Error::Boom(1)) });
             Ok(())
         })
+        .within(HANG, "the scope's return of its child's error")
         .await;
         assert_eq!(r, Err(Error::Boom(1)));
     }
@@ -27,7 +28,9 @@ rt_test! {
 
 rt_test! {
     async fn l2_body_error_without_children_is_returned_as_is() {
-        let r: Result<(), Error> = scope(async |_s| Err(Error::Boom(2))).await;
+        let r: Result<(), Error> = scope(async |_s| Err(Error::Boom(2)))
+            .within(HANG, "the scope's return of its body's error")
+            .await;
         assert_eq!(r, Err(Error::Boom(2)));
     }
 }
@@ -56,11 +59,14 @@ rt_test! {
                     }
                 });
                 s.spawn(async move {
-                    let _ = rx.await;
+                    let _ = rx
+                        .within(HANG, "the sibling's tenth loop (it signals the failing child)")
+                        .await;
                     Err::<(), _>(Error::Boom(3))
                 });
                 Ok(())
             })
+            .within(HANG, "the scope's return after one child failed and the other was cancelled")
             .await;
         let errors = r.unwrap_err().into_vec();
         // Only the failure: the sibling's cancellation is not reported as an error.
@@ -105,6 +111,10 @@ async fn l4_body_failing_after_the_scope_was_cancelled_is_secondary() {
             cancelled().await;
             Err(Guarded::Failed(census.guard()))
         })
+        .within(
+            PAUSED_HANG,
+            "the cancelled scope's return with its body's error suppressed",
+        )
         .await;
     let alive_at_return = census.alive();
     match r {
@@ -125,6 +135,10 @@ async fn l4_body_failing_after_the_scope_was_cancelled_is_secondary() {
             cancelled().await;
             Err::<(), _>(Error::Boom(6))
         })
+        .within(
+            PAUSED_HANG,
+            "the cancelled collecting scope's return of its body's error",
+        )
         .await;
     assert_eq!(r.unwrap_err().into_vec(), vec![Error::Boom(6)]);
 
@@ -132,6 +146,7 @@ async fn l4_body_failing_after_the_scope_was_cancelled_is_secondary() {
     let r: Result<(), Error> = Scope::builder()
         .grace(Duration::from_secs(1))
         .run(async |_| Err(Error::Boom(7)))
+        .within(PAUSED_HANG, "the scope's return of its body's error")
         .await;
     assert_eq!(r, Err(Error::Boom(7)));
 }
@@ -165,6 +180,10 @@ async fn l4_body_and_child_fail_first_wins_other_kept() {
             tokio::task::yield_now().await;
             Err::<(), _>(Error::Boom(3))
         })
+        .within(
+            PAUSED_HANG,
+            "the collecting scope's return after the child then the body failed",
+        )
         .await;
     assert_eq!(
         r.unwrap_err().into_vec(),
@@ -189,6 +208,10 @@ async fn l4_two_children_fail_default_mode_loses_nothing_silently() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the collecting scope's return after the body then the child failed",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(1)));
     let h = handle.unwrap();
@@ -214,6 +237,10 @@ async fn l4_two_children_fail_default_mode_loses_nothing_silently() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the collecting scope's return after two children failed",
+        )
         .await;
     assert_eq!(
         r.unwrap_err().into_vec(),
@@ -232,6 +259,10 @@ async fn l5_child_error_wakes_a_body_that_awaits_forever() {
         pending::<()>().await;
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return once a child's error woke its pending body",
+    )
     .await;
     assert_eq!(r, Err(Error::Boom(5)));
     assert_eq!(t0.elapsed(), Duration::from_millis(5));
@@ -250,6 +281,10 @@ async fn l6_body_returns_while_child_sleeps_scope_exits_when_child_done() {
         });
         Ok("body done")
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return once its sleeping child finished",
+    )
     .await;
     assert_eq!(r, Ok("body done"));
     assert_eq!(t0.elapsed(), Duration::from_secs(5));
@@ -277,12 +312,14 @@ rt_test! {
                     });
                     Ok(())
                 })
+                .within(HANG, "the inner scope's return after its grandchild was cancelled")
                 .await
             });
-            let _ = rx.await;
+            let _ = rx.within(HANG, "the grandchild's start").await;
             s.cancel();
             Ok(())
         })
+        .within(HANG, "the scope's return once the cancel reached the grandchild")
         .await;
         assert_eq!(r, Ok(()), "the body completed: its value is kept");
         assert_eq!(census.made(), 1);
@@ -308,6 +345,10 @@ async fn l8_timeout_around_spawn_only_has_no_effect_on_child() {
         assert_eq!(moved, None, "the timeout fired around the spawn call");
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return once its child finished (the timeout was around the spawn only)",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(
@@ -337,6 +378,10 @@ async fn l8_timeout_around_whole_scope_cancels_child() {
         })
         .await
     })
+    .within(
+        PAUSED_HANG,
+        "move_on_after's return after cancelling the scope within it",
+    )
     .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), Duration::from_secs(1));
@@ -361,6 +406,7 @@ rt_test! {
             s.cancel();
             Ok(())
         })
+        .within(HANG, "the cancelled scope's return after dropping 16 pending children")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(census.made(), 16);
@@ -399,6 +445,7 @@ fn l10_five_thousand_nested_cancel_scopes_cancel_outermost() {
         .stack_size(256 << 20)
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
                 .build()
                 .unwrap();
             rt.block_on(async move {
@@ -410,7 +457,11 @@ fn l10_five_thousand_nested_cancel_scopes_cancel_outermost() {
                 assert!(futures_util::poll!(run.as_mut()).is_pending());
                 rx.try_recv().expect("the innermost scope was entered");
                 h.cancel();
-                run.await
+                run.within(
+                    HANG,
+                    "the 5,000-deep cancel scope's return after its cancel",
+                )
+                .await
             })
         })
         .unwrap()
@@ -442,6 +493,10 @@ async fn l11_body_error_children_cleanup_ran_before_caller_sees_error() {
             tokio::task::yield_now().await;
             Err(Error::Boom(11))
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after its children's async cleanup",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(11)));
     assert_eq!(
@@ -463,6 +518,10 @@ async fn l12_error_then_own_cancel_returns_the_error() {
             pending::<()>().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return of the first error after its own cancel",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(12)));
 }
@@ -484,6 +543,10 @@ async fn l12_error_then_deadline_returns_the_error() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return of the error after its deadline and grace",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(12)));
 }
@@ -503,6 +566,10 @@ async fn l12_child_failing_after_cancel_is_secondary() {
             s.cancel();
             Ok(5)
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return of the body's value with a late child error",
+        )
         .await;
     assert_eq!(
         r,
@@ -525,6 +592,10 @@ async fn l12_own_deadline_after_body_completed_is_a_broken_promise() {
             });
             Ok(7)
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline (broken promise)",
+        )
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
 }
@@ -552,6 +623,7 @@ rt_test! {
             outer.spawn(async { Ok(()) });
             Ok(inner.unwrap()? + 1)
         })
+        .within(HANG, "the outer scope's return after the inner scope awaited its early child")
         .await;
         assert_eq!(r, Ok(3));
         assert_eq!(census.alive(), 0);
@@ -570,10 +642,12 @@ rt_test! {
                     taskscope::checkpoint().await?;
                     Ok(())
                 })
+                .within(HANG, "the inner scope's return at the cancellation it inherited")
                 .await;
                 inner_tx.send(inner).ok();
                 Ok(())
             })
+            .within(HANG, "the cancelled outer scope's return")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(

@@ -6,7 +6,7 @@ use std::future::pending;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-use common::{Census, Counter, Gauge, Slot, rt_test, yields};
+use common::{Census, Counter, Gauge, HANG, Slot, Within, rt_test, yields};
 use taskscope::{Cancelled, Scope, TrySpawnError};
 
 rt_test! {
@@ -31,6 +31,7 @@ rt_test! {
                 }
                 Ok(())
             })
+            .within(HANG, "the limited scope's return once its 10 children ran three at a time")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(finished.get(), 10);
@@ -67,6 +68,7 @@ rt_test! {
                 }
                 Ok(())
             })
+            .within(HANG, "the limit-1 scope's return once its 8 children ran one after the other")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(order.get(), (0..8).collect::<Vec<_>>());
@@ -93,11 +95,18 @@ rt_test! {
                     other => panic!("expected AtLimit, got {other:?}"),
                 };
                 tx.send(()).unwrap();
-                let a = first.await?;
+                let a = first
+                    .within(HANG, "the first child's end (its handle) once it was released")
+                    .await?;
                 // The slot is free again: the returned future can be spawned now.
-                let b = s.try_spawn(fut).expect("the slot was given back").await?;
+                let b = s
+                    .try_spawn(fut)
+                    .expect("the slot was given back")
+                    .within(HANG, "the given-back future's run in the freed slot")
+                    .await?;
                 Ok(a + b)
             })
+            .within(HANG, "the scope's return after try_spawn's children finished")
             .await;
         assert_eq!(r, Ok(3));
     }
@@ -112,7 +121,10 @@ rt_test! {
             .limit(2)
             .run(async |s| {
                 for _ in 0..12 {
-                    let permit = s.reserve().await;
+                    let permit = s
+                        .reserve()
+                        .within(HANG, "a reserved slot, freed by a finished child")
+                        .await;
                     // Never more than the limit spawned and unfinished: nothing queues.
                     assert!(started.get() - finished.get() < 2);
                     let (g, st, f) = (gauge.clone(), started.clone(), finished.clone());
@@ -128,9 +140,11 @@ rt_test! {
                         .expect("the scope runs");
                 }
                 // An unused permit gives its slot back.
-                drop(s.reserve().await);
+                let unused = s.reserve().within(HANG, "a slot once every child finished").await;
+                drop(unused);
                 Ok(())
             })
+            .within(HANG, "the scope's return after its reserve/spawn loop")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(finished.get(), 12);
@@ -161,10 +175,11 @@ rt_test! {
                         Ok(())
                     });
                 }
-                let _ = rx.await;
+                let _ = rx.within(HANG, "the first child's start (in the only slot)").await;
                 s.cancel();
                 Ok(())
             })
+            .within(HANG, "the cancelled scope's return without polling its queued children")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(census.made(), 6);
@@ -184,8 +199,11 @@ rt_test! {
                 });
                 let next = s.spawn(async { Ok(7) });
                 stuck.cancel();
-                next.await
+                next
+                    .within(HANG, "the queued child's run in the slot freed by the cancelled one")
+                    .await
             })
+            .within(HANG, "the scope's return after a cancelled child freed its slot")
             .await;
         assert_eq!(r, Ok(7));
     }
@@ -208,11 +226,18 @@ async fn the_scoped_macro_takes_a_limit() {
             .collect();
         let mut sum = 0;
         for h in hs {
-            sum += h.await?;
+            sum += h
+                .within(HANG, "a handle's end under the macro's limit")
+                .await?;
         }
         Ok(sum)
     }
     let gauge = Gauge::default();
-    assert_eq!(fan_out(6, gauge.clone()).await, Ok(15));
+    assert_eq!(
+        fan_out(6, gauge.clone())
+            .within(HANG, "the #[scoped(limit = 2)] function's return")
+            .await,
+        Ok(15)
+    );
     assert_eq!(gauge.max(), 2);
 }

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{Census, Counter, Error, Gauge, Slot, ms, rt_test, secs, yields};
+use common::{
+    Census, Counter, Error, Gauge, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs, yields,
+};
 use futures_util::FutureExt;
 use taskscope::{
     CancelReason, Cancelled, Local, LocalHandle, Scope, cancelled, move_on_after, scope, shield,
@@ -71,9 +73,13 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 async fn reason<T: std::fmt::Debug>(h: LocalHandle<T>) -> CancelReason {
-    h.await
-        .expect_err("the child was not expected to succeed")
-        .reason()
+    h.within(
+        HANG,
+        "the local child's handle resolving with its cancellation",
+    )
+    .await
+    .expect_err("the child was not expected to succeed")
+    .reason()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -120,6 +126,7 @@ rt_test! {
             }
             Ok((total, outer.await?))
         })
+        .within(HANG, "the scope's return after its borrowing local children and their nested ones")
         .await;
         assert_eq!(r, Ok((6, 70)));
         assert!(nested_done.load(SeqCst), "the scope waited for the unawaited nested child");
@@ -158,6 +165,10 @@ async fn rc_fan_out(log: &Rc<RefCell<Vec<u32>>>, total: &RefCell<u32>) -> Result
             }
             Ok(sum)
         })
+        .within(
+            HANG,
+            "the .local() scope's return after its four !Send children",
+        )
         .await
 }
 
@@ -215,6 +226,7 @@ rt_test! {
                 ));
                 task.await.expect("the scope task did not panic")
             })
+            .within(HANG, "the LocalSet task's end with its .local() scope")
             .await;
         // The scope waited for every local child (each awaited its inner task).
         assert_eq!(r.map(|_| ()), Ok(()));
@@ -244,6 +256,10 @@ async fn local_children_run_concurrently() {
         sleep(secs(1)).await;
         Ok((a.await?, b.await?))
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after its concurrently sleeping local children",
+    )
     .await;
     let (a, b) = r.unwrap();
     assert_eq!(a - start, secs(1));
@@ -268,6 +284,7 @@ rt_test! {
             });
             Ok((a.await?, b.await?))
         })
+        .within(HANG, "the scope's return after its ping-pong local children")
         .await;
         assert_eq!(r, Ok((2, 1)));
     }
@@ -306,6 +323,7 @@ rt_test! {
             pending::<()>().await;
             Ok(())
         })
+        .within(HANG, "the scope's return after a local child failed and the siblings were dropped")
         .await;
         assert_eq!(census.alive(), 0, "every sibling was dropped before the scope returned");
         assert_eq!(census.made(), 4);
@@ -347,6 +365,10 @@ async fn a_local_childs_error_the_body_sees_child_failed_during_the_grace() {
             seen = Some(e.reason());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at the end of the grace after a local child failed",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(5)));
     assert_eq!(seen, Some(CancelReason::ChildFailed));
@@ -386,6 +408,7 @@ rt_test! {
             Ok::<(), Cancelled>(())
         }))
         .catch_unwind()
+        .within(HANG, "the scope's re-raise of a local child's panic after dropping the siblings")
         .await;
         assert_eq!(census.alive(), 0, "every sibling was gone before the panic resumed");
         assert_eq!(census.made(), 6);
@@ -416,6 +439,7 @@ rt_test! {
             })
             .await
         })
+        .within(HANG, "the task's end with its scope's local child's panic")
         .await;
         assert_eq!(census.alive(), 0);
         expect_payload(join.unwrap_err().into_panic(), LocalPanic(8));
@@ -453,6 +477,10 @@ async fn a_local_childs_panic_waits_for_sibling_cleanup() {
         Ok::<(), Cancelled>(())
     }))
     .catch_unwind()
+    .within(
+        PAUSED_HANG,
+        "the scope's re-raise of a local child's panic after the siblings' cleanup",
+    )
     .await;
     assert_eq!(census.alive(), 0);
     assert_eq!(cleaned.get(), ["local", "spawned"]);
@@ -490,6 +518,10 @@ async fn the_scope_deadline_drops_parked_local_children() {
             }
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at its deadline with its parked local children dropped",
+        )
         .await;
     assert_eq!(start.elapsed(), secs(1));
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
@@ -530,7 +562,11 @@ async fn with_grace_local_children_clean_up_or_are_dropped_at_its_end() {
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(census.alive(), 0);
-    let (seen_at, done_at) = polite.unwrap().await.expect("cleaned up in time");
+    let (seen_at, done_at) = polite
+        .unwrap()
+        .within(PAUSED_HANG, "the polite local child's handle resolving")
+        .await
+        .expect("cleaned up in time");
     assert_eq!(seen_at - start, secs(1));
     assert_eq!(done_at - start, ms(1100));
     assert_eq!(dropped_at.get(), [start + ms(1500)]);
@@ -564,7 +600,7 @@ async fn an_ancestors_deadline_drops_the_local_children_of_a_nested_scope() {
         ),
     )
     .await
-    .expect("no hang");
+    .expect("hang: the ancestor's deadline did not drop the nested scope's parked local children");
     assert_eq!(r, None);
     assert_eq!(start.elapsed(), secs(1));
     assert_eq!(census.alive(), 0);
@@ -587,7 +623,7 @@ async fn an_ancestors_deadline_drops_the_local_children_of_a_nested_scope() {
         }),
     )
     .await
-    .expect("no hang");
+    .expect("hang: the outer scope's deadline did not drop the nested scope's parked local child");
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(start.elapsed(), secs(1));
     assert_eq!(census.alive(), 0);
@@ -633,6 +669,10 @@ rt_test! {
             done.cancel();
             Ok(v + done.await?)
         })
+        .within(
+            HANG,
+            "the scope's return after two local children were cancelled through their handles",
+        )
         .await;
         assert_eq!(r, Ok(7));
         assert_eq!(census.alive(), 0);
@@ -847,6 +887,7 @@ rt_test! {
                 }
                 Ok(())
             })
+            .within(HANG, "the limited scope's return after 10 local children ran three at a time")
             .await;
         assert_eq!(r, Ok(()));
         assert_eq!(finished.get(), 10);
@@ -883,6 +924,10 @@ async fn limit_3_of_10_sleeping_local_children() {
             }
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the limited scope's return after 10 sleeping local children",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(gauge.max(), 3);
@@ -918,6 +963,10 @@ rt_test! {
                 }
                 Ok(())
             })
+            .within(
+                HANG,
+                "the scope's return after its local and spawned children shared the limit",
+            )
             .await;
         assert_eq!(r, Ok(()));
         let want: Vec<u32> = (0..6).flat_map(|i| [i, 100 + i]).collect();
@@ -950,6 +999,10 @@ async fn spawn_local_into_a_cancelled_scope_never_polls_the_child() {
             yield_now().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the cancelled scope's return with a refused local child",
+        )
         .await;
     assert_eq!(r, Ok(()), "the body completed: its value is kept");
     assert!(!polled.load(SeqCst), "never polled");
@@ -975,6 +1028,10 @@ async fn a_local_child_spawning_into_its_cancelled_scope_gets_parent_cancelled()
             assert_eq!(spawner.await, Ok(CancelReason::ParentCancelled));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the cancelled scope's return after a local child spawned into it",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert!(!polled.load(SeqCst));
@@ -986,7 +1043,10 @@ async fn a_local_child_spawning_into_its_cancelled_scope_gets_parent_cancelled()
 
 #[tokio::test]
 async fn spawn_local_on_an_escaped_scope_panics() {
-    let s = scope(async |s| Ok::<_, Cancelled>(s)).await.unwrap();
+    let s = scope(async |s| Ok::<_, Cancelled>(s))
+        .within(HANG, "the scope's return of itself")
+        .await
+        .unwrap();
     let census = Census::new();
     let g = census.guard();
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -1003,7 +1063,10 @@ async fn spawn_local_on_an_escaped_scope_panics() {
 #[tokio::test]
 #[should_panic(expected = "cannot spawn a local child")]
 async fn spawn_local_on_an_escaped_scope_panics_should_panic() {
-    let s = scope(async |s| Ok::<_, Cancelled>(s)).await.unwrap();
+    let s = scope(async |s| Ok::<_, Cancelled>(s))
+        .within(HANG, "the scope's return of itself")
+        .await
+        .unwrap();
     drop(s.spawn_local(async { Ok(()) }));
 }
 
@@ -1023,6 +1086,7 @@ rt_test! {
             }
             Ok(sum)
         })
+        .within(HANG, "the scope's return after 10,000 local children")
         .await;
         assert_eq!(r, Ok(49_995_000));
     }
@@ -1045,6 +1109,7 @@ rt_test! {
             }
             Ok(())
         })
+        .within(HANG, "the scope's return after 10,000 local children that yield once")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(done.load(SeqCst), 10_000);
@@ -1080,7 +1145,7 @@ async fn spawn_local_from_another_task_wakes_the_parked_scope() {
         }),
     )
     .await
-    .expect("the scope future was woken: no hang");
+    .expect("hang: the spawn_local from another task did not wake the parked scope");
     assert_eq!(r, Ok(15));
 }
 
@@ -1108,7 +1173,7 @@ rt_test! {
             }),
         )
         .await
-        .expect("no hang");
+        .expect("hang: the scope did not run the local child spawned from another task");
         assert_eq!(r, Ok(15));
     }
 }
@@ -1134,7 +1199,7 @@ rt_test! {
             }),
         )
         .await
-        .expect("no hang");
+        .expect("hang: the scope did not run the late local child of a spawned child");
         assert_eq!(r, Ok(()));
         assert!(ran.load(SeqCst), "the scope ran the late local child before returning");
     }
@@ -1162,6 +1227,10 @@ async fn local_child_spawned_from_another_task_while_the_scope_waits_is_run() {
         });
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after running a local child spawned from another task",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert!(ran.load(SeqCst));
@@ -1262,6 +1331,10 @@ async fn local_children_see_the_scopes_deadline_and_cancel_signal() {
             assert_eq!(at, start + secs(3));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after its local children saw the deadline and cancel",
+        )
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(start.elapsed(), secs(3));
@@ -1287,7 +1360,7 @@ async fn a_shield_in_a_local_child_outlives_the_scopes_hard_cancel() {
         }),
     )
     .await
-    .expect("no hang");
+    .expect("hang: the scope did not return after the shielded cleanup of its local child");
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert!(done.load(SeqCst), "the shielded cleanup ran to its end");
     assert_eq!(start.elapsed(), secs(2));
@@ -1302,6 +1375,7 @@ rt_test! {
             });
             Ok(1)
         })
+        .within(HANG, "the scope's return of the local child's error after the body returned")
         .await;
         assert_eq!(r, Err(Error::Boom(6)));
     }
@@ -1322,6 +1396,10 @@ rt_test! {
             yield_now().await;
             Err(Error::Boom(7))
         })
+        .within(
+            HANG,
+            "the scope's return of the body's error with its parked local children dropped",
+        )
         .await;
         assert_eq!(r, Err(Error::Boom(7)));
         assert_eq!(census.alive(), 0);
@@ -1345,6 +1423,10 @@ async fn collect_errors_keeps_every_local_childs_error_in_order() {
             });
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the collecting scope's return of every local child's error",
+        )
         .await;
     assert_eq!(
         r.unwrap_err().into_vec(),
@@ -1380,6 +1462,10 @@ async fn a_local_child_panicking_in_drop_at_the_deadline_is_reraised() {
         Ok::<(), Cancelled>(())
     }))
     .catch_unwind()
+    .within(
+        PAUSED_HANG,
+        "the scope's re-raise of a local child's panic in drop at the deadline",
+    )
     .await;
     assert_eq!(census.alive(), 0);
     expect_payload(r.unwrap_err(), LocalPanic(11));
@@ -1448,7 +1534,13 @@ async fn local_child_output_drop_panic_waits_for_the_children_then_re_raises() {
         tokio::time::sleep(secs(1)).await;
         Ok(())
     });
-    let r = AssertUnwindSafe(fut).catch_unwind().await;
+    let r = AssertUnwindSafe(fut)
+        .catch_unwind()
+        .within(
+            PAUSED_HANG,
+            "the scope's re-raise of a local child's output's drop panic",
+        )
+        .await;
     let payload = r.expect_err("the panic is re-raised by the scope");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"PanicOnDrop dropped"));
     // The panic cancelled the scope: the spawned child (not yet in its shield) was dropped,
@@ -1491,7 +1583,7 @@ async fn local_childs_error_wins_over_the_error_of_a_task_awaiting_its_handle() 
             }),
         )
         .await
-        .expect("the scope ends");
+        .expect("hang: the scope did not end after its local child's error");
         match r {
             Err(Error::Boom(7)) => {}
             Err(Error::Cancelled(CancelReason::ChildFailed)) => wrong += 1,

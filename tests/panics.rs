@@ -112,8 +112,16 @@ fn spawn_bombs(s: &Scope<'_, Cancelled>, n: u32, started: &Counter) {
 
 /// The runtime still works: a plain task and a scope with a child run to completion.
 async fn runtime_still_works() {
-    assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
-    let r: Result<i32, Cancelled> = scope(async |s| Ok(s.spawn(async { Ok(35) }).await? + 7)).await;
+    assert_eq!(
+        tokio::spawn(async { 7 })
+            .within(HANG, "a plain task's end after the panics")
+            .await
+            .unwrap(),
+        7
+    );
+    let r: Result<i32, Cancelled> = scope(async |s| Ok(s.spawn(async { Ok(35) }).await? + 7))
+        .within(HANG, "a scope's return after the panics")
+        .await;
     assert_eq!(r, Ok(42));
 }
 
@@ -152,7 +160,10 @@ rt_test! {
         for cancel in ["explicit", "child error"] {
             // Caught with catch_unwind around the scope future.
             let census = Census::new();
-            let caught = AssertUnwindSafe(r10_scope(&census, cancel)).catch_unwind().await;
+            let caught = AssertUnwindSafe(r10_scope(&census, cancel))
+                .catch_unwind()
+                .within(HANG, "the scope's re-raise of its child's Drop panic")
+                .await;
             assert_eq!(census.alive(), 0, "{cancel}: the other children were still dropped");
             let payload = caught.expect_err("the panic of the Drop is re-raised by the scope");
             payloads.push(payload);
@@ -160,7 +171,9 @@ rt_test! {
             // The scope in a spawned task: the panic arrives as the task's JoinError.
             let census = Census::new();
             let c = census.clone();
-            let join = tokio::spawn(async move { r10_scope(&c, cancel).await }).await;
+            let join = tokio::spawn(async move { r10_scope(&c, cancel).await })
+                .within(HANG, "the end of the task whose scope re-raised a Drop panic")
+                .await;
             assert_eq!(census.alive(), 0, "{cancel}: the other children were still dropped");
             let err = join.expect_err("the scope's task panicked");
             assert!(err.is_panic());
@@ -221,7 +234,10 @@ rt_test! {
             s.cancel();
             Ok::<(), BombError>(())
         });
-        let caught = AssertUnwindSafe(fut).catch_unwind().await;
+        let caught = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .within(HANG, "the scope's re-raise of the panic in its secondary error's Drop")
+            .await;
         assert_eq!(census.alive(), 0);
         let payload = match caught {
             Ok(r) => panic!(
@@ -256,7 +272,11 @@ rt_test! {
             });
             pending::<Result<(), Cancelled>>().await
         });
-        let payload = AssertUnwindSafe(fut).catch_unwind().await.expect_err("re-raised");
+        let payload = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .within(HANG, "the scope's re-raise of its child's custom panic")
+            .await
+            .expect_err("re-raised");
         assert_eq!(census.alive(), 0, "the siblings were cancelled and awaited first");
         let payload = payload.downcast::<CustomPayload>().expect("the same payload type");
         assert_eq!(*payload, CustomPayload { code: 42, detail: "custom".into() });
@@ -274,7 +294,11 @@ rt_test! {
             s.cancel();
             panic_with::<Result<(), Cancelled>, _>(BodyPanic(3))
         });
-        let payload = AssertUnwindSafe(fut).catch_unwind().await.expect_err("re-raised");
+        let payload = AssertUnwindSafe(fut)
+            .catch_unwind()
+            .within(HANG, "the scope's re-raise of its body's panic after the cancel")
+            .await
+            .expect_err("re-raised");
         assert_eq!(census.alive(), 0, "the children were cancelled and awaited before the panic continued");
         payload_is(&*payload, &BodyPanic(3));
         runtime_still_works().await;
@@ -310,6 +334,10 @@ async fn r11_body_panic_while_children_clean_up_in_grace() {
         });
     let payload = AssertUnwindSafe(fut)
         .catch_unwind()
+        .within(
+            PAUSED_HANG,
+            "the scope's re-raise of its body's panic after the children's cleanup",
+        )
         .await
         .expect_err("re-raised");
     payload_is(&*payload, &BodyPanic(4));
@@ -439,6 +467,10 @@ async fn case_drop_panic_during_cancel() {
     // Re-raised (which payload it carries is checked in-process by R10).
     let _payload = AssertUnwindSafe(fut)
         .catch_unwind()
+        .within(
+            HANG,
+            "the scope's re-raise of the panics of its children's Drops",
+        )
         .await
         .expect_err("re-raised");
     assert_eq!(census.alive(), 0);
@@ -460,6 +492,10 @@ async fn case_body_panic_while_cancelling() {
     // another worker, between `cancel()` and the body's panic).
     let _payload = AssertUnwindSafe(fut)
         .catch_unwind()
+        .within(
+            HANG,
+            "the scope's re-raise of its body's panic during the cancel",
+        )
         .await
         .expect_err("re-raised");
     assert_eq!(census.alive(), 0);
@@ -498,7 +534,13 @@ async fn case_unwind_drops_running_scope() {
         panic_with::<(), _>(BodyPanic(2)); // unwinds through `fut`
         drop(fut);
     });
-    let err = task.await.expect_err("the task panicked");
+    let err = task
+        .within(
+            HANG,
+            "the end of the task that panicked holding a scope future",
+        )
+        .await
+        .expect_err("the task panicked");
     payload_is(&*err.into_panic(), &BodyPanic(2));
     // A root scope's children are dropped at their next poll.
     until("children of the dropped root scope dropped", || {
@@ -536,7 +578,13 @@ async fn case_dropped_scope_child_drop_panics() {
     });
     // Whether the outer scope re-raises the panics of its dropped inner scope or only
     // reports them, it must return (or unwind) normally, after the children are gone.
-    let _ = AssertUnwindSafe(fut).catch_unwind().await;
+    let _ = AssertUnwindSafe(fut)
+        .catch_unwind()
+        .within(
+            HANG,
+            "the outer scope's return after its dropped inner scope's panicking children",
+        )
+        .await;
     assert_eq!(census.alive(), 0);
     runtime_still_works().await;
 }
@@ -555,6 +603,7 @@ async fn case_panicking_payload_drop() {
     });
     let payload = AssertUnwindSafe(fut)
         .catch_unwind()
+        .within(HANG, "the scope's re-raise of a payload whose Drop panics")
         .await
         .expect_err("re-raised");
     assert!(payload.downcast_ref::<PanicOnDrop>().is_some());

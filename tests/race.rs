@@ -10,7 +10,9 @@ use std::future::pending;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::{BoxError, Census, Error, Slot, ms, require_send, rt_test, secs};
+use common::{
+    BoxError, Census, Error, HANG, PAUSED_HANG, Slot, Within, ms, require_send, rt_test, secs,
+};
 use futures_util::FutureExt;
 use taskscope::{CancelReason, Cancelled, Race, move_on_after, race, scope};
 use tokio::time::{Instant, sleep};
@@ -78,6 +80,7 @@ async fn stagger_starts_the_next_attempt_after_the_delay_or_when_the_previous_fa
     let r = Race::new()
         .stagger(ms(250))
         .run(attempts(&plans, t0, &starts, &census))
+        .within(PAUSED_HANG, "the race's return of the winner")
         .await;
     assert_eq!(
         census.alive(),
@@ -102,6 +105,10 @@ async fn the_delay_restarts_when_an_attempt_starts_early() {
     let r = Race::new()
         .stagger(ms(250))
         .run(attempts(&plans, t0, &starts, &census))
+        .within(
+            PAUSED_HANG,
+            "the race's return of the winner after a restarted delay",
+        )
         .await;
     assert_eq!(census.alive(), 0);
     assert_eq!(r, Ok(3));
@@ -123,6 +130,10 @@ async fn only_the_latest_attempt_failing_starts_the_next_early() {
     let r = Race::new()
         .stagger(ms(250))
         .run(attempts(&plans, t0, &starts, &census))
+        .within(
+            PAUSED_HANG,
+            "the race's return after the latest attempt failed",
+        )
         .await;
     assert_eq!(census.alive(), 0);
     assert_eq!(r, Ok(2));
@@ -137,6 +148,7 @@ async fn all_failing_returns_every_error_in_attempt_order() {
     let r = Race::new()
         .stagger(ms(250))
         .run(attempts(&plans, t0, &starts, &census))
+        .within(PAUSED_HANG, "the race's return of every attempt's error")
         .await;
     let errors = r.unwrap_err();
     assert_eq!(errors.first(), &Error::Boom(0));
@@ -150,7 +162,9 @@ async fn all_failing_returns_every_error_in_attempt_order() {
 
     // Without: they fail in the order 1, 2, 0, and are reported in attempt order.
     let (t0, starts) = (Instant::now(), Slot::default());
-    let r = race(attempts(&plans, t0, &starts, &census)).await;
+    let r = race(attempts(&plans, t0, &starts, &census))
+        .within(PAUSED_HANG, "the race's return of every attempt's error")
+        .await;
     assert_eq!(
         r.unwrap_err().into_vec(),
         [Error::Boom(0), Error::Boom(1), Error::Boom(2)]
@@ -168,7 +182,12 @@ async fn without_stagger_all_attempts_start_at_once() {
         Plan::Win(ms(20)),
         Plan::Hang,
     ];
-    let r = race(attempts(&plans, t0, &starts, &census)).await;
+    let r = race(attempts(&plans, t0, &starts, &census))
+        .within(
+            PAUSED_HANG,
+            "the race's return with all attempts started at once",
+        )
+        .await;
     assert_eq!(census.alive(), 0);
     assert_eq!(
         r,
@@ -190,6 +209,10 @@ async fn cancelling_the_caller_cancels_and_awaits_every_attempt() {
         Race::new()
             .stagger(ms(30))
             .run(attempts(&plans, t0, &starts, &census)),
+    )
+    .within(
+        PAUSED_HANG,
+        "the caller's cancel reaching and awaiting every attempt",
     )
     .await;
     assert_eq!(r, None, "the timeout around the race fired");
@@ -221,6 +244,10 @@ async fn a_failing_sibling_of_the_race_cancels_it() {
             .await;
         unreachable!("the race was cancelled, it never returns: {won:?}");
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after a sibling's failure cancelled the race",
+    )
     .await;
     assert_eq!(r, Err(Error::Boom(99)));
     assert_eq!(census.alive(), 0);
@@ -229,7 +256,9 @@ async fn a_failing_sibling_of_the_race_cancels_it() {
 
 #[tokio::test(start_paused = true)]
 async fn an_empty_race_is_an_error() {
-    let r = race(Vec::<std::future::Ready<Result<u32, Error>>>::new()).await;
+    let r = race(Vec::<std::future::Ready<Result<u32, Error>>>::new())
+        .within(PAUSED_HANG, "an empty race's return")
+        .await;
     assert_eq!(
         r.unwrap_err().into_vec(),
         [Error::Cancelled(CancelReason::Explicit)]
@@ -237,6 +266,7 @@ async fn an_empty_race_is_an_error() {
     let r = Race::new()
         .stagger(ms(250))
         .run(Vec::<std::future::Ready<Result<u32, Error>>>::new())
+        .within(PAUSED_HANG, "an empty staggered race's return")
         .await;
     assert_eq!(r.unwrap_err().len(), 1);
 }
@@ -248,6 +278,10 @@ async fn stagger_max_starts_the_next_only_on_failure() {
     let r = Race::new()
         .stagger(Duration::MAX)
         .run(attempts(&plans, t0, &starts, &census))
+        .within(
+            PAUSED_HANG,
+            "the race's return with the next attempt started only on failure",
+        )
         .await;
     assert_eq!(r, Ok(1));
     assert_eq!(starts.get(), [(0, ms(0)), (1, secs(3600))]);
@@ -272,6 +306,7 @@ async fn a_panicking_attempt_cancels_the_others_and_is_resumed() {
     let attempts: Vec<BoxAttempt> = vec![Box::pin(hang), Box::pin(boom)];
     let payload = AssertUnwindSafe(race(attempts))
         .catch_unwind()
+        .within(PAUSED_HANG, "the race's resume of its attempt's panic")
         .await
         .expect_err("the panic is resumed");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"attempt panicked"));
@@ -297,6 +332,10 @@ async fn an_enclosing_grace_period_lets_started_attempts_answer_but_starts_no_mo
                 .await;
             Ok(r)
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after the started attempts answered in the grace",
+        )
         .await;
     let errors = r.expect("the body completed").unwrap_err().into_vec();
     // 0 and 1 ran to their failure; 2 was due after 1 failed, inside the cancelled scope.
@@ -322,6 +361,7 @@ rt_test! {
                 Ok::<_, Cancelled>((i, g))
             }
         }))
+        .within(HANG, "the race's return with one of two simultaneous winners")
         .await;
         let (i, g) = r.expect("one attempt won");
         assert!(i < 8);
@@ -349,6 +389,7 @@ rt_test! {
                     }
                 }
             }))
+            .within(HANG, "the race's return with its losers gone")
             .await;
             assert_eq!(census.alive(), 0, "round {round}: a loser outlived the race");
             match r {
@@ -382,6 +423,7 @@ async fn a_race_runs_inside_a_spawned_task() {
         .await
         .map_err(|e| e.to_string())
     })
+    .within(HANG, "the task's end with the race's value")
     .await
     .unwrap();
     assert_eq!(r, Ok(2));

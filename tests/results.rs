@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use common::{
-    BoxError, Census, Error, Slot, finished_scope_handle, ms, require_send, rt_test, secs,
+    BoxError, Census, Error, HANG, PAUSED_HANG, Slot, Within, finished_scope_handle, ms,
+    require_send, rt_test, secs,
 };
 use futures_util::FutureExt;
 use taskscope::{
@@ -50,6 +51,10 @@ async fn completions_yield_in_completion_order() {
         }
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after yielding every child in completion order",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(seen.get(), [0, 10, 20, 30, 40]);
@@ -82,6 +87,10 @@ async fn len_is_empty_and_join_next_on_empty() {
         assert_eq!(c.try_join_next(), None);
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after its completions ran dry",
+    )
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -115,6 +124,10 @@ async fn failing_child_yields_child_failed_and_fails_the_scope() {
         .await;
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return of its child's error after the shielded reader",
+    )
     .await;
     assert_eq!(
         r,
@@ -152,6 +165,10 @@ async fn failing_child_fails_the_scope_of_an_unshielded_reader() {
         }
         Ok(sum)
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return of its child's error with an unshielded reader",
+    )
     .await;
     assert_eq!(r, Err(Error::Boom(1)));
     assert_eq!(
@@ -197,6 +214,10 @@ async fn cancelling_the_scope_yields_parent_cancelled_for_outstanding_children()
         seen.push(reason(c.try_join_next()));
         Ok("body done")
     })
+    .within(
+        PAUSED_HANG,
+        "the cancelled scope's return of its body's value",
+    )
     .await;
     assert_eq!(r, Ok("body done"), "a completed body's value is kept");
     assert_eq!(seen.get(), [CancelReason::ParentCancelled; 3]);
@@ -227,6 +248,10 @@ async fn cancelling_an_enclosing_node_cancels_and_awaits_the_children() {
         })
         .await
     })
+    .within(
+        PAUSED_HANG,
+        "move_on_after's return after cancelling and awaiting the children",
+    )
     .await;
     assert_eq!(r, None);
     assert_eq!(t0.elapsed(), ms(100));
@@ -268,6 +293,7 @@ async fn panicking_child_yields_child_panicked_and_the_scope_re_raises() {
     });
     let payload = AssertUnwindSafe(fut)
         .catch_unwind()
+        .within(PAUSED_HANG, "the scope's re-raise of its child's panic")
         .await
         .expect_err("re-raised");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in a child"));
@@ -304,6 +330,10 @@ async fn dropping_completions_neither_cancels_children_nor_keeps_their_values() 
         );
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after its completions were dropped",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), ms(20), "the scope awaited the second child");
@@ -336,6 +366,10 @@ async fn join_next_is_cancel_safe() {
         }
         Ok(got)
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after a cancelled join_next",
+    )
     .await;
     assert_eq!(r, Ok(vec![1, 2]));
 }
@@ -381,6 +415,7 @@ rt_test! {
             assert!(c.is_empty());
             Ok(got)
         })
+        .within(HANG, "the scope's return after yielding 10,000 children")
         .await;
         let mut got = r.unwrap();
         assert_eq!(got.len(), N);
@@ -418,6 +453,7 @@ rt_test! {
             }
             Ok(total)
         })
+        .within(HANG, "the scope's return after yielding children spawned from children")
         .await;
         assert_eq!(r, Ok(1000));
     }
@@ -434,6 +470,10 @@ async fn join_all_returns_values_in_input_order() {
         sleep(ms(d)).await;
         Ok(d)
     }))
+    .within(
+        PAUSED_HANG,
+        "join_all's return of the values in input order",
+    )
     .await;
     assert_eq!(r, Ok(vec![40, 10, 30, 0, 20]));
     assert_eq!(t0.elapsed(), ms(40), "they ran at the same time");
@@ -442,7 +482,9 @@ async fn join_all_returns_values_in_input_order() {
 #[tokio::test(start_paused = true)]
 async fn join_all_of_nothing_is_empty() {
     let r: Result<Vec<u32>, Cancelled> =
-        join_all(Vec::<std::future::Ready<Result<u32, Cancelled>>>::new()).await;
+        join_all(Vec::<std::future::Ready<Result<u32, Cancelled>>>::new())
+            .within(PAUSED_HANG, "join_all's return of nothing")
+            .await;
     assert_eq!(r, Ok(vec![]));
 }
 
@@ -462,7 +504,9 @@ async fn join_all_fails_fast_and_drops_the_others() {
             Ok(i)
         }
     });
-    let r = join_all(futs).await;
+    let r = join_all(futs)
+        .within(PAUSED_HANG, "join_all's return of the first failure")
+        .await;
     assert_eq!(
         r,
         Err(Error::Boom(3)),
@@ -490,7 +534,12 @@ async fn join_all_in_a_cancelled_caller_cancels_the_children() {
             }
         })
         .collect();
-    let r = taskscope::move_on_after(ms(50), join_all(futs)).await;
+    let r = taskscope::move_on_after(ms(50), join_all(futs))
+        .within(
+            PAUSED_HANG,
+            "move_on_after's return after cancelling join_all's children",
+        )
+        .await;
     assert_eq!(r, None);
     assert_eq!(census.alive(), 0);
 }
@@ -515,6 +564,10 @@ async fn join_all_in_respects_the_scope_limit_and_input_order() {
             });
             join_all_in(&s.handle(), futs).await
         })
+        .within(
+            PAUSED_HANG,
+            "the limited scope's return of join_all_in's values",
+        )
         .await;
     assert_eq!(r, Ok(vec![30, 10, 20, 10]));
     assert_eq!(most.load(SeqCst), 2);
@@ -542,6 +595,7 @@ async fn join_all_in_reports_a_failure_and_the_scope_fails_with_it() {
         seen.push(joined.map_err(|c| c.reason()));
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's return of join_all_in's failure")
     .await;
     assert_eq!(r, Err(Error::Boom(1)));
     assert_eq!(seen.get(), [Err(CancelReason::ChildFailed)]);
@@ -580,6 +634,7 @@ async fn completions_are_a_stream_in_completion_order() {
         let all: Vec<_> = set.collect().await;
         Ok(all.into_iter().map(Result::unwrap).collect())
     })
+    .within(PAUSED_HANG, "the scope's return of the completions stream")
     .await;
     assert_eq!(r, Ok(vec![10, 20, 30]));
 }
@@ -605,7 +660,7 @@ async fn completions_reader_never_hides_the_childs_error() {
             }),
         )
         .await
-        .expect("bounded");
+        .expect("hang: the scope did not return its child's error within 10 s");
         if r != Err(Error::Boom(1)) {
             wrong.push((i, r));
         }

@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// The bound of one whole scale run (a million children, a 10,000-level chain): far above
+/// its release run time, below the nextest budget of this binary (`.config/nextest.toml`),
+/// so a lost wake-up fails with what did not finish instead of being killed.
+const SCALE_HANG: Duration = Duration::from_secs(120);
 use taskscope::*;
 use tokio::task::yield_now;
 
@@ -65,50 +70,56 @@ fn r12_million_short_children_complete_and_memory_is_freed() {
     let mut samples: Vec<isize> = Vec::with_capacity(waves);
     let mut peak_alive = 0usize;
     let start = Instant::now();
-    let r: Result<u64, Cancelled> = rt.block_on(scope(async |s| {
-        let mut handles = Vec::with_capacity(R12_WAVE);
-        let mut sum = 0u64;
-        for wave in 0..waves {
-            for i in 0..R12_WAVE {
-                let n = (wave * R12_WAVE + i) as u64;
-                let (g, done) = (census.guard(), completed.clone());
-                let h = s.spawn(async move {
-                    yield_now().await; // parks once
-                    // The guard first: the body counts a wave whose handles were dropped as
-                    // gone once `completed` reaches its end (counting first raced that
-                    // check, seen in release builds).
-                    drop(g);
-                    done.fetch_add(1, SeqCst);
-                    Ok(n)
-                });
-                handles.push(h);
-            }
-            peak_alive = peak_alive.max(census.alive());
-            if wave % 2 == 0 {
-                for h in handles.drain(..) {
-                    sum += h.await?;
+    let r: Result<u64, Cancelled> = rt.block_on(
+        scope(async |s| {
+            let mut handles = Vec::with_capacity(R12_WAVE);
+            let mut sum = 0u64;
+            for wave in 0..waves {
+                for i in 0..R12_WAVE {
+                    let n = (wave * R12_WAVE + i) as u64;
+                    let (g, done) = (census.guard(), completed.clone());
+                    let h = s.spawn(async move {
+                        yield_now().await; // parks once
+                        // The guard first: the body counts a wave whose handles were dropped as
+                        // gone once `completed` reaches its end (counting first raced that
+                        // check, seen in release builds).
+                        drop(g);
+                        done.fetch_add(1, SeqCst);
+                        Ok(n)
+                    });
+                    handles.push(h);
                 }
-            } else {
-                // Handles dropped: the children are not detached; wait for them by count.
-                handles.clear();
-                let target = (wave + 1) * R12_WAVE;
-                while completed.load(SeqCst) < target {
-                    yield_now().await;
+                peak_alive = peak_alive.max(census.alive());
+                if wave % 2 == 0 {
+                    for h in handles.drain(..) {
+                        sum += h.await?;
+                    }
+                } else {
+                    // Handles dropped: the children are not detached; wait for them by count.
+                    handles.clear();
+                    let target = (wave + 1) * R12_WAVE;
+                    while completed.load(SeqCst) < target {
+                        yield_now().await;
+                    }
+                    sum += (wave * R12_WAVE..target).map(|n| n as u64).sum::<u64>();
                 }
-                sum += (wave * R12_WAVE..target).map(|n| n as u64).sum::<u64>();
+                assert_eq!(
+                    census.alive(),
+                    0,
+                    "wave {wave}: every child of the wave is gone"
+                );
+                // Sample after awaited waves (their tasks are completed and mostly released).
+                if wave % 2 == 0 && wave >= R12_WARMUP_WAVES {
+                    samples.push(live_bytes());
+                }
             }
-            assert_eq!(
-                census.alive(),
-                0,
-                "wave {wave}: every child of the wave is gone"
-            );
-            // Sample after awaited waves (their tasks are completed and mostly released).
-            if wave % 2 == 0 && wave >= R12_WARMUP_WAVES {
-                samples.push(live_bytes());
-            }
-        }
-        Ok(sum)
-    }));
+            Ok(sum)
+        })
+        .within(
+            SCALE_HANG,
+            "R12: the scope's return after a million children",
+        ),
+    );
     let elapsed = start.elapsed();
     let n = R12_CHILDREN as u64;
     assert_eq!(r, Ok(n * (n - 1) / 2), "every child's value arrived");
@@ -196,7 +207,12 @@ fn r13_chain(total: usize) -> (Duration, Duration) {
         );
         (r, teardown_start - t0, teardown)
     });
-    let (r, build, teardown) = rt.block_on(root).expect("the root task did not panic");
+    let (r, build, teardown) = rt
+        .block_on(root.within(
+            SCALE_HANG,
+            format!("R13: the return of the {total}-level chain's root after its cancel"),
+        ))
+        .expect("the root task did not panic");
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(census.made(), total);
     assert_eq!(census.alive(), 0);

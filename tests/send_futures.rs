@@ -201,20 +201,58 @@ async fn r15_library_async_fns_are_send_and_spawnable() {
     assert_send(&svc.call(3));
 
     // Spawned.
-    assert_eq!(tokio::spawn(sum_boxed(10)).await.unwrap().unwrap(), 45);
-    let err = tokio::spawn(fail_boxed(2)).await.unwrap().unwrap_err();
-    assert_eq!(err.to_string(), "child 2 failed");
-    assert_eq!(tokio::spawn(read_all_io(4)).await.unwrap().unwrap(), 6);
     assert_eq!(
-        tokio::spawn(lookup(vec![1, 2, 3], None)).await.unwrap(),
+        tokio::spawn(sum_boxed(10))
+            .within(HANG, "the spawned sum_boxed's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        45
+    );
+    let err = tokio::spawn(fail_boxed(2))
+        .within(HANG, "the spawned fail_boxed's end")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "child 2 failed");
+    assert_eq!(
+        tokio::spawn(read_all_io(4))
+            .within(HANG, "the spawned read_all_io's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        tokio::spawn(lookup(vec![1, 2, 3], None))
+            .within(HANG, "the spawned lookup's end")
+            .await
+            .unwrap(),
         Ok(vec![10, 20, 30])
     );
     assert_eq!(
-        tokio::spawn(lookup(vec![1, 2, 3], Some(2))).await.unwrap(),
+        tokio::spawn(lookup(vec![1, 2, 3], Some(2)))
+            .within(HANG, "the spawned failing lookup's end")
+            .await
+            .unwrap(),
         Err(AppError::NotFound(2))
     );
-    assert_eq!(tokio::spawn(with_builder(5)).await.unwrap().unwrap(), 5);
-    assert_eq!(spawn_it(sum_boxed(4)).await.unwrap().unwrap(), 6);
+    assert_eq!(
+        tokio::spawn(with_builder(5))
+            .within(HANG, "the spawned with_builder's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        spawn_it(sum_boxed(4))
+            .within(HANG, "spawn_it's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        6
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +271,13 @@ async fn r15_boxed_as_dyn_future_send() {
     let mut results = Vec::new();
     for f in futs {
         // Boxed trait objects can be spawned as they are.
-        results.push(tokio::spawn(f).await.unwrap().map_err(|e| e.to_string()));
+        results.push(
+            tokio::spawn(f)
+                .within(HANG, "a spawned boxed future's end")
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string()),
+        );
     }
     assert_eq!(
         results,
@@ -242,7 +286,14 @@ async fn r15_boxed_as_dyn_future_send() {
 
     let svc: Box<dyn Service> = Box::new(Summer { offset: 100 });
     let svc: &'static dyn Service = Box::leak(svc);
-    assert_eq!(tokio::spawn(svc.call(4)).await.unwrap().unwrap(), 106);
+    assert_eq!(
+        tokio::spawn(svc.call(4))
+            .within(HANG, "the spawned service call's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        106
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,9 +329,24 @@ async fn r15_scope_in_spawned_async_block_is_send() {
             }
         }
     });
-    assert_eq!(t1.await.unwrap().unwrap(), 2);
-    assert_eq!(t2.await.unwrap().unwrap(), 3);
-    assert_eq!(t3.await.unwrap(), Ok(4));
+    assert_eq!(
+        t1.within(HANG, "the first spawned scope's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        t2.within(HANG, "the second spawned scope's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        t3.within(HANG, "the selected scope's end").await.unwrap(),
+        Ok(4)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,8 +412,34 @@ fn timed_builder_collect() -> tokio::task::JoinHandle<Result<u32, Errors<BoxErro
 async fn r15_generic_async_wrapper_inside_spawned_task_is_send() {
     let f = timed_lib_fn();
     assert_send_static(&f);
-    assert_eq!(tokio::spawn(f).await.unwrap().unwrap(), 1);
-    assert_eq!(timed_in_spawned_block().await.unwrap().unwrap(), 2);
-    assert_eq!(timed_boxed().await, Ok(3));
-    assert_eq!(timed_builder_collect().await.unwrap().unwrap(), 4);
+    assert_eq!(
+        tokio::spawn(f)
+            .within(HANG, "the spawned timed scope's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        timed_in_spawned_block()
+            .within(HANG, "the timed scope's end in a spawned block")
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        timed_boxed()
+            .within(HANG, "the boxed timed scope's end")
+            .await,
+        Ok(3)
+    );
+    assert_eq!(
+        timed_builder_collect()
+            .within(HANG, "the timed collecting scope's end")
+            .await
+            .unwrap()
+            .unwrap(),
+        4
+    );
 }

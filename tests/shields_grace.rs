@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use common::{Census, Counter, Slot, ms, rt_test, secs};
+use common::{Census, Counter, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, current_deadline,
     is_cancelled, move_on_after, scope, shield,
@@ -71,6 +71,10 @@ async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
         pending::<()>().await;
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the hard-cancelled scope's return once the shielded work finished",
+    )
     .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(
@@ -112,6 +116,10 @@ async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
             s.cancel();
             Ok("body done")
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once its child finished its shielded work and checkpoints",
+        )
         .await;
     assert_eq!(r, Ok("body done"));
     assert_eq!(t0.elapsed(), secs(1));
@@ -147,9 +155,16 @@ async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
             let _ = checkpoint().await;
             ac.inc();
         })
+        .within(
+            PAUSED_HANG,
+            "the hard-cancelled cancel scope's return once its shield finished",
+        )
         .await
     };
-    canceller.await.unwrap();
+    canceller
+        .within(PAUSED_HANG, "the canceller task's end")
+        .await
+        .unwrap();
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(t0.elapsed(), secs(1));
     assert_eq!(shielded.get(), vec![secs(1)]);
@@ -189,6 +204,10 @@ async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
         pending::<()>().await;
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the hard-cancelled scope's return once its shielded nested scope finished",
+    )
     .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(t0.elapsed(), secs(1));
@@ -257,6 +276,10 @@ async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires()
                 let _ = checkpoint().await; // the outer cancellation lands here
                 after.inc();
             })
+            .within(
+                PAUSED_HANG,
+                "the outer cancel scope's return once the shield's own deadline fired",
+            )
             .await
     };
     assert_eq!(seen_cancelled.get(), vec![false]);
@@ -303,9 +326,16 @@ async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires()
                 sr.push((res.map_err(|c| c.reason()), t0.elapsed()));
                 checkpoint().await
             })
+            .within(
+                PAUSED_HANG,
+                "the outer cancel scope's return once the shield's own cancel landed",
+            )
             .await
     };
-    canceller.await.unwrap();
+    canceller
+        .within(PAUSED_HANG, "the canceller task's end")
+        .await
+        .unwrap();
     assert_eq!(
         shield_result.get(),
         vec![(Err(CancelReason::Explicit), secs(1))]
@@ -356,6 +386,10 @@ async fn s3_current_deadline_inside_shield_ignores_outer() {
         v.push(child.unwrap());
         v
     })
+    .within(
+        PAUSED_HANG,
+        "move_on_after's return of the deadlines seen inside shields",
+    )
     .await;
     assert_eq!(
         r,
@@ -378,6 +412,10 @@ async fn s3_current_deadline_inside_shield_ignores_outer() {
             sleep(secs(3)).await;
             (is_cancelled(), current_deadline(), t0.elapsed())
         }),
+    )
+    .within(
+        PAUSED_HANG,
+        "move_on_after's return once the shielded sleep finished",
     )
     .await;
     assert_eq!(r, Some((false, None, secs(3))));
@@ -425,6 +463,10 @@ async fn s4_grace_lets_cleanup_finish_then_drops() {
             s.cancel();
             Ok("body done")
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at the end of its 100 ms grace period",
+        )
         .await;
     assert_eq!(r, Ok("body done"), "the body completed: its value is kept");
     assert_eq!(t0.elapsed(), ms(1100));
@@ -467,6 +509,7 @@ async fn s4_grace_lets_cleanup_finish_then_drops() {
             pending::<()>().await;
             Ok(())
         })
+        .within(PAUSED_HANG, "the scope's return at its deadline plus grace")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), ms(1100));
@@ -516,6 +559,10 @@ async fn s4_grace_lets_cleanup_finish_then_drops() {
             s.cancel();
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once its grace period reached the grandchildren",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), ms(1100));
@@ -568,12 +615,16 @@ rt_test! {
                 child_done.store(true, Ordering::SeqCst);
                 Ok(())
             });
-            let cancelled_at_start = started_rx.await.unwrap();
+            let cancelled_at_start = started_rx
+                .within(HANG, "the blocking child's start")
+                .await
+                .unwrap();
             assert!(!cancelled_at_start);
             s.cancel();
             pending::<()>().await;
             Ok(())
         })
+        .within(HANG, "the cancelled scope's return once its blocking child saw the cancellation")
         .await;
         let done_when_returned = child_done.load(Ordering::SeqCst);
         scope_returned.store(true, Ordering::SeqCst);
@@ -610,13 +661,16 @@ rt_test! {
                 st.push("past the next await");
                 Ok(())
             });
-            in_shield_rx.await.ok();
+            in_shield_rx.within(HANG, "the child's entry into its shield").await.ok();
             child.cancel();
             go_tx.send(()).ok();
-            let out = tokio::time::timeout(secs(10), child).await.expect("bounded");
+            let out = tokio::time::timeout(secs(10), child)
+                .await
+                .expect("hang: the cancelled child did not end after its shield within 10 s");
             assert_eq!(out.unwrap_err().reason(), CancelReason::Explicit);
             Ok(())
         })
+        .within(HANG, "the scope's return after its child was cancelled in a shield")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(steps.get(), ["shield done", "after the shield, before its next await"]);
@@ -649,6 +703,7 @@ rt_test! {
             assert!(out.is_none(), "the child started");
             Ok(())
         })
+        .within(HANG, "the scope's return once the dropped start's shielded setup finished")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(steps.get(), ["setup done"]);

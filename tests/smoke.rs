@@ -1,13 +1,18 @@
 use std::time::Duration;
 use taskscope::*;
 
+mod common;
+use common::{HANG, PAUSED_HANG, Within};
+
 #[tokio::test]
 async fn smoke() {
     let r: Result<i32, Cancelled> = scope(async |s| {
         let a = s.spawn(async { Ok(1) });
         let b = s.spawn(async { Ok(2) });
-        Ok(a.await? + b.await?)
+        Ok(a.within(HANG, "child a's handle resolving").await?
+            + b.within(HANG, "child b's handle resolving").await?)
     })
+    .within(HANG, "the scope's return after its two children")
     .await;
     assert_eq!(r, Ok(3));
 }
@@ -24,6 +29,7 @@ async fn timeout_smoke() {
             });
             Ok(())
         })
+        .within(PAUSED_HANG, "the scope's return at its 2 s deadline")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(t0.elapsed(), Duration::from_secs(2));
@@ -39,6 +45,7 @@ async fn many() {
         }
         Ok(sum)
     })
+    .within(HANG, "the scope's return after 10,000 children")
     .await;
     assert_eq!(r, Ok((0..10_000).sum()));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::{Census, Error, finished_scope_handle, ms, rt_test, secs};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, finished_scope_handle, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Ready, Scope, ScopeHandle, move_on_after, scope, shield};
 use tokio::time::Instant;
 
@@ -26,6 +26,7 @@ rt_test! {
                 .await?;
             Ok(v)
         })
+        .within(HANG, "the scope's return after the started child kept running")
         .await;
         assert_eq!(r, Ok(42));
         // The scope awaited the child after it started.
@@ -43,6 +44,7 @@ rt_test! {
             assert!(!s.is_cancelled(), "an error before `started` must not fail the scope");
             Ok("scope ok")
         })
+        .within(HANG, "the scope's return after start gave the child's early error")
         .await;
         assert_eq!(r, Ok("scope ok"));
     }
@@ -62,6 +64,7 @@ async fn error_after_started_fails_the_scope() {
         pending::<()>().await; // the child's error cancels the body
         Ok(())
     })
+    .within(HANG, "the scope's return of the error after started")
     .await;
     assert_eq!(r, Err(Error::Boom(2)));
 }
@@ -75,6 +78,10 @@ async fn returning_without_started_is_an_error() {
         assert_eq!(e, Err(Error::Cancelled(CancelReason::NotStarted)));
         Ok(())
     })
+    .within(
+        HANG,
+        "the scope's return after a child returned without started",
+    )
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -97,6 +104,7 @@ async fn panic_before_started_is_resumed_in_the_caller() {
         })
         .await
     })
+    .within(HANG, "the task's end after start resumed the child's panic")
     .await
     .unwrap();
     assert_eq!(r, Ok("scope survives"));
@@ -119,6 +127,10 @@ async fn cancelling_the_caller_cancels_the_child_before_it_started() {
         assert!(out.is_none(), "the caller timed out");
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after the caller's timeout cancelled the unstarted child",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(census.alive(), 0);
@@ -146,6 +158,10 @@ async fn caller_cancel_scope_cancel_reaches_the_unstarted_child() {
             assert_eq!(t0.elapsed(), secs(1));
             Ok(())
         }))
+        .within(
+            PAUSED_HANG,
+            "the scope's return after a cancel scope's cancel reached the unstarted child",
+        )
         .await;
     assert!(r.is_ok());
     assert_eq!(census.alive(), 0);
@@ -175,9 +191,16 @@ async fn start_from_outside_resolves_when_the_unstarted_child_is_cancelled() {
         s.cancel();
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the cancelled scope's return with an unstarted child of an outside caller",
+    )
     .await;
     assert_eq!(r, Ok(()));
-    let res = caller.await.unwrap();
+    let res = caller
+        .within(PAUSED_HANG, "the outside caller's end")
+        .await
+        .unwrap();
     assert!(
         matches!(res, Ok(Err(Error::Cancelled(_)))),
         "start() must resolve (with a cancellation) once its child is gone, got {res:?}"
@@ -237,6 +260,10 @@ async fn after_started_the_callers_cancellation_no_longer_reaches_the_child() {
         assert!(out.is_none());
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after its started child ran to its end",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert!(
@@ -269,6 +296,10 @@ async fn a_pending_start_keeps_the_scope_open() {
         });
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after the pending start's child finished",
+    )
     .await;
     assert_eq!(r, Ok(()));
     assert_eq!(t0.elapsed(), ms(500));
@@ -298,6 +329,10 @@ async fn failure_before_started_after_the_caller_left_goes_to_the_scope() {
             drop(st);
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return of the error of a child whose start was dropped",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(9)));
 }

@@ -34,6 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// The bound of one whole round of a stress test (a scope with a million children, a chain
+/// 10,000 levels deep): far above its release run time, below the nextest budget of this
+/// binary (`.config/nextest.toml`), so a lost wake-up fails with the round it hung in.
+const ROUND_HANG: Duration = Duration::from_secs(120);
 use counting_alloc::live_bytes;
 use taskscope::*;
 use tokio::task::yield_now;
@@ -90,27 +95,34 @@ fn st1_million_children_limited(children: usize) {
     let gauge = Gauge::default();
     let mut samples: Vec<isize> = Vec::with_capacity(children / ST1_SAMPLE_EVERY + 1);
     let start = Instant::now();
-    let r: Result<(), Cancelled> = rt.block_on(Scope::builder().name("st1").limit(ST1_LIMIT).run(
-        async |s| {
-            for i in 0..children {
-                let permit = s.reserve().await;
-                let (g, done, gauge) = (census.guard(), completed.clone(), gauge.clone());
-                gauge.enter();
-                // The handle is dropped: the child is not detached, the scope awaits it.
-                drop(permit.spawn(async move {
-                    yield_now().await; // parks once
-                    done.fetch_add(1, SeqCst);
-                    gauge.leave();
-                    drop(g);
-                    Ok(())
-                }));
-                if (i + 1) % ST1_SAMPLE_EVERY == 0 {
-                    samples.push(live_bytes());
+    let r: Result<(), Cancelled> = rt.block_on(
+        Scope::builder()
+            .name("st1")
+            .limit(ST1_LIMIT)
+            .run(async |s| {
+                for i in 0..children {
+                    let permit = s.reserve().await;
+                    let (g, done, gauge) = (census.guard(), completed.clone(), gauge.clone());
+                    gauge.enter();
+                    // The handle is dropped: the child is not detached, the scope awaits it.
+                    drop(permit.spawn(async move {
+                        yield_now().await; // parks once
+                        done.fetch_add(1, SeqCst);
+                        gauge.leave();
+                        drop(g);
+                        Ok(())
+                    }));
+                    if (i + 1) % ST1_SAMPLE_EVERY == 0 {
+                        samples.push(live_bytes());
+                    }
                 }
-            }
-            Ok(())
-        },
-    ));
+                Ok(())
+            })
+            .within(
+                ROUND_HANG,
+                "ST1: the limited scope's return after its children",
+            ),
+    );
     let elapsed = start.elapsed();
     assert_eq!(r, Ok(()));
     assert_eq!(completed.load(SeqCst), children, "every child ran");
@@ -241,6 +253,12 @@ fn st2_chains(total: usize, rounds: usize) {
                     pending::<()>().await;
                     Ok(())
                 })
+                .within(
+                    ROUND_HANG,
+                    format!(
+                        "ST2 round {round}: the root's return after its cancel tore the chain down"
+                    ),
+                )
                 .await;
                 assert_eq!(
                     c.alive(),
@@ -266,6 +284,10 @@ fn st2_chains(total: usize, rounds: usize) {
                     pending::<()>().await;
                     Ok(())
                 })
+                .within(
+                    ROUND_HANG,
+                    format!("ST2 round {round}: the root's return of the deepest error"),
+                )
                 .await;
                 assert_eq!(
                     c.alive(),
@@ -354,6 +376,10 @@ fn st3_cancel_vs_complete(iterations: usize) {
                 h.cancel();
                 Ok(h.await.ok())
             })
+            .within(
+                HANG,
+                format!("ST3 iteration {i}: the scope's return after a cancel raced its child"),
+            )
             .await;
             let r = r.expect("cancelling a child alone does not fail the scope");
             balance.record(r.is_some());
@@ -415,6 +441,12 @@ fn st3_cancel_vs_complete(iterations: usize) {
                 });
                 Ok(h.await.ok())
             })
+            .within(
+                HANG,
+                format!(
+                    "ST3 iteration {i}: the scope's return after a sibling's cancel raced its child"
+                ),
+            )
             .await;
             let delivered_now = matches!(r, Ok(Some(_)));
             balance.record(delivered_now);
@@ -614,19 +646,26 @@ fn st4_collect(children: usize, rounds: usize, grace: bool) -> ST4Totals {
         if grace {
             b = b.grace(Duration::from_secs(3600));
         }
-        let r = rt.block_on(b.collect_errors().run(async |s| {
-            handle = Some(s.cancel_handle());
-            st4_fan(
-                &s,
-                children,
-                seed,
-                body,
-                &census,
-                &counts,
-                StressError::Failed,
-            )
-            .await
-        }));
+        let r = rt.block_on(
+            b.collect_errors()
+                .run(async |s| {
+                    handle = Some(s.cancel_handle());
+                    st4_fan(
+                        &s,
+                        children,
+                        seed,
+                        body,
+                        &census,
+                        &counts,
+                        StressError::Failed,
+                    )
+                    .await
+                })
+                .within(
+                    ROUND_HANG,
+                    format!("ST4 round {round}: the scope's return after its fan of children"),
+                ),
+        );
         let ctx = format!("round {round} (grace {grace}, body {body:?})");
         let made = census.made();
         let mut returned_failed = 0usize;
@@ -708,19 +747,25 @@ fn st4_fail_fast(children: usize, rounds: usize, grace: bool) -> ST4Totals {
         if grace {
             b = b.grace(Duration::from_secs(3600));
         }
-        let r = rt.block_on(b.run(async |s| {
-            handle = Some(s.cancel_handle());
-            st4_fan(
-                &s,
-                children,
-                seed,
-                body,
-                &census,
-                &counts,
-                StressError::Failed,
-            )
-            .await
-        }));
+        let r = rt.block_on(
+            b.run(async |s| {
+                handle = Some(s.cancel_handle());
+                st4_fan(
+                    &s,
+                    children,
+                    seed,
+                    body,
+                    &census,
+                    &counts,
+                    StressError::Failed,
+                )
+                .await
+            })
+            .within(
+                ROUND_HANG,
+                format!("ST4 round {round}: the scope's return after its fan of children"),
+            ),
+        );
         let ctx = format!("round {round} (grace {grace}, body {body:?})");
         let made = census.made();
         let alive_at_return = census.alive();

@@ -7,7 +7,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Error, ms, rt_test};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, within};
 use taskscope::{CancelReason, Cancelled, Scope, cancelled};
 
 rt_test! {
@@ -29,6 +29,10 @@ rt_test! {
                 let v = sibling.await?;
                 Ok(v)
             })
+            .within(
+                HANG,
+                "the supervised scope's return after its child's error went to its handle",
+            )
             .await;
         assert_eq!(r, Ok(5));
         assert_eq!(census.alive(), 0);
@@ -58,6 +62,7 @@ rt_test! {
                 let v = sibling.await?;
                 Ok(v)
             })
+            .within(HANG, "the supervised scope's return of a dropped handle's error")
             .await;
         assert_eq!(r, Err(Error::Boom(2)));
         assert_eq!(census.alive(), 0);
@@ -77,6 +82,10 @@ async fn error_held_by_a_handle_dropped_unawaited_is_returned() {
             assert!(!s.is_cancelled());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the supervised scope's return of the error of a handle dropped unawaited",
+        )
         .await;
     assert_eq!(r, Err(Error::Boom(3)));
 }
@@ -97,6 +106,10 @@ async fn collect_errors_returns_every_unobserved_error_in_order() {
             }
             Ok::<_, Error>(())
         })
+        .within(
+            HANG,
+            "the collecting supervised scope's return of every unobserved error",
+        )
         .await;
     let errs: Vec<Error> = r.unwrap_err().into_iter().collect();
     assert_eq!(errs, [Error::Boom(0), Error::Boom(1), Error::Boom(2)]);
@@ -110,6 +123,10 @@ async fn an_observed_error_is_not_returned_again() {
             let h = s.spawn(async { Err::<u32, _>(Error::Boom(4)) });
             Ok(h.await.unwrap_or(9))
         })
+        .within(
+            HANG,
+            "the supervised scope's return after its handle observed the error",
+        )
         .await;
     assert_eq!(r, Ok(9));
 }
@@ -133,6 +150,10 @@ async fn cancellation_reaches_supervised_children_and_their_handles() {
             cancelled().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the supervised scope's return after its cancel reached the children",
+        )
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert_eq!(census.alive(), 0);
@@ -148,6 +169,10 @@ async fn handle_cancel_cancels_that_child_alone() {
             assert_eq!(h.await, Err(Error::Cancelled(CancelReason::Explicit)));
             Ok(1)
         })
+        .within(
+            HANG,
+            "the supervised scope's return after one child was cancelled through its handle",
+        )
         .await;
     assert_eq!(r, Ok(1));
 }
@@ -166,6 +191,7 @@ async fn body_error_still_fails_and_cancels_the_scope() {
             tokio::task::yield_now().await;
             Err(Error::Boom(7))
         })
+        .within(HANG, "the supervised scope's return of its body's error")
         .await;
     assert_eq!(r, Err(Error::Boom(7)));
     assert_eq!(census.alive(), 0);
@@ -186,6 +212,7 @@ async fn child_panic_is_still_re_raised() {
             })
             .await
     })
+    .within(HANG, "the supervised scope's re-raise of its child's panic")
     .await;
     let payload = r.unwrap_err().into_panic();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"supervised boom"));
@@ -216,6 +243,7 @@ rt_test! {
                 }
                 Ok(ok)
             })
+            .within(HANG, "the supervised scope's return after many children failed")
             .await;
         assert_eq!(r, Ok(500));
     }
@@ -244,17 +272,27 @@ async fn the_scoped_macro_takes_supervise() {
         }
         Ok(out)
     }
-    let r = check_all(vec![1, 2, 3]).await.unwrap();
+    let r = check_all(vec![1, 2, 3])
+        .within(HANG, "the #[scoped(supervise)] function's return")
+        .await
+        .unwrap();
     assert_eq!(r, [Ok(10), Err(Error::Boom(2)), Ok(30)]);
 }
 
 #[tokio::test]
 async fn the_scope_macro_takes_supervise() {
-    let r: Result<u32, Error> = taskscope::scope!(supervise, |s| {
-        drop(s.spawn(async { Err::<(), _>(Error::Boom(5)) }));
-        let ok = s.spawn(async { Ok(1) });
-        ok.await
-    });
+    let r: Result<u32, Error> = within(
+        HANG,
+        async {
+            taskscope::scope!(supervise, |s| {
+                drop(s.spawn(async { Err::<(), _>(Error::Boom(5)) }));
+                let ok = s.spawn(async { Ok(1) });
+                ok.await
+            })
+        },
+        "the return of scope!(supervise) with an unobserved error",
+    )
+    .await;
     assert_eq!(
         r,
         Err(Error::Boom(5)),
@@ -281,6 +319,10 @@ async fn late_unobserved_error_after_the_deadline_is_secondary() {
             }));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the supervised scope's return at its deadline with a late error",
+        )
         .await;
     let c = r.unwrap_err();
     assert_eq!(c.reason(), CancelReason::DeadlineExceeded);
@@ -301,6 +343,7 @@ rt_test! {
                 s.cancel();
                 Ok(42)
             })
+            .within(HANG, "the supervised scope's return of its body's value after its cancel")
             .await;
         assert_eq!(r, Ok(42));
     }

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::rt_test;
+use common::{HANG, PAUSED_HANG, Within, rt_test};
 use futures_util::FutureExt;
 use taskscope::{
     CancelReason, CancelScope, Cancelled, NodeKind, Scope, cancelled, current_deadline, fail_after,
@@ -20,11 +20,18 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 rt_test! {
     async fn a_ready_future_gets_its_value_through() {
-        assert_eq!(move_on_after(HOUR, async { 7 }).await, Some(7));
-        assert_eq!(fail_after(HOUR, async { 8 }).await, Ok(8));
+        let r = move_on_after(HOUR, async { 7 })
+            .within(HANG, "move_on_after's return of a ready value")
+            .await;
+        assert_eq!(r, Some(7));
+        let r = fail_after(HOUR, async { 8 })
+            .within(HANG, "fail_after's return of a ready value")
+            .await;
+        assert_eq!(r, Ok(8));
         let r: Result<u32, Cancelled> = scope(async |_| {
             Ok(move_on_after(HOUR, async { 9 }).await.unwrap_or(0))
         })
+        .within(HANG, "the scope's return of move_on_after's ready value")
         .await;
         assert_eq!(r, Ok(9));
     }
@@ -44,6 +51,7 @@ rt_test! {
                 seen.set(r);
                 Ok(())
             })
+            .within(HANG, "the cancelled scope's return after the timeout inside saw the cancel")
             .await;
         assert_eq!(seen.get(), Some((true, CancelReason::ParentCancelled)));
     }
@@ -52,12 +60,18 @@ rt_test! {
 #[tokio::test(start_paused = true)]
 async fn the_first_poll_sees_the_timeout_as_its_deadline() {
     let t0 = Instant::now();
-    let d = move_on_after(Duration::from_secs(5), async { current_deadline() }).await;
+    let d = move_on_after(Duration::from_secs(5), async { current_deadline() })
+        .within(PAUSED_HANG, "move_on_after's return of its deadline")
+        .await;
     assert_eq!(d, Some(Some(t0 + Duration::from_secs(5))));
     // Nested: the inner one is below the outer one, so the earlier deadline is effective.
     let d = move_on_after(
         Duration::from_secs(5),
         fail_after(Duration::from_secs(9), async { current_deadline() }),
+    )
+    .within(
+        PAUSED_HANG,
+        "the nested timeouts' return of the effective deadline",
     )
     .await;
     assert_eq!(d, Some(Ok(Some(t0 + Duration::from_secs(5)))));
@@ -77,11 +91,16 @@ async fn a_scope_opened_in_the_first_poll_is_bounded_by_the_timeout() {
         .await;
         r
     })
+    .within(
+        PAUSED_HANG,
+        "move_on_after's return after cancelling the scope opened inside it",
+    )
     .await;
     assert_eq!(r, None, "the timeout cancelled the scope opened inside it");
     assert_eq!(t0.elapsed(), Duration::from_millis(10));
     assert_eq!(
         fail_after(Duration::from_millis(10), sleep(HOUR))
+            .within(PAUSED_HANG, "fail_after's expiry")
             .await
             .unwrap_err()
             .reason(),
@@ -109,6 +128,10 @@ async fn a_node_built_in_the_first_poll_is_in_the_tree_and_leaves_it() {
         );
         Ok(())
     })
+    .within(
+        PAUSED_HANG,
+        "the scope's return after its timeout node left the tree",
+    )
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -131,6 +154,7 @@ async fn a_panic_after_the_node_was_built_leaves_no_node_behind() {
         );
         Ok(())
     })
+    .within(PAUSED_HANG, "the scope's return after the timeout's panic")
     .await;
     assert_eq!(r, Ok(()));
 }
@@ -152,6 +176,7 @@ async fn a_timeout_under_a_hard_cancelled_node_is_not_polled() {
             let timed = move_on_after(HOUR, async { polled.set(true) });
             tokio::join!(guarded, timed);
         })
+        .within(PAUSED_HANG, "the hard-cancelled cancel scope's return")
         .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert!(

@@ -19,6 +19,7 @@ struct Captured {
     level: Level,
     message: String,
     scope: Option<String>,
+    further_panics: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -27,9 +28,15 @@ struct Capture(Arc<Mutex<Vec<Captured>>>);
 struct Fields {
     message: String,
     scope: Option<String>,
+    further_panics: Option<u64>,
 }
 
 impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "further_panics" {
+            self.further_panics = Some(value);
+        }
+    }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "scope" {
             self.scope = Some(value.to_owned());
@@ -57,19 +64,21 @@ impl Subscriber for Capture {
         let mut f = Fields {
             message: String::new(),
             scope: None,
+            further_panics: None,
         };
         event.record(&mut f);
         self.0.lock().unwrap().push(Captured {
             level: *event.metadata().level(),
             message: f.message,
             scope: f.scope,
+            further_panics: f.further_panics,
         });
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
 }
 
-use common::Error;
+use common::{Error, HANG, PAUSED_HANG, Within};
 
 #[test]
 fn secondary_error_is_reported_as_an_event_naming_the_scope() {
@@ -91,7 +100,8 @@ fn secondary_error_is_reported_as_an_event_naming_the_scope() {
                         Err::<(), _>(Error::Boom(2))
                     });
                     Ok(())
-                }),
+                })
+                .within(PAUSED_HANG, "the scope's return of its first error"),
         )
     });
     assert_eq!(r, Err(Error::Boom(1)));
@@ -154,6 +164,7 @@ fn supervised_error_dropped_after_the_scope_ended_is_not_lost_silently() {
                     let h = s.spawn(async { Err::<(), _>(Error::Boom(7)) });
                     Ok(h) // the handle outlives the scope
                 })
+                .within(HANG, "the supervised scope's return of its child's handle")
                 .await;
             let h = r.expect("nothing failed that the scope saw");
             assert!(h.is_finished());
@@ -163,5 +174,84 @@ fn supervised_error_dropped_after_the_scope_ended_is_not_lost_silently() {
     assert!(
         warns.0.load(SeqCst) > 0,
         "the unobserved error Boom(7) vanished: not returned, not reported"
+    );
+}
+
+/// Runs a scope named `name` whose first child panics with "first" and whose `further`
+/// other children panic once the first panic cancelled them; returns the re-raised
+/// payload's message and the events.
+fn run_panicking_scope(name: &'static str, further: usize) -> (Option<String>, Vec<Captured>) {
+    let capture = Capture::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let r = tracing::subscriber::with_default(capture.clone(), || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(
+                Scope::builder()
+                    .name(name)
+                    .grace(Duration::from_secs(1))
+                    .run(async |s| {
+                        s.spawn(async {
+                            if true {
+                                panic!("first");
+                            }
+                            Ok(())
+                        });
+                        for _ in 0..further {
+                            // They panic only once the first panic cancelled the scope, so
+                            // the first is "first" on every runtime.
+                            s.spawn(async {
+                                cancelled().await;
+                                if true {
+                                    panic!("further");
+                                }
+                                Ok(())
+                            });
+                        }
+                        Ok::<(), taskscope::Cancelled>(())
+                    })
+                    .within(PAUSED_HANG, "the scope's re-raise of its children's panic"),
+            )
+        }))
+    });
+    let payload = r.expect_err("the scope re-raised its first child's panic");
+    let message = payload.downcast_ref::<&str>().map(|m| m.to_string());
+    let events = capture.0.lock().unwrap().clone();
+    (message, events)
+}
+
+/// `extra_panics` is read: a scope that re-raises its first panic reports, in one event,
+/// how many further panics it swallowed (their payloads are dropped), naming the scope.
+#[test]
+fn further_panics_swallowed_by_the_re_raise_are_reported_with_their_count() {
+    let (message, events) = run_panicking_scope("panicky", 2);
+    assert_eq!(
+        message.as_deref(),
+        Some("first"),
+        "the first payload is re-raised"
+    );
+    let reports: Vec<_> = events
+        .iter()
+        .filter(|e| e.further_panics.is_some())
+        .collect();
+    assert_eq!(reports.len(), 1, "one report at the re-raise: {events:?}");
+    assert_eq!(reports[0].further_panics, Some(2), "{events:?}");
+    assert_eq!(reports[0].level, Level::ERROR);
+    assert_eq!(reports[0].scope.as_deref(), Some("panicky"));
+    assert!(
+        reports[0].message.contains("2 further panic"),
+        "the message says how many: {:?}",
+        reports[0].message
+    );
+
+    // A single panic: re-raised, nothing swallowed, nothing to report.
+    let (message, events) = run_panicking_scope("one_panic", 0);
+    assert_eq!(message.as_deref(), Some("first"));
+    assert!(
+        events.iter().all(|e| e.further_panics.is_none()),
+        "no swallowed panics, no report: {events:?}"
     );
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Error, secs};
+use common::{Error, HANG, PAUSED_HANG, Within, secs, within};
 use taskscope::{CancelScope, Cancelled, Scope, scope};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -193,7 +193,13 @@ fn run_on_current_thread<F: std::future::Future>(
         .start_paused(true)
         .build()
         .unwrap();
-    tracing::subscriber::with_default(capture.clone(), || rt.block_on(f()))
+    tracing::subscriber::with_default(capture.clone(), || {
+        rt.block_on(within(
+            PAUSED_HANG,
+            f(),
+            "the end of the traced test's future",
+        ))
+    })
 }
 
 #[test]
@@ -300,9 +306,13 @@ fn a_child_panic_is_an_event_with_its_message_in_the_scopes_span() {
 fn without_a_subscriber_children_run_without_spans() {
     // No subscriber: nothing is created (and the plain task wrapper is used).
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .unwrap();
-    let r: Result<u32, Cancelled> = rt.block_on(scope(async |s| s.spawn(async { Ok(7) }).await));
+    let r: Result<u32, Cancelled> = rt.block_on(
+        scope(async |s| s.spawn(async { Ok(7) }).await)
+            .within(HANG, "the scope's return of its child's value"),
+    );
     assert_eq!(r, Ok(7));
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{ms, secs};
+use common::{HANG, PAUSED_HANG, Within, ms, secs};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, NodeKind, NodeState, Scope, TreeSnapshot, cancelled,
     snapshot,
@@ -63,9 +63,15 @@ async fn three_levels() -> TreeSnapshot {
             assert!(a.is_err() && b.is_err() && c.is_ok());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the root scope's return after the probe cancelled it",
+        )
         .await;
     assert!(r.is_err());
-    rx.await.unwrap()
+    rx.within(PAUSED_HANG, "the probe's snapshot")
+        .await
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -161,6 +167,10 @@ async fn a_handle_snapshots_its_subtree_and_a_child_sees_the_whole_tree() {
             assert!(seen);
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after its handle and child snapshots",
+        )
         .await;
     assert!(r.is_ok());
 }
@@ -176,6 +186,10 @@ async fn background_and_shield_nodes_are_labelled() {
             assert!(text.contains("shield [running]"), "{text}");
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return after labelling its background and shield nodes",
+        )
         .await;
     assert!(r.is_ok());
 }
@@ -199,7 +213,10 @@ async fn a_deep_tree_snapshots_prints_and_drops_without_recursion() {
     }
     let depth = 5_000;
     let (tx, rx) = std::sync::mpsc::channel();
-    level(depth, tx).await.unwrap();
+    level(depth, tx)
+        .within(HANG, "the return of a 5,000-deep chain of scopes")
+        .await
+        .unwrap();
     let (nodes, lines) = rx.recv().unwrap();
     assert_eq!(nodes, depth + 1);
     assert!(lines > depth);
@@ -236,6 +253,7 @@ async fn on_stuck_names_the_children_that_hold_the_scope_up() {
             s.cancel();
             Ok(())
         })
+        .within(PAUSED_HANG, "the scope's return after its on_stuck report")
         .await;
     assert_eq!(r, Ok(()), "the body completed: its value is kept");
     let reports = reports.lock().unwrap();
@@ -267,6 +285,10 @@ async fn on_stuck_stays_quiet_when_the_scope_finishes_in_time() {
             s.spawn(pending::<Result<(), Cancelled>>());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the scope's return before its on_stuck deadline",
+        )
         .await;
     assert!(r.is_err());
     tokio::time::sleep(secs(10)).await;
@@ -296,6 +318,10 @@ async fn a_limited_scope_shows_its_waiting_children_and_a_finished_scope_is_done
             );
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the limited scope's return after its waiting children",
+        )
         .await;
     assert!(r.is_ok());
     let mut kept = None;
@@ -305,6 +331,7 @@ async fn a_limited_scope_shows_its_waiting_children_and_a_finished_scope_is_done
             kept = Some(s.handle());
             Ok(())
         })
+        .within(PAUSED_HANG, "the scope's return")
         .await;
     assert!(r.is_ok());
     assert_eq!(

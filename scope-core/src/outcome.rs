@@ -20,6 +20,8 @@ pub(crate) struct Outcome {
     pub(crate) collect: bool,
     /// The first panic payload; later ones are counted in `extra_panics`.
     pub(crate) panic: Option<Payload>,
+    /// Panics after the first: their payloads were dropped, only the first is re-raised.
+    /// Reported with their count when the scope re-raises (`report_swallowed_panics`).
     pub(crate) extra_panics: u32,
     /// The error recorded before the scope was cancelled, if any (default mode).
     pub(crate) primary: Option<Slot>,
@@ -222,6 +224,27 @@ impl Node {
         if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
         {
             self.record_panic(p);
+        }
+    }
+
+    /// Called by the scope right before it re-raises its first panic: the further panics
+    /// recorded with it (`extra_panics`) were dropped, so the unwinding carries the first
+    /// payload only; one event says how many others there were, so they do not vanish
+    /// without a trace (each was also reported when it arrived).
+    pub(crate) fn report_swallowed_panics(&self) {
+        #[cfg(feature = "tracing")]
+        {
+            let inner = self.lock();
+            let further = inner.outcome.extra_panics;
+            if further > 0 {
+                tracing::error!(
+                    parent: &inner.span,
+                    scope = inner.name.as_deref().unwrap_or(""),
+                    further_panics = further,
+                    "re-raising the scope's first panic; {further} further panic(s) were \
+                     swallowed (their payloads dropped)"
+                );
+            }
         }
     }
 

@@ -151,7 +151,7 @@ where
         }),
     )
     .await
-    .expect("the chain ran within its bound");
+    .expect("hang: the chain did not run within its bound");
     assert_eq!(servers, Ok(()));
     out.lock().unwrap().take().expect("the chain ran")
 }

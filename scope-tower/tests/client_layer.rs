@@ -6,7 +6,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::ms;
+use common::{PAUSED_HANG, Within, ms};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -46,6 +46,7 @@ async fn ambient_deadline_is_written_as_both_headers_less_the_reserve() {
             tokio::time::sleep(ms(40)).await;
             sent(ClientLayer::new().reserve(ms(10)), Request::new(())).await
         })
+        .within(PAUSED_HANG, "the cancel scope's return of the headers sent")
         .await
         .unwrap();
     // 300 - 40 - 10, exact under paused time.
@@ -61,6 +62,10 @@ async fn nested_deadlines_send_the_smallest() {
         .run(async {
             taskscope::fail_after(ms(80), sent(ClientLayer::new(), Request::new(()))).await
         })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return of the headers sent under nested deadlines",
+        )
         .await
         .unwrap()
         .unwrap();
@@ -69,12 +74,21 @@ async fn nested_deadlines_send_the_smallest() {
 
 #[tokio::test(start_paused = true)]
 async fn no_ambient_deadline_sends_no_header() {
-    let h = sent(ClientLayer::new(), Request::new(())).await;
+    let h = sent(ClientLayer::new(), Request::new(()))
+        .within(
+            PAUSED_HANG,
+            "the call's return of the headers sent without a deadline",
+        )
+        .await;
     assert!(h.get("grpc-timeout").is_none());
     assert!(h.get(TIMEOUT_MS).is_none());
     // Inside a scope without a deadline either.
     let h = CancelScope::new()
         .run(sent(ClientLayer::new(), Request::new(())))
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return of the headers sent without a deadline",
+        )
         .await
         .unwrap();
     assert!(h.is_empty(), "{h:?}");
@@ -86,6 +100,10 @@ async fn a_call_inside_a_shield_carries_no_inherited_deadline() {
         ms(200),
         taskscope::shield(sent(ClientLayer::new(), Request::new(()))),
     )
+    .within(
+        PAUSED_HANG,
+        "fail_after's return of the headers sent inside a shield",
+    )
     .await
     .unwrap();
     assert!(h.get("grpc-timeout").is_none(), "{h:?}");
@@ -96,6 +114,10 @@ async fn a_call_inside_a_shield_carries_no_inherited_deadline() {
             .shield(true)
             .timeout(ms(30))
             .run(sent(ClientLayer::new(), Request::new(()))),
+    )
+    .within(
+        PAUSED_HANG,
+        "fail_after's return of the headers sent inside a shield with a deadline",
     )
     .await
     .unwrap()
@@ -110,6 +132,10 @@ async fn a_smaller_budget_already_on_the_request_is_kept() {
         .body(())
         .unwrap();
     let h = taskscope::fail_after(ms(300), sent(ClientLayer::new(), req))
+        .within(
+            PAUSED_HANG,
+            "fail_after's return of the headers sent with a smaller budget",
+        )
         .await
         .unwrap();
     assert_eq!(h["grpc-timeout"], "20000000n");
@@ -119,6 +145,10 @@ async fn a_smaller_budget_already_on_the_request_is_kept() {
         .body(())
         .unwrap();
     let h = taskscope::fail_after(ms(300), sent(ClientLayer::new(), req))
+        .within(
+            PAUSED_HANG,
+            "fail_after's return of the headers sent with a larger budget",
+        )
         .await
         .unwrap();
     assert_eq!(h[TIMEOUT_MS], "300");
@@ -128,6 +158,10 @@ async fn a_smaller_budget_already_on_the_request_is_kept() {
         .body(())
         .unwrap();
     let h = taskscope::fail_after(ms(300), sent(ClientLayer::new(), req))
+        .within(
+            PAUSED_HANG,
+            "fail_after's return of the headers sent with a millisecond budget",
+        )
         .await
         .unwrap();
     assert_eq!(h["grpc-timeout"], "45000000n");
@@ -144,6 +178,7 @@ async fn a_spent_budget_fails_the_call_without_sending_it() {
         tokio::time::sleep(ms(60)).await; // 40 ms left, less than the reserve
         svc.oneshot(Request::new(())).await
     })
+    .within(PAUSED_HANG, "move_on_after's return of the refused call")
     .await
     .expect("the caller's own deadline has not passed");
     let err = r.unwrap_err();
@@ -160,6 +195,10 @@ async fn a_custom_millisecond_header_is_written() {
             ClientLayer::new().timeout_header(http::HeaderName::from_static("x-budget")),
             Request::new(()),
         ),
+    )
+    .within(
+        PAUSED_HANG,
+        "fail_after's return of the headers sent with a custom header",
     )
     .await
     .unwrap();
@@ -187,10 +226,17 @@ async fn a_cancelled_caller_drops_its_call_in_flight() {
     }));
     let cs = CancelScope::new();
     let handle = cs.handle();
-    let (r, ()) = tokio::join!(cs.run(svc.oneshot(Request::new(()))), async {
-        tokio::time::sleep(ms(5)).await;
-        handle.cancel();
-    });
+    let (r, ()) = async {
+        tokio::join!(cs.run(svc.oneshot(Request::new(()))), async {
+            tokio::time::sleep(ms(5)).await;
+            handle.cancel();
+        })
+    }
+    .within(
+        PAUSED_HANG,
+        "the cancelled caller's return with its call dropped",
+    )
+    .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
     assert_eq!(dropped.load(SeqCst), 1);
 }
@@ -200,6 +246,10 @@ async fn less_than_a_millisecond_left_is_spent() {
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ClientLayer::new().layer(echo(calls.clone()));
     let r = taskscope::move_on_after(Duration::from_micros(900), svc.oneshot(Request::new(())))
+        .within(
+            PAUSED_HANG,
+            "move_on_after's return of the call with less than a millisecond left",
+        )
         .await
         .expect("not timed out");
     let err = r.unwrap_err();

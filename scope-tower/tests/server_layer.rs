@@ -6,7 +6,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::{Census, ms};
+use common::{Census, HANG, PAUSED_HANG, Within, ms};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -19,11 +19,10 @@ use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
 
 /// Bounds a wait: a regression fails in seconds instead of hanging (under paused time the
-/// clock jumps to the bound once everything is idle).
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("bounded wait timed out")
+/// clock jumps to the bound once everything is idle), naming the line of the wait.
+#[track_caller]
+fn bounded<F: std::future::IntoFuture>(f: F) -> impl std::future::Future<Output = F::Output> {
+    common::within(HANG, f, "the server scope's return")
 }
 
 fn request(headers: &[(&str, &str)]) -> Request<()> {
@@ -72,6 +71,10 @@ async fn handler_sees_the_smallest_of_the_headers_and_the_maximum() {
             }
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after its requests saw their deadlines",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -85,6 +88,10 @@ async fn no_header_and_no_maximum_means_no_deadline() {
             assert_eq!(res.into_body(), "None");
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after a request without a deadline",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -122,6 +129,10 @@ async fn request_expired_on_arrival_is_answered_without_calling_the_handler() {
             assert_eq!(res.into_body(), "called");
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after answering an expired request",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(called.load(SeqCst), 1);
@@ -171,6 +182,10 @@ async fn deadline_passing_in_the_handler_is_answered_504_and_its_work_is_gone() 
             assert_eq!(stats.deadline_exceeded(), 2);
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after a request's deadline passed in its handler",
+        )
         .await;
     assert_eq!(r, Ok(()));
     assert_eq!(live.alive(), 0);
@@ -194,6 +209,10 @@ async fn server_maximum_alone_does_not_mark_the_callers_budget_exhausted() {
             assert!(res.headers().get(DEADLINE_EXHAUSTED).is_none());
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after a request under its maximum",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -220,6 +239,10 @@ async fn malformed_headers_are_treated_as_absent_and_counted() {
             assert_eq!(stats.requests(), 5);
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after its malformed-header requests",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -239,6 +262,10 @@ async fn a_custom_millisecond_header_is_read_instead_of_the_default() {
             assert_eq!(res.into_body(), format!("{:?}", Some(ms(42))));
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after a custom-header request",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }
@@ -250,14 +277,24 @@ async fn a_finished_server_scope_answers_503() {
         escaped = Some(ServerLayer::new(server.handle()));
         Ok(())
     })
+    .within(HANG, "the server scope's return")
     .await;
     assert_eq!(r, Ok(()));
     let layer = escaped.unwrap();
     let stats = layer.stats();
     let svc = layer.layer(service_fn(deadline_seen));
-    let res = svc.clone().oneshot(request(&[])).await.unwrap();
+    let res = svc
+        .clone()
+        .oneshot(request(&[]))
+        .within(HANG, "a finished server scope's 503 answer")
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let res = svc.oneshot(grpc_request("1S")).await.unwrap();
+    let res = svc
+        .oneshot(grpc_request("1S"))
+        .within(HANG, "a finished server scope's gRPC unavailable answer")
+        .await
+        .unwrap();
     assert_eq!(res.headers()["grpc-status"], "14");
     assert_eq!(stats.unavailable(), 2);
 }
@@ -292,7 +329,16 @@ async fn server_shutdown_ends_a_running_request_with_503_after_its_grace() {
     started_rx.await.unwrap();
     assert_eq!(r, Ok(()));
     assert_eq!(seen.load(SeqCst), 1, "the handler saw the shutdown first");
-    assert_eq!(res_rx.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res_rx
+            .within(
+                PAUSED_HANG,
+                "the running request's 503 answer after the shutdown grace"
+            )
+            .await
+            .unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 /// Starts a request on `svc` and drops its response future after `after`: a client that
@@ -477,6 +523,10 @@ async fn failing_requests_never_reach_the_server_scope() {
             assert_eq!(tree.nodes()[0].live_children, 0);
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the server scope's return after its failing requests",
+        )
         .await;
     assert_eq!(r, Ok(()));
 }

@@ -14,6 +14,53 @@ pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Bounds a wait on the code under test: `fut` must finish within `limit`, or the test
+/// fails with "`what` did not happen within `limit`" (and the caller's line) instead of
+/// hanging until nextest kills it. A mutant that loses a wake-up (the busy count, the limiter,
+/// `task_done`, `Node::cancel`, `is_closed`) then fails in seconds. Under paused time
+/// (`start_paused = true`) the clock auto-advances to the bound as soon as everything is
+/// idle, so a hang fails at once; there `limit` must exceed the test's own timers.
+#[track_caller]
+pub fn within<F: std::future::IntoFuture>(
+    limit: Duration,
+    fut: F,
+    what: impl std::fmt::Display,
+) -> impl std::future::Future<Output = F::Output> {
+    let at = std::panic::Location::caller();
+    let fut = fut.into_future();
+    async move {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(v) => v,
+            Err(_) => panic!("{at}: hang: {what} did not happen within {limit:?}"),
+        }
+    }
+}
+
+/// `fut.within(limit, what)`: [`within`] as a method, for awaits at the end of a chain
+/// (`Scope::builder()...run(..).within(HANG, "the scope's return").await`).
+pub trait Within: std::future::IntoFuture + Sized {
+    #[track_caller]
+    fn within(
+        self,
+        limit: Duration,
+        what: impl std::fmt::Display,
+    ) -> impl std::future::Future<Output = Self::Output> {
+        within(limit, self, what)
+    }
+}
+
+impl<F: std::future::IntoFuture> Within for F {}
+
+/// The default bound of a wait in a test on real time: far above what any of them takes
+/// (milliseconds), and below the 30 s after which the `ci` profile of `.config/nextest.toml`
+/// kills a test, so the test fails first, saying what it waited for.
+pub const HANG: Duration = Duration::from_secs(10);
+
+/// The bound of a wait in a test on paused time (`start_paused = true`): a day of the test's
+/// clock, past every timer a test sets. It costs nothing: when the code under test hangs,
+/// everything is idle and the clock auto-advances to it at once.
+pub const PAUSED_HANG: Duration = Duration::from_secs(24 * 3600);
+
 /// A slot a future under test writes into and the test reads after it returned.
 #[derive(Clone)]
 pub struct Slot<T>(Arc<Mutex<Vec<T>>>);
@@ -180,6 +227,7 @@ pub async fn finished_scope_handle() -> taskscope::ScopeHandle<taskscope::Cancel
         escaped = Some(s.handle());
         Ok(())
     })
+    .within(HANG, "the return of a scope without children")
     .await;
     assert_eq!(r, Ok(()));
     escaped.expect("the body ran")
@@ -257,12 +305,19 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
             });
             Ok(())
         })
+        .within(
+            HANG,
+            format!("iteration {i}: the scope's return after its last child"),
+        )
         .await;
         // Right after the scope returned.
         let completed_at_return = completed.load(Ordering::SeqCst);
         let alive_at_return = census.alive();
         assert_eq!(r, Ok(()));
-        let was_accepted = racer.await.unwrap();
+        let was_accepted = racer
+            .within(HANG, format!("iteration {i}: the racer's end"))
+            .await
+            .unwrap();
         balance.record(was_accepted);
         if was_accepted {
             accepted += 1;

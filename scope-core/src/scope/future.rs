@@ -356,6 +356,7 @@ fn finish<T, E>(node: &Node, out: BodyOut<T, E>, kind: ErrorOps<E>) -> Outcome<T
         )
     };
     if let Some(payload) = panic {
+        node.report_swallowed_panics();
         resume_unwind(payload);
     }
     let cancelled =
