@@ -83,15 +83,17 @@
 use std::fmt::Write as _;
 use std::future::{Future, ready};
 use std::hint::black_box;
-use std::path::Path;
 use std::pin::Pin;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use taskscope::{CancelScope, Cancelled, scoped};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+#[path = "common/callgrind.rs"]
+mod callgrind;
 
 /// Operations of the larger callgrind run.
 const N: usize = 20_000;
@@ -460,7 +462,7 @@ fn smoke() {
 /// Every case under callgrind at 0 and [`N`] iterations; prints the table, then checks it
 /// against the baseline file `check` and writes it to `write` if given.
 fn driver(check: Option<&str>, write: Option<&str>) -> ExitCode {
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    if !callgrind::available() {
         println!(
             "instructions: valgrind is not on PATH, nothing measured (install valgrind, \
              e.g. `apt-get install valgrind`, to count instructions)"
@@ -473,14 +475,7 @@ fn driver(check: Option<&str>, write: Option<&str>) -> ExitCode {
             .unwrap_or_else(|e| panic!("read the baseline {path}: {e}"));
         parse_baseline(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     });
-    let exe = std::env::current_exe().expect("the bench binary's path");
-    // target/<profile>/deps/instructions-<hash> -> target/<profile>/instructions-callgrind
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory")
-        .join("instructions-callgrind");
-    std::fs::create_dir_all(&dir).expect("create the output directory");
+    let (exe, dir) = callgrind::setup("instructions");
     println!(
         "instructions per operation: (Ir at n = {N} - Ir at n = 0) / n, after {WARMUP} \
          warm-up operations; current-thread runtime; nested: per level (depth {DEPTH})"
@@ -489,21 +484,7 @@ fn driver(check: Option<&str>, write: Option<&str>) -> ExitCode {
 
     let mut per_op = Vec::new();
     for case in Case::ALL {
-        let ir = |n: usize| -> u64 {
-            let out = dir.join(format!("{}.{n}.out", case.name()));
-            let run = Command::new("valgrind")
-                .arg("--tool=callgrind")
-                .arg(format!("--callgrind-out-file={}", out.display()))
-                .arg(&exe)
-                .args(["--count", case.name(), &n.to_string()])
-                .output()
-                .expect("run valgrind");
-            let stderr = String::from_utf8_lossy(&run.stderr);
-            assert!(run.status.success(), "valgrind failed:\n{stderr}");
-            let text = std::fs::read_to_string(&out)
-                .unwrap_or_else(|e| panic!("read {}: {e}", out.display()));
-            total(&text).unwrap_or_else(|| panic!("no summary line in {}", out.display()))
-        };
+        let ir = |n: usize| callgrind::instructions(&exe, &dir, case.name(), n);
         let (zero, many) = (ir(0), ir(N));
         let per = (many as f64 - zero as f64) / (N * case.ops()) as f64;
         println!(
@@ -589,17 +570,6 @@ fn driver(check: Option<&str>, write: Option<&str>) -> ExitCode {
         }
         ExitCode::SUCCESS
     }
-}
-
-/// The instruction total of a callgrind output file: its `summary:` or `totals:` line
-/// (the first event, `Ir`).
-fn total(text: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l
-            .strip_prefix("summary:")
-            .or_else(|| l.strip_prefix("totals:"))?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
 }
 
 /// One line of the baseline file.

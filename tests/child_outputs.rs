@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Error, rt_test};
+use common::{Error, HANG, Within, rt_test};
 use futures_util::TryFutureExt;
 use taskscope::{Cancelled, scope};
 
@@ -34,6 +34,7 @@ rt_test! {
             let h = s.spawn(async {});
             h.await
         })
+        .within(HANG, "the scope's end")
         .await;
         assert_eq!(r, Ok(()));
         assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -48,12 +49,14 @@ rt_test! {
             let ok = s.spawn(fetch(false).err_into());
             Ok(ok.await?)
         })
+        .within(HANG, "the scope's end")
         .await;
         assert_eq!(r, Ok(3));
         let r: Result<u32, Error> = scope(async |s| {
             let h = s.spawn(fetch(true).err_into());
             Ok(h.await?)
         })
+        .within(HANG, "the scope's end")
         .await;
         assert_eq!(r, Err(Error::Boom(9)));
     }
@@ -67,6 +70,7 @@ rt_test! {
             let h = s.spawn(async { Ok(fetch(true).await? + 1) });
             Ok(h.await?)
         })
+        .within(HANG, "the scope's end")
         .await;
         assert_eq!(r, Err(Error::Boom(9)));
     }

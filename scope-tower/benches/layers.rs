@@ -80,8 +80,6 @@ use std::fmt::Debug;
 use std::future::IntoFuture;
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use divan::Bencher;
@@ -97,6 +95,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tower::{Layer, Service, ServiceExt, service_fn};
+
+#[path = "../../benches/common/callgrind.rs"]
+mod callgrind;
 
 /// Requests per divan sample.
 const REQS: usize = 10_000;
@@ -439,14 +440,11 @@ fn count(case: Case, n: usize) {
 /// `--callgrind [filter]`: every case (whose name contains `filter`) at 0 and
 /// [`CALLGRIND_N`] requests under callgrind; prints instructions per request.
 fn callgrind(filter: &str) {
-    let exe = std::env::current_exe().expect("the bench binary's path");
-    // target/<profile>/deps/layers-<hash> -> target/<profile>/layers-callgrind
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory")
-        .join("layers-callgrind");
-    std::fs::create_dir_all(&dir).expect("create the output directory");
+    if !callgrind::available() {
+        println!("layers: valgrind is not on PATH, nothing measured");
+        return;
+    }
+    let (exe, dir) = callgrind::setup("layers");
     println!(
         "instructions per request: (Ir at n = {CALLGRIND_N} - Ir at n = 0) / {CALLGRIND_N}, \
          after {WARMUP} warm-up requests; current-thread runtime"
@@ -457,19 +455,7 @@ fn callgrind(filter: &str) {
         if !case.name().contains(filter) {
             continue;
         }
-        let ir = |n: usize| -> u64 {
-            let out = dir.join(format!("{}.{n}.out", case.name()));
-            let run = Command::new("valgrind")
-                .arg("--tool=callgrind")
-                .arg(format!("--callgrind-out-file={}", out.display()))
-                .arg(&exe)
-                .args(["--count", case.name(), &n.to_string()])
-                .output()
-                .expect("run valgrind (is it installed?)");
-            let stderr = String::from_utf8_lossy(&run.stderr);
-            assert!(run.status.success(), "valgrind failed:\n{stderr}");
-            collected(&stderr).unwrap_or_else(|| panic!("no `Collected` line in:\n{stderr}"))
-        };
+        let ir = |n: usize| callgrind::instructions(&exe, &dir, case.name(), n);
         let (zero, many) = (ir(0), ir(CALLGRIND_N));
         let per = (many as f64 - zero as f64) / CALLGRIND_N as f64;
         println!(
@@ -500,14 +486,6 @@ fn callgrind(filter: &str) {
             None => println!("; {:.1} more", per - peer_per),
         }
     }
-}
-
-/// The instruction total of a callgrind run, from its `Collected : N` line.
-fn collected(stderr: &str) -> Option<u64> {
-    stderr.lines().find_map(|l| {
-        let (_, rest) = l.split_once("Collected :")?;
-        rest.trim().parse().ok()
-    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -31,6 +31,19 @@ impl Registry {
     fn is_shielded(&self, id: Id) -> bool {
         self.shielded.iter().any(|(t, _)| *t == id)
     }
+
+    /// Cancels one child task: aborted now, or, if it runs a shield, once its last shield
+    /// ended (`shield_task`). Under the registry's lock, as shields register under it: a
+    /// shield either registered first (the abort waits for it) or starts in a task already
+    /// aborted.
+    fn cancel(&mut self, handle: &AbortHandle) {
+        let id = handle.id();
+        if !self.is_shielded(id) {
+            handle.abort();
+        } else if !self.deferred.contains(&id) {
+            self.deferred.push(id);
+        }
+    }
 }
 
 impl Node {
@@ -78,35 +91,23 @@ impl Node {
         }
     }
 
-    /// Cancels the child task `handle` alone ([`TaskHandle::cancel`](crate::TaskHandle)):
-    /// aborted now, or, if it runs a shield, once its last shield ended. Decided under the
-    /// registry's lock, as shields register under it: a shield either registered first
-    /// (the abort waits for it) or starts in a task already aborted.
+    /// Cancels the child task `handle` alone ([`TaskHandle::cancel`](crate::TaskHandle)).
     pub(crate) fn cancel_task(&self, handle: &AbortHandle) {
-        let mut reg = lock(&self.tasks);
-        let id = handle.id();
-        if !reg.is_shielded(id) {
-            handle.abort();
-        } else if !reg.deferred.contains(&id) {
-            reg.deferred.push(id);
-        }
+        lock(&self.tasks).cancel(handle);
     }
 
     /// Cancels every spawned child registered so far, each as [`Node::cancel_task`] does
     /// (a child in a shield finishes the shield first). The node itself is not cancelled.
     pub(crate) fn cancel_tasks(&self) {
         let mut reg = lock(&self.tasks);
-        let reg = &mut *reg;
-        for h in reg.handles.iter() {
-            if h.is_finished() {
-                continue;
-            }
-            let id = h.id();
-            if !reg.shielded.iter().any(|(t, _)| *t == id) {
-                h.abort();
-            } else if !reg.deferred.contains(&id) {
-                reg.deferred.push(id);
-            }
+        let live: Vec<AbortHandle> = reg
+            .handles
+            .iter()
+            .filter(|h| !h.is_finished())
+            .cloned()
+            .collect();
+        for h in &live {
+            reg.cancel(h);
         }
     }
 

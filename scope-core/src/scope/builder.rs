@@ -54,6 +54,19 @@ pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     _mode: PhantomData<(M, K)>,
 }
 
+impl<M, K> ScopeBuilder<M, K> {
+    /// The same settings under another error mode or flavor.
+    fn retype<M2, K2>(self) -> ScopeBuilder<M2, K2> {
+        ScopeBuilder {
+            config: self.config,
+            watches: self.watches,
+            hold: self.hold,
+            runtime: self.runtime,
+            _mode: PhantomData,
+        }
+    }
+}
+
 impl<M, K> fmt::Debug for ScopeBuilder<M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeBuilder")
@@ -111,13 +124,7 @@ impl<K> ScopeBuilder<FailFast, K> {
     /// # }
     /// ```
     pub fn collect_errors(self) -> ScopeBuilder<CollectErrors, K> {
-        ScopeBuilder {
-            config: self.config,
-            watches: self.watches,
-            hold: self.hold,
-            runtime: self.runtime,
-            _mode: PhantomData,
-        }
+        self.retype()
     }
 }
 
@@ -155,13 +162,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     /// # }
     /// ```
     pub fn local(self) -> ScopeBuilder<M, Local> {
-        ScopeBuilder {
-            config: self.config,
-            watches: self.watches,
-            hold: self.hold,
-            runtime: self.runtime,
-            _mode: PhantomData,
-        }
+        self.retype()
     }
 
     /// A supervising scope: a child's error does not cancel the scope or its siblings; the
@@ -173,13 +174,7 @@ impl<M> ScopeBuilder<M, Sendable> {
     /// blocking and limited-`try_spawn` children are for failing-fast scopes: nest one
     /// inside if needed.
     pub fn supervise(self) -> ScopeBuilder<M, Supervisor> {
-        ScopeBuilder {
-            config: self.config,
-            watches: self.watches,
-            hold: self.hold,
-            runtime: self.runtime,
-            _mode: PhantomData,
-        }
+        self.retype()
     }
 }
 

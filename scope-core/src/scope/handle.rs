@@ -202,34 +202,21 @@ impl<E, K> ScopeHandle<E, K> {
         self.node.is_closed()
     }
 
-    /// Cancels the children spawned into the scope so far, but not the scope: its body
-    /// goes on and can spawn more (`JoinSet::abort_all`'s meaning). Each child is cancelled
-    /// as by [`TaskHandle::cancel`] (a child in a [`shield`](crate::shield) finishes the
-    /// shield first) and its handle resolves to `Err(Cancelled)` with reason
-    /// [`ParentCancelled`](crate::CancelReason::ParentCancelled) unless it completed first;
-    /// the scope still awaits every child's end. Blocking children cannot be cancelled (they
-    /// are awaited), and local and background children are not affected.
+    /// Cancels the children spawned so far, but not the scope; see
+    /// [`Scope::cancel_children`].
     #[doc(alias = "abort_all")]
     pub fn cancel_children(&self) {
         self.node.cancel_tasks();
     }
 
-    /// How many children spawned into this scope are still running (spawned children;
-    /// not blocking, local or background ones). Takes a lock and counts: for a progress
-    /// report, not a hot loop.
+    /// How many spawned children are still running; see [`Scope::running_children`].
     #[doc(alias = "len")]
     pub fn running_children(&self) -> usize {
         self.node.running_tasks()
     }
 
-    /// Waits until nothing spawned below this scope so far is alive (spawned and blocking
-    /// children, the children they spawned, and those of nested scopes), without ending the
-    /// scope: it accepts children afterwards (`TaskTracker::wait`'s meaning, with no need to
-    /// close first). Children spawned while it waits are waited for too. Local children are
-    /// not counted: they run in the scope's own task.
-    ///
-    /// Awaited inside a child of this scope it never completes: that child is one of the
-    /// children it waits for.
+    /// Waits until nothing spawned below the scope so far is alive, without ending it;
+    /// see [`Scope::wait_children`].
     #[doc(alias = "wait")]
     pub fn wait_children(&self) -> WaitChildren {
         WaitChildren::new(self.node.clone())
