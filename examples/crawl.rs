@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use taskscope::{CancelScope, Cancelled, NodeKind, Scope, ScopeHandle, snapshot};
+use taskscope::snapshot::NodeKind;
+use taskscope::{CancelScope, Cancelled, Scope, ScopeHandle, snapshot};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;

@@ -45,7 +45,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use taskscope::{CancelReason, Cancelled, Ready, Scope, ScopeHandle, TreeSnapshot};
+use taskscope::snapshot::TreeSnapshot;
+use taskscope::{CancelReason, Cancelled, Ready, Scope, ScopeHandle};
 use taskscope_tower::{
     ClientLayer, DEADLINE_EXHAUSTED, PropagateDeadline, ServerLayer, Stats, TIMEOUT_MS,
     grpc_timeout,

@@ -125,7 +125,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+// The core crate's root, named item by item so that the facade's documentation shows the same
+// root; the glob below brings the rest (the core's hidden first-release paths) without
+// showing it.
+#[cfg(feature = "signal")]
+pub use taskscope_core::shutdown_signal;
+#[doc(hidden)]
 pub use taskscope_core::*;
+pub use taskscope_core::{
+    CancelHandle, CancelReason, CancelScope, Cancelled, ChildOutput, Errors, LocalHandle, Parent,
+    Ready, Scope, ScopeBuilder, ScopeHandle, SpawnError, SpawnPermit, Supervised, TaskHandle,
+    TrySpawnError, cancelable, cancelled, checkpoint, combinators, current_deadline, fail_after,
+    fail_at, flavor, future, is_cancelled, mode, move_on_after, move_on_at, scope, shield,
+    snapshot,
+};
 
 pub mod migration;
 
@@ -321,7 +334,20 @@ pub mod __private {
     pub use core::option::Option::None;
     pub use core::result::Result::{Err, Ok};
     pub use std::time::Duration;
+    // The core crate's root, named item by item so that the facade's documentation shows the same
+    // root; the glob below brings the rest (the core's hidden first-release paths) without
+    // showing it.
+    #[cfg(feature = "signal")]
+    pub use taskscope_core::shutdown_signal;
+    #[doc(hidden)]
     pub use taskscope_core::*;
+    pub use taskscope_core::{
+        CancelHandle, CancelReason, CancelScope, Cancelled, ChildOutput, Errors, LocalHandle,
+        Parent, Ready, Scope, ScopeBuilder, ScopeHandle, SpawnError, SpawnPermit, Supervised,
+        TaskHandle, TrySpawnError, cancelable, cancelled, checkpoint, combinators,
+        current_deadline, fail_after, fail_at, flavor, future, is_cancelled, mode, move_on_after,
+        move_on_at, scope, shield, snapshot,
+    };
 
     /// A `#[scoped]` function whose return type cannot carry a failure lost its scope.
     #[track_caller]

@@ -83,7 +83,8 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! use std::time::Duration;
-//! use taskscope::{scope, Cancelled, Completions};
+//! use taskscope::combinators::Completions;
+//! use taskscope::{scope, Cancelled};
 //!
 //! let order: Result<Vec<u64>, Cancelled> = scope(async |s| {
 //!     let mut set = Completions::new(s.handle());

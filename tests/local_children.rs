@@ -23,8 +23,9 @@ use common::{
     Census, Counter, Error, Gauge, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs, yields,
 };
 use futures_util::FutureExt;
+use taskscope::flavor::Local;
 use taskscope::{
-    CancelReason, Cancelled, Local, LocalHandle, Scope, cancelled, move_on_after, scope, shield,
+    CancelReason, Cancelled, LocalHandle, Scope, cancelled, move_on_after, scope, shield,
 };
 use tokio::sync::oneshot;
 use tokio::task::yield_now;

@@ -14,7 +14,9 @@ use common::{
     BoxError, Census, Error, HANG, PAUSED_HANG, Slot, Within, ms, require_send, rt_test, secs,
 };
 use futures_util::FutureExt;
-use taskscope::{CancelReason, Cancelled, Race, move_on_after, race, scope};
+use taskscope::combinators::race;
+use taskscope::future::Race;
+use taskscope::{CancelReason, Cancelled, move_on_after, scope};
 use tokio::time::{Instant, sleep};
 
 /// What an attempt does once started.

@@ -17,9 +17,8 @@ use common::{
     require_send, rt_test, secs,
 };
 use futures_util::FutureExt;
-use taskscope::{
-    CancelReason, Cancelled, Completions, Scope, SpawnError, join_all, join_all_in, scope, shield,
-};
+use taskscope::combinators::{Completions, join_all, join_all_in};
+use taskscope::{CancelReason, Cancelled, Scope, SpawnError, scope, shield};
 use tokio::time::{Instant, sleep};
 
 fn reason<T: std::fmt::Debug>(r: Option<Result<T, Cancelled>>) -> CancelReason {

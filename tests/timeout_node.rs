@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::{HANG, PAUSED_HANG, Within, rt_test};
 use futures_util::FutureExt;
+use taskscope::snapshot::NodeKind;
 use taskscope::{
-    CancelReason, CancelScope, Cancelled, NodeKind, Scope, cancelled, current_deadline, fail_after,
+    CancelReason, CancelScope, Cancelled, Scope, cancelled, current_deadline, fail_after,
     is_cancelled, move_on_after, scope, shield, snapshot,
 };
 use tokio::time::{Instant, sleep};

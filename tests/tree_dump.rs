@@ -7,10 +7,8 @@ use std::future::pending;
 use std::time::Duration;
 
 use common::{HANG, PAUSED_HANG, Within, ms, secs};
-use taskscope::{
-    CancelReason, CancelScope, Cancelled, NodeKind, NodeState, Scope, TreeSnapshot, cancelled,
-    snapshot,
-};
+use taskscope::snapshot::{NodeKind, NodeState, TreeSnapshot};
+use taskscope::{CancelReason, CancelScope, Cancelled, Scope, cancelled, snapshot};
 use tokio::sync::oneshot;
 
 /// Builds: scope "root" (deadline 10s)

@@ -216,7 +216,7 @@ impl CancelHandle {
 
     /// A copy of the cancel tree below (and including) this node: see
     /// [`TreeSnapshot`](crate::TreeSnapshot).
-    pub fn snapshot(&self) -> crate::TreeSnapshot {
+    pub fn snapshot(&self) -> crate::snapshot::TreeSnapshot {
         crate::snapshot::TreeSnapshot::of(&self.node)
     }
 

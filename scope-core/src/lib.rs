@@ -24,9 +24,11 @@
 //   abort registry; `limit`: the concurrency limiter), `local` (in-task children),
 //   `background`, `start` (the `start()` handshake), `supervise`, `permit`
 //   (reservations under a limit), `results` (`Completions`, `join_all`), `race`.
-// - `error` (reasons and errors), `snapshot` (copies of the tree), `watch` (stuck-scope
+// - `error` (reasons and errors), `snapshot` (copies of the tree; public, with its types), `watch` (stuck-scope
 //   reports), `spans` (tracing), `interop` (tokio-util), `shutdown` (signals), `sync` (the
 //   loom shim).
+// - Public modules that only re-export, grouping the names below the root: `future`,
+//   `flavor`, `mode`, `combinators` (defined here, after the root's `pub use`s).
 
 mod background;
 mod cancel_scope;
@@ -45,7 +47,7 @@ mod results;
 mod scope;
 #[cfg(feature = "signal")]
 mod shutdown;
-mod snapshot;
+pub mod snapshot;
 #[cfg(feature = "tracing")]
 mod spans;
 mod start;
@@ -54,25 +56,79 @@ mod sync;
 mod tree;
 mod watch;
 
+// The crate root: what a new user needs. Scopes and their handles, cancel scopes and the
+// timeout functions, the ambient functions, the handles of children, the errors. Named
+// future types, flavors, error modes, combinators and snapshots live in modules below.
 pub use cancel_scope::{
-    CancelHandle, CancelScope, FailAfter, MoveOnAfter, Run, Shield, fail_after, fail_at,
-    move_on_after, move_on_at, shield,
+    CancelHandle, CancelScope, fail_after, fail_at, move_on_after, move_on_at, shield,
 };
-pub use child::{ChildOutput, TaskHandle, WaitChildren};
-pub use context::{
-    WaitForCancel, cancelable, cancelled, checkpoint, current_deadline, is_cancelled,
-};
+pub use child::{ChildOutput, TaskHandle};
+pub use context::{cancelable, cancelled, checkpoint, current_deadline, is_cancelled};
 pub use error::{CancelReason, Cancelled, Errors, SpawnError, TrySpawnError};
-pub use local::{Accepts, Flavor, Local, LocalHandle, Sendable, Supervisor, Unsupervised};
+pub use local::LocalHandle;
 pub use parent::Parent;
-pub use permit::{HandleReserve, Reserve, SpawnPermit};
-pub use race::{Race, race};
-pub use results::{Completions, join_all, join_all_in};
-pub use scope::{
-    BodyResult, CollectErrors, FailFast, Mode, Scope, ScopeBuilder, ScopeFuture, ScopeHandle, scope,
-};
+pub use permit::SpawnPermit;
+pub use scope::{Scope, ScopeBuilder, ScopeHandle, scope};
 #[cfg(feature = "signal")]
 pub use shutdown::shutdown_signal;
-pub use snapshot::{NodeKind, NodeSnapshot, NodeState, TreeSnapshot, snapshot};
-pub use start::{Ready, Start};
+pub use snapshot::snapshot;
+pub use start::Ready;
 pub use supervise::Supervised;
+
+pub mod future {
+    //! The named futures that functions and methods of this crate return.
+    //!
+    //! You rarely write these names: `.await` the call, or name the type when you store the
+    //! future in a struct or return it from a trait. Each type's documentation says what it
+    //! resolves to, what dropping it does and whether it is cancel safe.
+    pub use crate::cancel_scope::{FailAfter, MoveOnAfter, Run, Shield};
+    pub use crate::child::WaitChildren;
+    pub use crate::context::WaitForCancel;
+    pub use crate::permit::{HandleReserve, Reserve};
+    pub use crate::race::Race;
+    pub use crate::scope::ScopeFuture;
+    pub use crate::start::Start;
+}
+
+pub mod flavor {
+    //! What kind of children a scope takes: its flavor, a type parameter of
+    //! [`Scope`](crate::Scope) that the builder picks.
+    //!
+    //! [`Sendable`] (the default: `Send + 'static` children on the runtime),
+    //! [`Local`] (built with [`ScopeBuilder::local`](crate::ScopeBuilder::local): `!Send`
+    //! children polled inside the scope's own task) and [`Supervisor`] (built with
+    //! [`ScopeBuilder::supervise`](crate::ScopeBuilder::supervise): a child's failure does
+    //! not cancel its siblings). The traits [`Flavor`], [`Unsupervised`] and [`Accepts`]
+    //! are the bounds that tie a method to the flavors it makes sense for; you meet them in
+    //! signatures and error messages, not in code you write.
+    pub use crate::local::{Accepts, Flavor, Local, Sendable, Supervisor, Unsupervised};
+}
+
+pub mod mode {
+    //! How a scope ends on a child's error: its mode, a type parameter of
+    //! [`Scope`](crate::Scope) that the builder picks.
+    //!
+    //! [`FailFast`] (the default: the first error cancels the scope and is returned) or
+    //! [`CollectErrors`] (built with
+    //! [`ScopeBuilder::collect_errors`](crate::ScopeBuilder::collect_errors): every error is
+    //! kept and returned together in [`Errors`](crate::Errors)). [`Mode`] is the trait of
+    //! the two and [`BodyResult`] the bound on what a scope's body returns under each.
+    pub use crate::scope::{BodyResult, CollectErrors, FailFast, Mode};
+}
+
+pub mod combinators {
+    //! Running several futures under the current scope and taking their results together:
+    //! [`race`] (the first to finish wins, the others are cancelled), [`join_all`] and
+    //! [`join_all_in`] (all of them, in a scope of their own or in a given one), and
+    //! [`Completions`] (children's results in the order they finish, as `JoinSet::join_next`).
+    pub use crate::race::race;
+    pub use crate::results::{Completions, join_all, join_all_in};
+}
+
+// The paths of the first release, from before the modules above existed: kept so that code
+// written against them still compiles, and hidden so the documentation shows one path for
+// each item.
+#[doc(hidden)]
+pub use crate::snapshot::{NodeKind, NodeSnapshot, NodeState, TreeSnapshot};
+#[doc(hidden)]
+pub use crate::{combinators::*, flavor::*, future::*, mode::*};

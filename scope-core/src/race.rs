@@ -34,7 +34,7 @@ use crate::sync::Arc;
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope::Race;
+/// use taskscope::future::Race;
 ///
 /// async fn connect(addr: &'static str, after: u64, ok: bool) -> std::io::Result<&'static str> {
 ///     tokio::time::sleep(Duration::from_millis(after)).await;
@@ -167,7 +167,8 @@ impl Race {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope::{race, Cancelled};
+/// use taskscope::combinators::race;
+/// use taskscope::Cancelled;
 ///
 /// let fastest = race([300u64, 100, 200].map(|ms| async move {
 ///     tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -295,7 +295,8 @@ impl<T, E: Send + 'static> Entry for Done<T, E> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope::{scope, Cancelled, Completions};
+/// use taskscope::combinators::Completions;
+/// use taskscope::{scope, Cancelled};
 ///
 /// let order: Result<Vec<u64>, Cancelled> = scope(async |s| {
 ///     let mut done = Completions::new(s.handle());
@@ -481,7 +482,8 @@ impl<T, E> fmt::Debug for Completions<T, E> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope::{join_all, Cancelled};
+/// use taskscope::combinators::join_all;
+/// use taskscope::Cancelled;
 ///
 /// let values = join_all([30u64, 10, 20].map(|ms| async move {
 ///     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -543,7 +545,8 @@ where
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use taskscope::{join_all_in, Cancelled, Scope};
+/// use taskscope::combinators::join_all_in;
+/// use taskscope::{Cancelled, Scope};
 ///
 /// let r: Result<Vec<u64>, Cancelled> = Scope::builder()
 ///     .limit(2)

@@ -10,7 +10,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use taskscope_core::{CancelHandle, CancelReason, CancelScope, Parent, Run};
+use taskscope_core::future::Run;
+use taskscope_core::{CancelHandle, CancelReason, CancelScope, Parent};
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
