@@ -8,16 +8,17 @@
 //!
 //! # Registering late
 //!
-//! A cancel scope registers its waker as the node's owner, and arms the node's timer, only
-//! before it first waits ([`Driver::register`]); a future whose first poll finishes (the
+//! A node future registers its waker as the node's owner, and arms the node's timer, only
+//! before it waits ([`Driver::register`], at most once a poll); a poll that finishes (the
 //! inner work completed, nothing below it alive) costs neither, as `tokio::time::timeout`
-//! arms no timer for a ready future. (A scope registers before its first poll: a local
-//! child queued from another thread wakes the owner, and the queue is not read again
-//! before the scope waits.) Registering late is safe because every wait registers
-//! first and then reads the state again: a cancel or an idle transition either happened
-//! before the registration and is seen by that read, or happens after it and wakes the
-//! waker (both take the node's lock). A deadline cannot have passed unseen before the
-//! first registration: one already past at entry cancels at `attach`.
+//! arms no timer for a ready future. A poll after a registration only fires or re-arms
+//! the timer up front. Registering late is safe because every wait registers first and
+//! then reads the state again: a cancel, an idle transition or (a scope) a local child
+//! queued from another thread either happened before the registration and is seen by
+//! that read, or happens after it and wakes the waker (the node's lock orders the first
+//! two; the local queue's lock the third, as `spawn_local` pushes before it wakes). A
+//! deadline cannot have passed unseen before the first registration: one already past at
+//! entry cancels at `attach`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -90,8 +91,8 @@ pub(crate) trait Work: Teardown {
     type Output;
     /// Named in the panic of a future polled after it completed.
     const NAME: &'static str;
-    /// A scope: it spawns children on the runtime it was entered in, waits for their tasks
-    /// to settle, and registers its owner before its first poll (see "Registering late").
+    /// A scope: it spawns children on the runtime it was entered in and waits for their
+    /// tasks to settle.
     const SPAWNS: bool;
 
     /// The inner future has neither completed nor been caught.
@@ -101,6 +102,12 @@ pub(crate) trait Work: Teardown {
     /// local children do.
     fn is_busy(self: Pin<&mut Self>) -> bool {
         self.is_running()
+    }
+
+    /// Work arrived that the last inner poll did not take (a scope: a local child queued
+    /// from another thread). Read after the owner is registered, before a wait.
+    fn has_queued(self: Pin<&mut Self>) -> bool {
+        false
     }
 
     /// Polls the inner work, lending the node to the ambient frame for it
@@ -275,12 +282,17 @@ impl Driver {
             Some(hold) => Some(hold.node().clone()),
             None => context::current(),
         };
-        let shield = node.attach(parent.as_ref());
+        let entered = node.attach(parent.as_ref());
+        if let Some(generation) = entered.quiet_timer {
+            // What `poll_timer_slow` would decide on the first registration, known already:
+            // nothing to arm, so that registration takes no lock for the timer.
+            self.seen = Some((generation, false, false));
+        }
         #[cfg(feature = "tracing")]
         {
             self.span = crate::spans::enter_node(&node, parent.as_ref());
         }
-        if shield {
+        if entered.shield {
             self.shield = Some(ShieldMark {
                 root: context::shield_entered(),
             });
@@ -304,12 +316,12 @@ impl Driver {
             W::NAME
         );
         self.enter(W::SPAWNS);
-        let mut registered = self.owner.is_some() || W::SPAWNS;
-        if registered {
-            // Woken: refresh the waker, fire a timer that is due. A scope registers before
-            // its first poll too: its children wake the owner for reasons the loop does not
-            // read again before it waits (a local child queued from another thread).
-            self.register(cx);
+        // The owner is registered (refreshed) only before this poll waits (`before_wait`);
+        // a poll that finishes takes no lock for it.
+        let mut registered = false;
+        if self.owner.is_some() {
+            // Woken: fire a timer that is due, re-arm one whose deadline moved.
+            self.poll_timer(cx);
         }
         loop {
             work.as_mut().observe(self.node(), cx);
@@ -318,8 +330,9 @@ impl Driver {
                 // runs under it (invariant #8).
                 Step::Outer => {
                     if work.as_mut().is_busy() {
-                        self.before_wait(&mut registered, cx);
-                        if self.step() == Step::Outer {
+                        if self.before_wait(&mut registered, work.as_mut(), cx)
+                            && self.step() == Step::Outer
+                        {
                             return Poll::Pending;
                         }
                         continue;
@@ -335,11 +348,14 @@ impl Driver {
                 }
                 Step::Run => {
                     if work.as_mut().is_busy() && work.as_mut().poll_run(self, cx).is_pending() {
-                        self.before_wait(&mut registered, cx);
-                        if self.step() == Step::Run {
+                        // Read again after registering: a cancel while it ran either happened
+                        // before the registration and is seen here, or wakes the owner.
+                        if self.before_wait(&mut registered, work.as_mut(), cx)
+                            && self.step() == Step::Run
+                        {
                             return Poll::Pending;
                         }
-                        continue; // cancelled while it ran: decide again
+                        continue; // cancelled or given work while it ran: decide again
                     }
                 }
             }
@@ -349,7 +365,9 @@ impl Driver {
                 .has_background
                 .load(crate::sync::Ordering::Acquire)
             {
-                self.before_wait(&mut registered, cx);
+                if !self.before_wait(&mut registered, work.as_mut(), cx) {
+                    continue;
+                }
                 if work.as_mut().poll_wind_down(self.node(), cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -359,7 +377,9 @@ impl Driver {
             // only holds keep the node busy, so that those are released; scopes in other
             // tasks are awaited below.
             if work.as_mut().has_stopped_inner(self) {
-                self.before_wait(&mut registered, cx);
+                if !self.before_wait(&mut registered, work.as_mut(), cx) {
+                    continue;
+                }
                 match self.poll_holds() {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(true) => work.as_mut().drop_inner(self.node()),
@@ -368,7 +388,9 @@ impl Driver {
             }
             // Wait for everything spawned below (invariant #5).
             if !self.node().is_idle() {
-                self.before_wait(&mut registered, cx);
+                if !self.before_wait(&mut registered, work.as_mut(), cx) {
+                    continue;
+                }
                 if !self.node().is_idle() {
                     return Poll::Pending;
                 }
@@ -427,17 +449,31 @@ impl Driver {
         self.poll_timer(cx);
     }
 
-    /// Before a wait: registers, unless this poll did already. Once registered, a change
-    /// of what the timer waits for (a deadline moved, a cancel's grace period started) wakes
-    /// the owner, so the timer is re-armed on the next poll. The owner's lock is taken at
-    /// most once a poll even where `Waker::will_wake` cannot tell that the waker is the same
-    /// (tokio's `block_on` waker).
+    /// Before a wait: registers, unless this poll did already, and says whether the wait
+    /// may go ahead. Once registered, a change of what the timer waits for (a deadline
+    /// moved, a cancel's grace period started) wakes the owner, so the timer is re-armed on
+    /// the next poll. The owner's lock is taken at most once a poll even where
+    /// `Waker::will_wake` cannot tell that the waker is the same (tokio's `block_on` waker).
+    ///
+    /// `false` when registering found work queued that no poll took yet (a scope's local
+    /// child spawned from another thread before the registration, whose wake went to no
+    /// owner): the caller goes round the loop instead of waiting. After the registration,
+    /// such a spawn wakes the owner.
     #[inline]
-    fn before_wait(&mut self, registered: &mut bool, cx: &mut Context<'_>) {
-        if !*registered {
-            self.register(cx);
-            *registered = true;
+    fn before_wait<W: Work>(
+        &mut self,
+        registered: &mut bool,
+        work: Pin<&mut W>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        if *registered {
+            return true;
         }
+        // A timer already polled at the top of this poll is polled again here: cheaper
+        // than tracking it, and only on a poll that waits.
+        self.register(cx);
+        *registered = true;
+        !work.has_queued()
     }
 
     /// Registers the waker of this poll as the node's owner (a lock only when it changed).

@@ -213,9 +213,11 @@ impl<'env, K: Flavor> Locals<'env, K> {
 
     /// `true` while a local child runs or waits to be taken over.
     pub(crate) fn is_busy(&mut self) -> bool {
-        if self.running().as_ref().is_some_and(|r| !r.is_empty()) {
-            return true;
-        }
+        self.running().as_ref().is_some_and(|r| !r.is_empty()) || self.has_queued()
+    }
+
+    /// `true` if a local child waits in the queue to be taken over.
+    pub(crate) fn has_queued(&self) -> bool {
         self.queue.used.load(Ordering::Acquire) && !lock(&self.queue.state).incoming.is_empty()
     }
 

@@ -76,7 +76,9 @@ pin_project! {
         #[pin]
         body: Option<Fut>,
         locals: Locals<'env, K>,
-        background: Option<Driver>,
+        // Boxed: most scopes have no background children, and a whole driver inline would
+        // make every scope future larger (moved by value until it is pinned).
+        background: Option<Box<Driver>>,
         watch: Option<Box<Watch>>,
         out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
         _marker: PhantomData<Invariant<'env>>,
@@ -210,6 +212,10 @@ where
         matches!(this.out, BodyOut::Running) || this.locals.is_busy()
     }
 
+    fn has_queued(self: Pin<&mut Self>) -> bool {
+        self.project().locals.has_queued()
+    }
+
     #[inline]
     fn poll_run(self: Pin<&mut Self>, driver: &mut Driver, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
@@ -304,12 +310,16 @@ where
 /// foreground children still run (a count dropping to one wakes the scope). `bg` is the
 /// driver of the scope's background node, once it exists: it keeps that node's timer (the
 /// end of its grace period).
-fn poll_background(bg: &mut Option<Driver>, node: &Arc<Node>, cx: &mut Context<'_>) -> Poll<()> {
+fn poll_background(
+    bg: &mut Option<Box<Driver>>,
+    node: &Arc<Node>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
     if bg.is_none() {
         let Some(n) = node.lock().background.clone() else {
             return Poll::Ready(());
         };
-        *bg = Some(Driver::adopt(n));
+        *bg = Some(Box::new(Driver::adopt(n)));
     }
     let Some(bg) = bg else {
         return Poll::Ready(());
@@ -328,7 +338,7 @@ fn poll_background(bg: &mut Option<Driver>, node: &Arc<Node>, cx: &mut Context<'
 }
 
 /// Takes the background node out of the tree with its scope.
-fn leave_background(bg: &mut Option<Driver>, node: &Node) {
+fn leave_background(bg: &mut Option<Box<Driver>>, node: &Node) {
     let taken = background::take(node);
     match bg.take() {
         Some(mut driver) => driver.finish(),

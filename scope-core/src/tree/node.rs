@@ -102,6 +102,16 @@ pub(crate) enum Left {
     Before,
 }
 
+/// A node as [`Node::attach`] entered it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attached {
+    /// The node is a shield.
+    pub(crate) shield: bool,
+    /// The node has no deadline, so its timer has nothing to wait for: the timer generation
+    /// read with that (a later change bumps it).
+    pub(crate) quiet_timer: Option<u32>,
+}
+
 /// The configuration a node is built with.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Config {
@@ -525,9 +535,10 @@ impl Node {
     ///
     /// Resolves a relative timeout into a deadline. The child inherits the parent's
     /// cancellation under the parent's lock, so a cancel that runs concurrently either sees
-    /// the child in `children` or the child sees the cancel (#3). Returns whether the node
-    /// is a shield (read under the same lock, so entry takes no other).
-    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) -> bool {
+    /// the child in `children` or the child sees the cancel (#3). Returns what the driver
+    /// needs to know of the node as entered, read under the same lock (so entry takes no
+    /// other): whether it is a shield, and whether its timer has nothing to wait for.
+    pub(crate) fn attach(self: &Arc<Self>, parent: Option<&Arc<Node>>) -> Attached {
         // Children spawned before entry (by the body closure's synchronous part) already
         // count here: the parent must count this node as busy from now on (#5). The busy
         // lock is held across setting `parent`, so no transition of this node slips between.
@@ -548,12 +559,12 @@ impl Node {
                 self.parent_idx.store(pi.children.len(), Ordering::Relaxed);
                 pi.children.push(self.clone());
                 let _ = self.parent.set(p.clone());
-                (ci.shield, spread)
+                (self.entered(&ci), spread)
             }
             None => {
                 let mut ci = self.lock();
                 let spread = self.enter_locked(&mut ci);
-                (ci.shield, spread)
+                (self.entered(&ci), spread)
             }
         };
         if parent.is_some() && !self.is_idle() {
@@ -566,6 +577,18 @@ impl Node {
             spread.finish();
         }
         shield
+    }
+
+    /// What [`attach`](Self::attach) tells the driver, read under the node's lock.
+    fn entered(&self, ci: &Inner) -> Attached {
+        // The timer generation is bumped under this lock by every change of the deadline
+        // and the grace end, so it is read consistently with them. A cancel of its own (a
+        // deadline already past) needs no check here: the driver compares the own cancel
+        // bits with what it saw on every poll.
+        Attached {
+            shield: ci.shield,
+            quiet_timer: ci.deadline.is_none().then(|| self.timer_gen()),
+        }
     }
 
     /// The locked part of entry: `Fresh` to `Running`, the timeout resolved. `Some` if a
