@@ -64,8 +64,10 @@ pub(crate) fn node(scope: &Arc<Node>) -> Result<Arc<Node>, SpawnError> {
         return Ok(existing);
     }
     inner.background = Some(bg.clone());
-    drop(inner);
+    // Stored under the lock that `is_done` was read under: a scope future that left after
+    // this section sees the flag (`take`), one that left before made this spawn fail above.
     scope.has_background.store(true, Ordering::Release);
+    drop(inner);
     Ok(bg)
 }
 
@@ -83,6 +85,12 @@ pub(crate) fn spawn<R>(
 
 /// Takes the background node out of the scope (breaking the cycle through `parent`).
 pub(crate) fn take(scope: &Node) -> Option<Arc<Node>> {
+    // Called once the scope's node is done (it left the tree): no background node can be
+    // set from now on (`node` checks `is_done` under the lock), and one set before carries
+    // the flag, so a scope that never had background children takes no lock here.
+    if !scope.has_background.load(Ordering::Acquire) {
+        return None;
+    }
     scope.lock().background.take()
 }
 

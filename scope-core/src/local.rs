@@ -286,11 +286,11 @@ impl<'env, K: Flavor> Locals<'env, K> {
     /// dropped); their handles resolve to `ParentCancelled`. Returns a panic of a child's
     /// `Drop`, if any.
     pub(crate) fn drop_all(&mut self) -> Result<(), Payload> {
-        let queued = if self.queue.used.load(Ordering::Acquire) {
-            std::mem::take(&mut lock(&self.queue.state).incoming)
-        } else {
-            Vec::new()
-        };
+        if !self.queue.used.load(Ordering::Acquire) {
+            // No local child was ever spawned (`used` is set before the first is queued).
+            return Ok(());
+        }
+        let queued = std::mem::take(&mut lock(&self.queue.state).incoming);
         let running = self.running().take();
         catch_unwind(AssertUnwindSafe(move || {
             drop(running);

@@ -61,6 +61,9 @@ impl Watches {
 
     /// The scope future's side, if there is anything to watch.
     pub(crate) fn into_watch(mut self) -> Option<Box<Watch>> {
+        if self.stuck.is_none() && get_mut(&mut self.triggers).is_empty() {
+            return None;
+        }
         let triggers = std::mem::take(get_mut(&mut self.triggers));
         if self.stuck.is_none() && triggers.is_empty() {
             return None;
