@@ -45,7 +45,7 @@ impl Outcome {
 }
 
 use crate::error::{CancelReason, Cancelled};
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::tree::node::{Grace, Node, Spread};
 
 /// How a child ended, before its scope saw it.
@@ -178,6 +178,7 @@ impl Node {
                 Some(e) => Slot::Child(e),
                 None => Slot::Body,
             };
+            self.recorded.store(true, Ordering::Release);
             let out = &mut inner.outcome;
             let collect = out.collect;
             if first {
@@ -277,6 +278,7 @@ impl Node {
                     panic = crate::spans::panic_message(&*payload),
                     "a child panicked"
                 );
+                self.recorded.store(true, Ordering::Release);
                 if inner.outcome.panic.is_none() {
                     inner.outcome.panic = Some(payload);
                 } else {

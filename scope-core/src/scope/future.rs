@@ -15,7 +15,7 @@ use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled};
 use crate::local::{Flavor, Locals, Queued, Sendable};
 use crate::outcome::{Payload, Recorded, Slot};
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::tree::Node;
 use crate::watch::Watch;
 
@@ -353,6 +353,15 @@ fn leave_background(bg: &mut Option<Box<Driver>>, node: &Node) {
 /// Decides the scope's result once everything below it finished (`docs/design.md`, 4.2, 4.3
 /// and 4.8).
 fn finish<T, E>(node: &Node, out: BodyOut<T, E>, kind: ErrorOps<E>) -> Outcome<T, E> {
+    // Nothing failed and nothing cancelled this scope on its own account (a deadline of its
+    // own would be a broken promise): the body's value, without the node's lock. Everything
+    // below the node is gone, so every recording happened before this read.
+    let out = match out {
+        BodyOut::Ok(v) if !node.recorded.load(Ordering::Acquire) && !node.state().own_soft() => {
+            return Ok(v);
+        }
+        out => out,
+    };
     let (panic, primary, all, suppressed, reason) = {
         let mut inner = node.lock();
         let reason = inner.reason;

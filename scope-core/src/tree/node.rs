@@ -184,6 +184,10 @@ pub(crate) struct Node {
     /// Set once `inner.background` was set: the scope then watches for its foreground
     /// work to finish (see `busy.rs`).
     pub(crate) has_background: AtomicBool,
+    /// Set (under the lock) once an error or a panic was written into `inner.outcome`: a
+    /// scope whose body returned a value, with this unset and no cancel of its own, returns
+    /// that value without reading the outcome.
+    pub(crate) recorded: AtomicBool,
     pub(crate) inner: Mutex<Inner>,
     /// Set once, at entry; kept until the node is freed.
     pub(super) parent: OnceLock<Arc<Node>>,
@@ -439,6 +443,7 @@ impl Node {
             tasks: Mutex::new(Registry::default()),
             limiter: config.limit.map(crate::child::limit::Limiter::new),
             has_background: AtomicBool::new(false),
+            recorded: AtomicBool::new(false),
             forward: config.forward,
         })
     }
