@@ -1,0 +1,168 @@
+//! What users read: the `Display` of the errors and the `Debug` of the handles and futures.
+//! A message is behaviour (it lands in logs and test failures), so each is pinned here.
+
+mod common;
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::Duration;
+
+use common::{HANG, PAUSED_HANG, Within};
+use taskscope::{CancelReason, CancelScope, Cancelled, Scope, scope};
+
+/// An error type with a message of its own.
+#[derive(Debug, PartialEq)]
+enum Failure {
+    Disk(u32),
+    Cancelled(CancelReason),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Disk(n) => write!(f, "disk {n} failed"),
+            Failure::Cancelled(r) => write!(f, "cancelled ({r})"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<Cancelled> for Failure {
+    fn from(c: Cancelled) -> Self {
+        Failure::Cancelled(c.reason())
+    }
+}
+
+/// A collecting, supervised scope whose `n` children fail with `Disk(0..n)`, in order.
+async fn collected(n: u32) -> taskscope::Errors<Failure> {
+    Scope::builder()
+        .supervise()
+        .collect_errors()
+        .run(async |s| {
+            for i in 0..n {
+                drop(s.spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    Err::<(), _>(Failure::Disk(i))
+                }));
+            }
+            Ok::<_, Failure>(())
+        })
+        .within(HANG, "the collecting scope's return")
+        .await
+        .expect_err("every child failed")
+}
+
+#[tokio::test]
+async fn errors_display_the_first_error_and_how_many_more_there_are() {
+    let one = collected(1).await;
+    assert_eq!(one.to_string(), "disk 0 failed");
+
+    let three = collected(3).await;
+    assert_eq!(three.len(), 3);
+    assert_eq!(three.to_string(), "disk 0 failed (and 2 more error(s))");
+    let source = three.source().expect("the first error is the source");
+    assert_eq!(source.to_string(), "disk 0 failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_displays_its_reason_and_the_errors_it_suppressed() {
+    let plain = taskscope::fail_after(Duration::from_millis(5), std::future::pending::<()>())
+        .within(PAUSED_HANG, "the deadline")
+        .await
+        .expect_err("the deadline passed");
+    assert_eq!(plain.to_string(), "cancelled: deadline exceeded");
+
+    // The body and a child fail after their scope was cancelled (with a grace period, so
+    // they see it): secondary errors, counted.
+    let r: Result<(), Cancelled> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |s| {
+            s.spawn(async {
+                taskscope::cancelled().await;
+                Err::<(), _>(Cancelled::new(CancelReason::Explicit))
+            });
+            tokio::task::yield_now().await;
+            s.cancel();
+            taskscope::cancelled().await;
+            // Let the child fail first, then fail the body too.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Err(Cancelled::new(CancelReason::Explicit))
+        })
+        .within(PAUSED_HANG, "the cancelled scope's return")
+        .await;
+    let c = r.expect_err("the scope caught its own cancel");
+    assert_eq!(c.suppressed_errors(), 2, "{c:?}");
+    assert_eq!(
+        c.to_string(),
+        "cancelled: cancelled explicitly (2 error(s) suppressed)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn futures_debug_whether_they_started_and_finished() {
+    let mut run = Box::pin(CancelScope::new().run(tokio::task::yield_now()));
+    assert_eq!(
+        format!("{run:?}"),
+        "Run { active: false, finished: false, .. }"
+    );
+    assert!(futures_util::poll!(run.as_mut()).is_pending());
+    assert_eq!(
+        format!("{run:?}"),
+        "Run { active: true, finished: false, .. }"
+    );
+    run.as_mut()
+        .within(PAUSED_HANG, "the run's end")
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{run:?}"),
+        "Run { active: false, finished: true, .. }"
+    );
+
+    let fut = scope(async |_s| Ok::<_, Cancelled>(()));
+    assert_eq!(
+        format!("{fut:?}"),
+        "ScopeFuture { started: false, finished: false, .. }"
+    );
+
+    let shield = taskscope::shield(async {});
+    assert_eq!(
+        format!("{shield:?}"),
+        "Shield { run: Run { active: false, finished: false, .. } }"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_debug_what_they_wait_on() {
+    let outside = taskscope::cancelled();
+    assert_eq!(
+        format!("{outside:?}"),
+        "WaitForCancel { in_scope: false, registered: false }"
+    );
+
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let mut wait = Box::pin(taskscope::cancelled());
+        assert_eq!(
+            format!("{wait:?}"),
+            "WaitForCancel { in_scope: true, registered: false }"
+        );
+        assert!(futures_util::poll!(wait.as_mut()).is_pending());
+        assert_eq!(
+            format!("{wait:?}"),
+            "WaitForCancel { in_scope: true, registered: true }"
+        );
+
+        let h = s.spawn(async { std::future::pending::<Result<(), Cancelled>>().await });
+        assert_eq!(format!("{h:?}"), "TaskHandle { finished: false }");
+        let children = s.wait_children();
+        assert_eq!(format!("{children:?}"), "WaitChildren { idle: false }");
+        s.cancel();
+        Ok(())
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    assert_eq!(r, Ok(()));
+}
