@@ -389,6 +389,28 @@ async fn spawning_into_a_finished_scope_fails_and_yields_nothing() {
     assert_eq!(c.join_next().await, None);
 }
 
+/// A spawn refused because the scope finished removes only its own entry: the result of
+/// an earlier child, finished and not yet taken, is still yielded.
+#[tokio::test(start_paused = true)]
+async fn a_refused_spawn_leaves_the_results_of_earlier_children() {
+    let mut kept = None;
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let mut c = Completions::new(s.handle());
+        c.spawn(async { Ok(1) }).expect("the scope is running");
+        kept = Some(c);
+        Ok(())
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    assert_eq!(r, Ok(()));
+    let mut c = kept.expect("the body kept its set");
+    // The scope waited for its child: the result is queued.
+    assert_eq!(c.spawn(async { Ok(2) }), Err(SpawnError::Closed));
+    assert_eq!(c.len(), 1);
+    assert_eq!(c.try_join_next(), Some(Ok(1)));
+    assert_eq!(c.try_join_next(), None);
+}
+
 rt_test! {
     async fn ten_thousand_children_are_all_yielded() {
         const N: usize = 10_000;
