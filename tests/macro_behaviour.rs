@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{Census, Counter, Slot, ms, rt_test, secs};
+use common::{Census, Counter, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, checkpoint, current_deadline, scope, scoped, shield};
 use tokio::time::{Instant, sleep};
 
@@ -194,28 +194,86 @@ async fn not_send_body() -> u32 {
 
 rt_test! {
     async fn m2_methods_generics_lifetimes_impl_trait_return_right_values() {
-        assert_eq!(Acc { base: 1 }.by_value(3).await, Ok(7));
+        assert_eq!(
+            Acc { base: 1 }
+                .by_value(3)
+                .within(HANG, "`by_value`'s return")
+                .await,
+            Ok(7)
+        );
         let acc = Acc { base: 10 };
-        assert_eq!(acc.by_ref(5).await, Ok(15));
-        assert_eq!(acc.plain_by_ref().await, 100);
+        assert_eq!(
+            acc.by_ref(5).within(HANG, "`by_ref`'s return").await,
+            Ok(15)
+        );
+        assert_eq!(
+            acc.plain_by_ref()
+                .within(HANG, "`plain_by_ref`'s return")
+                .await,
+            100
+        );
         let mut acc = Acc { base: 10 };
-        assert_eq!(acc.by_mut(5).await, Ok(15));
+        assert_eq!(
+            acc.by_mut(5).within(HANG, "`by_mut`'s return").await,
+            Ok(15)
+        );
         assert_eq!(acc.base, 15);
-        assert_eq!(acc.option_by_mut().await, Some(16));
+        assert_eq!(
+            acc.option_by_mut()
+                .within(HANG, "`option_by_mut`'s return")
+                .await,
+            Some(16)
+        );
         assert_eq!(acc.base, 16);
 
-        assert_eq!(sum_all(vec![1u64, 2, 3, 4]).await, Ok(10));
-        assert_eq!(sum_all(std::iter::empty::<i32>()).await, Ok(0));
+        assert_eq!(
+            sum_all(vec![1u64, 2, 3, 4])
+                .within(HANG, "`sum_all`'s return")
+                .await,
+            Ok(10)
+        );
+        assert_eq!(
+            sum_all(std::iter::empty::<i32>())
+                .within(HANG, "`sum_all`'s return on no items")
+                .await,
+            Ok(0)
+        );
 
         let text = String::from("hello structured world");
-        assert_eq!(first_word(&text).await, Ok("hello"));
+        assert_eq!(
+            first_word(&text)
+                .within(HANG, "`first_word`'s return")
+                .await,
+            Ok("hello")
+        );
         let short = String::from("ab");
-        assert_eq!(longest(&text, &short).await, Some(text.as_str()));
+        assert_eq!(
+            longest(&text, &short)
+                .within(HANG, "`longest`'s return")
+                .await,
+            Some(text.as_str())
+        );
 
-        assert_eq!(mapped(1..=3, |x| x * x).await, Ok(vec![1, 4, 9]));
-        assert_eq!(shown(42).await, "42");
-        assert_eq!(opaque_option(1).await.map(|d| d.to_string()), Some("2".to_owned()));
-        assert_eq!(Svc.call().await, Ok(42));
+        assert_eq!(
+            mapped(1..=3, |x| x * x)
+                .within(HANG, "`mapped`'s return")
+                .await,
+            Ok(vec![1, 4, 9])
+        );
+        assert_eq!(shown(42).within(HANG, "`shown`'s return").await, "42");
+        assert_eq!(
+            opaque_option(1)
+                .within(HANG, "`opaque_option`'s return")
+                .await
+                .map(|d| d.to_string()),
+            Some("2".to_owned())
+        );
+        assert_eq!(
+            Svc.call()
+                .within(HANG, "the trait method `call`'s return")
+                .await,
+            Ok(42)
+        );
     }
 }
 
@@ -224,7 +282,7 @@ async fn m2_future_is_send_when_the_body_is() {
     let acc = Acc { base: 1 };
     let f = acc.by_ref(1);
     assert_send(&f);
-    assert_eq!(f.await, Ok(2));
+    assert_eq!(f.within(HANG, "`by_ref`'s return").await, Ok(2));
     let f = sum_all(vec![1u32, 2]);
     assert_send(&f);
     let f2 = mapped(vec![1, 2], |x| x + 1);
@@ -246,6 +304,10 @@ async fn m2_future_is_send_when_the_body_is() {
         let d = mapped(vec![c], |x| x + 1).await?;
         Ok::<_, Error>(d)
     })
+    .within(
+        HANG,
+        "the spawned task's end (it awaits four `#[scoped]` functions)",
+    )
     .await
     .unwrap();
     assert_eq!(r, Ok(vec![16]));
@@ -256,7 +318,13 @@ async fn m2_future_is_send_when_the_body_is() {
     assert!(!probe(&nf).is_send());
     drop(nf);
     let local = tokio::task::LocalSet::new();
-    assert_eq!(local.run_until(not_send_body()).await, 5);
+    assert_eq!(
+        local
+            .run_until(not_send_body())
+            .within(HANG, "`run_until` of the `!Send` function's return")
+            .await,
+        5
+    );
 }
 
 fn acc_future() -> impl Future<Output = Result<u32, Error>> {
@@ -296,13 +364,24 @@ async fn fail_with_question_mark_conversion(census: Census) -> Result<u32, Error
 rt_test! {
     async fn m3_question_mark_cancels_and_awaits_children_before_returning() {
         let census = Census::new();
-        let r = fail_with_question_mark(census.clone()).await;
-        assert_eq!(census.alive(), 0, "every child dropped before the function returned");
+        let r = fail_with_question_mark(census.clone())
+            .within(
+                HANG,
+                "the return after `?` (its children cancelled and awaited)",
+            )
+            .await;
+        assert_eq!(
+            census.alive(),
+            0,
+            "every child dropped before the function returned"
+        );
         assert_eq!(census.made(), 2);
         assert_eq!(r, Err(Error::Boom(7)));
 
         let census = Census::new();
-        let r = fail_with_question_mark_conversion(census.clone()).await;
+        let r = fail_with_question_mark_conversion(census.clone())
+            .within(HANG, "the return after `?` converting `Cancelled`")
+            .await;
         assert_eq!(census.alive(), 0);
         assert_eq!(r, Err(Error::Cancelled(CancelReason::Shutdown)));
     }
@@ -311,8 +390,17 @@ rt_test! {
 rt_test! {
     async fn m3_early_return_err_cancels_and_awaits_children_before_returning() {
         let census = Census::new();
-        let r = fail_with_return(census.clone()).await;
-        assert_eq!(census.alive(), 0, "every child dropped before the function returned");
+        let r = fail_with_return(census.clone())
+            .within(
+                HANG,
+                "the return after an early `return Err` (its children cancelled and awaited)",
+            )
+            .await;
+        assert_eq!(
+            census.alive(),
+            0,
+            "every child dropped before the function returned"
+        );
         assert_eq!(census.made(), 2);
         assert_eq!(r, Err(Error::Boom(8)));
     }
@@ -349,7 +437,12 @@ async fn early_plain(census: Census, early: bool) -> u32 {
 async fn m3_early_return_without_cancellation_waits_for_children() {
     let census = Census::new();
     let start = Instant::now();
-    assert_eq!(early_ok(census.clone(), true).await, Ok(5));
+    assert_eq!(
+        early_ok(census.clone(), true)
+            .within(PAUSED_HANG, "`early_ok`'s return after its children")
+            .await,
+        Ok(5)
+    );
     assert_eq!(
         start.elapsed(),
         secs(3),
@@ -359,12 +452,28 @@ async fn m3_early_return_without_cancellation_waits_for_children() {
     assert_eq!(census.made(), 2);
 
     let start = Instant::now();
-    assert_eq!(early_ok(census.clone(), false).await, Ok(6));
+    assert_eq!(
+        early_ok(census.clone(), false)
+            .within(
+                PAUSED_HANG,
+                "`early_ok`'s return after its body and children"
+            )
+            .await,
+        Ok(6)
+    );
     assert_eq!(start.elapsed(), secs(3));
     assert_eq!(census.alive(), 0);
 
     let start = Instant::now();
-    assert_eq!(early_none(census.clone(), None).await, None);
+    assert_eq!(
+        early_none(census.clone(), None)
+            .within(
+                PAUSED_HANG,
+                "`early_none`'s return after `?` on `None` and its child"
+            )
+            .await,
+        None
+    );
     assert_eq!(
         start.elapsed(),
         secs(2),
@@ -372,13 +481,28 @@ async fn m3_early_return_without_cancellation_waits_for_children() {
     );
     assert_eq!(census.alive(), 0);
     let start = Instant::now();
-    assert_eq!(early_none(census.clone(), Some(1)).await, Some(2));
+    assert_eq!(
+        early_none(census.clone(), Some(1))
+            .within(PAUSED_HANG, "`early_none`'s return after its child")
+            .await,
+        Some(2)
+    );
     assert_eq!(start.elapsed(), secs(2));
 
     let start = Instant::now();
-    assert_eq!(early_plain(census.clone(), true).await, 1);
+    assert_eq!(
+        early_plain(census.clone(), true)
+            .within(PAUSED_HANG, "`early_plain`'s early return after its child")
+            .await,
+        1
+    );
     assert_eq!(start.elapsed(), secs(4));
-    assert_eq!(early_plain(census.clone(), false).await, 2);
+    assert_eq!(
+        early_plain(census.clone(), false)
+            .within(PAUSED_HANG, "`early_plain`'s return after its child")
+            .await,
+        2
+    );
     assert_eq!(start.elapsed(), secs(8));
     assert_eq!(census.alive(), 0);
 }
@@ -392,23 +516,30 @@ async fn m4_return_in_scope_ends_the_body_and_the_scope_waits() {
     let after = Counter::new();
     let early = std::hint::black_box(true);
     let start = Instant::now();
-    let r: Result<u32, Cancelled> = scope!(|s| {
-        s.spawn(async {
-            sleep(secs(2)).await;
-            Ok(())
+    // Bounded in an `async` block that yields a 1-tuple: a `return` or `?` escaping the
+    // scope's body would not compile there, as in the test function itself.
+    let (r,) = async {
+        let r: Result<u32, Cancelled> = scope!(|s| {
+            s.spawn(async {
+                sleep(secs(2)).await;
+                Ok(())
+            });
+            let g = census.guard();
+            s.spawn(async move {
+                let _g = g;
+                sleep(secs(3)).await;
+                Ok(())
+            });
+            if early {
+                return Ok(5);
+            }
+            after.inc();
+            Ok(6)
         });
-        let g = census.guard();
-        s.spawn(async move {
-            let _g = g;
-            sleep(secs(3)).await;
-            Ok(())
-        });
-        if early {
-            return Ok(5);
-        }
-        after.inc();
-        Ok(6)
-    });
+        (r,)
+    }
+    .within(PAUSED_HANG, "the scope's return after its children")
+    .await;
     // The enclosing function goes on: `return` left only the scope's body.
     assert_eq!(r, Ok(5));
     assert_eq!(after.get(), 0, "the rest of the body did not run");
@@ -426,21 +557,30 @@ async fn m4_question_mark_in_scope_ends_the_body_and_the_scope_waits() {
     let after = Counter::new();
     let finished = Counter::new();
     let start = Instant::now();
-    let r: Result<u32, Error> = scope!(|s| {
-        s.spawn(parked(&census));
-        let done = finished.clone();
-        // Shielded: the failure cancels the scope, but this child finishes its work.
-        s.spawn(shield(async move {
-            sleep(secs(2)).await;
-            done.inc();
-            Ok(())
-        }));
-        // Let the shielded child start its work, then fail.
-        sleep(ms(10)).await;
-        Err::<(), _>(Error::Boom(4))?;
-        after.inc();
-        Ok(1)
-    });
+    // A 1-tuple, as above: a `return` or `?` escaping the scope's body would not compile.
+    let (r,) = async {
+        let r: Result<u32, Error> = scope!(|s| {
+            s.spawn(parked(&census));
+            let done = finished.clone();
+            // Shielded: the failure cancels the scope, but this child finishes its work.
+            s.spawn(shield(async move {
+                sleep(secs(2)).await;
+                done.inc();
+                Ok(())
+            }));
+            // Let the shielded child start its work, then fail.
+            sleep(ms(10)).await;
+            Err::<(), _>(Error::Boom(4))?;
+            after.inc();
+            Ok(1)
+        });
+        (r,)
+    }
+    .within(
+        PAUSED_HANG,
+        "the scope's return after `?` and its shielded child",
+    )
+    .await;
     assert_eq!(r, Err(Error::Boom(4)));
     assert_eq!(after.get(), 0, "`?` ended the body");
     assert_eq!(finished.get(), 1, "the scope waited for the shielded child");
@@ -453,18 +593,24 @@ async fn m4_question_mark_in_scope_ends_the_body_and_the_scope_waits() {
 
     // `?` with a successful value goes on; the scope waits for a child that finishes later.
     let start = Instant::now();
-    let r: Result<u32, Error> = scope!(move |s| {
-        let h = s.spawn(async {
-            sleep(secs(1)).await;
-            Ok(20)
+    // A 1-tuple, as above: a `return` or `?` escaping the scope's body would not compile.
+    let (r,) = async {
+        let r: Result<u32, Error> = scope!(move |s| {
+            let h = s.spawn(async {
+                sleep(secs(1)).await;
+                Ok(20)
+            });
+            s.spawn(async {
+                sleep(secs(5)).await;
+                Ok(0)
+            });
+            let v = h.await?;
+            Ok(v + 1)
         });
-        s.spawn(async {
-            sleep(secs(5)).await;
-            Ok(0)
-        });
-        let v = h.await?;
-        Ok(v + 1)
-    });
+        (r,)
+    }
+    .within(PAUSED_HANG, "the scope's return after its later child")
+    .await;
     assert_eq!(r, Ok(21));
     assert_eq!(start.elapsed(), secs(5));
 }
@@ -473,13 +619,19 @@ async fn m4_question_mark_in_scope_ends_the_body_and_the_scope_waits() {
 async fn m4_return_in_block_form_with_timeout() {
     for early in [true, false] {
         let start = Instant::now();
-        let r = scope!(timeout = "1s", {
-            if early {
-                return Ok::<_, Cancelled>(1);
-            }
-            sleep(secs(5)).await;
-            Ok(2)
-        });
+        // A 1-tuple, as above: a `return` or `?` escaping the scope's body would not compile.
+        let (r,) = async {
+            let r = scope!(timeout = "1s", {
+                if early {
+                    return Ok::<_, Cancelled>(1);
+                }
+                sleep(secs(5)).await;
+                Ok(2)
+            });
+            (r,)
+        }
+        .within(PAUSED_HANG, "the block-form scope's return")
+        .await;
         if early {
             assert_eq!(r, Ok(1));
             assert_eq!(start.elapsed(), Duration::ZERO);
@@ -530,6 +682,10 @@ async fn library_fn_in_a_child_is_cancelled_with_the_outer_scope() {
             pending::<()>().await;
             Ok(())
         })
+        .within(
+            PAUSED_HANG,
+            "the outer scope's return after its cancel and grace",
+        )
         .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::Explicit)));
     assert_eq!(census.made(), 2);
@@ -562,6 +718,10 @@ rt_test! {
             lib.await?;
             Ok(())
         })
+        .within(
+            HANG,
+            "the cancelled scope's return (the library function's children awaited)",
+        )
         .await;
         assert_eq!(r, Err(Error::Cancelled(CancelReason::Explicit)));
         assert_eq!(census.alive(), 0);
@@ -609,7 +769,9 @@ async fn nested_scoped_timeouts_the_earliest_wins() {
     // The outer 1s fires first though the inner says 10s.
     let seen = Slot::default();
     let start = Instant::now();
-    let r = outer_1s(seen.clone()).await;
+    let r = outer_1s(seen.clone())
+        .within(PAUSED_HANG, "`outer_1s`'s return at its deadline")
+        .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert_eq!(start.elapsed(), secs(1));
     assert_eq!(
@@ -623,7 +785,9 @@ async fn nested_scoped_timeouts_the_earliest_wins() {
     let seen = Slot::default();
     let log = Slot::default();
     let start = Instant::now();
-    let r = outer_10s(seen.clone(), log.clone()).await;
+    let r = outer_10s(seen.clone(), log.clone())
+        .within(PAUSED_HANG, "`outer_10s`'s return after the inner timeout")
+        .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert_eq!(start.elapsed(), secs(1));
     assert_eq!(log.get(), vec![CancelReason::DeadlineExceeded]);
@@ -639,7 +803,12 @@ async fn nested_scoped_timeouts_the_earliest_wins() {
     // Under an outer `CancelScope` deadline, too.
     let seen = Slot::default();
     let start = Instant::now();
-    let r = taskscope::move_on_after(ms(300), outer_1s(seen.clone())).await;
+    let r = taskscope::move_on_after(ms(300), outer_1s(seen.clone()))
+        .within(
+            PAUSED_HANG,
+            "`move_on_after`'s `None` at the outer deadline",
+        )
+        .await;
     assert_eq!(r, None);
     assert_eq!(start.elapsed(), ms(300));
     assert_eq!(
@@ -674,11 +843,21 @@ async fn slow_io(d: Duration) -> Result<u32, std::io::Error> {
 async fn option_return_moves_on_with_none_at_the_deadline() {
     let census = Census::new();
     let start = Instant::now();
-    assert_eq!(maybe_slow(census.clone(), ms(500)).await, Some(7));
+    assert_eq!(
+        maybe_slow(census.clone(), ms(500))
+            .within(PAUSED_HANG, "`maybe_slow`'s return before the deadline")
+            .await,
+        Some(7)
+    );
     assert_eq!(start.elapsed(), ms(500));
 
     let start = Instant::now();
-    assert_eq!(maybe_slow(census.clone(), secs(5)).await, None);
+    assert_eq!(
+        maybe_slow(census.clone(), secs(5))
+            .within(PAUSED_HANG, "`maybe_slow`'s `None` at the deadline")
+            .await,
+        None
+    );
     assert_eq!(start.elapsed(), secs(1), "moved on at the deadline");
     assert_eq!(census.made(), 2);
     assert_eq!(census.alive(), 0);
@@ -687,17 +866,27 @@ async fn option_return_moves_on_with_none_at_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn result_return_fails_with_deadline_exceeded_at_the_deadline() {
     let start = Instant::now();
-    assert_eq!(slow_result(ms(999)).await, Ok(1));
+    assert_eq!(
+        slow_result(ms(999))
+            .within(PAUSED_HANG, "`slow_result`'s return before the deadline")
+            .await,
+        Ok(1)
+    );
     assert_eq!(start.elapsed(), ms(999));
     let start = Instant::now();
     assert_eq!(
-        slow_result(secs(5)).await,
+        slow_result(secs(5))
+            .within(PAUSED_HANG, "`slow_result`'s error at the deadline")
+            .await,
         Err(Error::Cancelled(CancelReason::DeadlineExceeded))
     );
     assert_eq!(start.elapsed(), secs(1));
 
     let start = Instant::now();
-    let e = slow_io(secs(5)).await.unwrap_err();
+    let e = slow_io(secs(5))
+        .within(PAUSED_HANG, "`slow_io`'s error at the deadline")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
     assert_eq!(start.elapsed(), ms(1500));
 }
@@ -745,7 +934,12 @@ async fn without_grace(log: Slot<(&'static str, Duration)>, start: Instant) -> R
 async fn grace_option_lets_children_clean_up() {
     let log = Slot::default();
     let start = Instant::now();
-    let r = with_grace(log.clone(), start).await;
+    let r = with_grace(log.clone(), start)
+        .within(
+            PAUSED_HANG,
+            "`with_grace`'s return after the deadline and the grace",
+        )
+        .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert_eq!(
         log.get(),
@@ -760,7 +954,9 @@ async fn grace_option_lets_children_clean_up() {
 
     let log = Slot::default();
     let start = Instant::now();
-    let r = without_grace(log.clone(), start).await;
+    let r = without_grace(log.clone(), start)
+        .within(PAUSED_HANG, "`without_grace`'s return at the deadline")
+        .await;
     assert_eq!(r, Err(Error::Cancelled(CancelReason::DeadlineExceeded)));
     assert!(
         !log.get().contains(&("done", secs(1) + ms(50))),
@@ -845,11 +1041,27 @@ async fn local_plain(cell: &RefCell<Vec<u32>>) -> usize {
 async fn local_option_runs_rc_children_across_awaits() {
     let f = local_rc_children(4);
     assert!(!probe(&f).is_send(), "a `local` scope's future is `!Send`");
-    assert_eq!(f.await, Ok(10));
-    assert_eq!(local_rc_children(0).await, Ok(0));
+    assert_eq!(
+        f.within(HANG, "`local_rc_children(4)`'s return").await,
+        Ok(10)
+    );
+    assert_eq!(
+        local_rc_children(0)
+            .within(HANG, "`local_rc_children(0)`'s return")
+            .await,
+        Ok(0)
+    );
 
     let census = Census::new();
-    assert_eq!(local_child_fails(census.clone()).await, Err(Error::Boom(5)));
+    assert_eq!(
+        local_child_fails(census.clone())
+            .within(
+                HANG,
+                "`local_child_fails`'s return of its local child's error"
+            )
+            .await,
+        Err(Error::Boom(5))
+    );
     assert_eq!(census.made(), 1);
     assert_eq!(
         census.alive(),
@@ -858,7 +1070,12 @@ async fn local_option_runs_rc_children_across_awaits() {
     );
 
     let cell = RefCell::new(Vec::new());
-    assert_eq!(local_plain(&cell).await, 0);
+    assert_eq!(
+        local_plain(&cell)
+            .within(HANG, "`local_plain`'s return after its local children")
+            .await,
+        0
+    );
     let mut seen = cell.into_inner();
     seen.sort_unstable();
     assert_eq!(seen, [0, 1, 2], "the scope waited for its local children");
@@ -868,13 +1085,26 @@ async fn local_option_runs_rc_children_across_awaits() {
 async fn local_option_combines_with_timeout_and_limit() {
     let running = Rc::new(Cell::new((0, 0)));
     let start = Instant::now();
-    assert_eq!(local_limited(running.clone(), ms(100)).await, Some(3));
+    assert_eq!(
+        local_limited(running.clone(), ms(100))
+            .within(
+                PAUSED_HANG,
+                "`local_limited`'s return after its three children"
+            )
+            .await,
+        Some(3)
+    );
     assert_eq!(start.elapsed(), ms(300), "one local child at a time");
     assert_eq!(running.get(), (0, 1));
 
     let running = Rc::new(Cell::new((0, 0)));
     let start = Instant::now();
-    assert_eq!(local_limited(running.clone(), secs(5)).await, None);
+    assert_eq!(
+        local_limited(running.clone(), secs(5))
+            .within(PAUSED_HANG, "`local_limited`'s `None` at the deadline")
+            .await,
+        None
+    );
     assert_eq!(start.elapsed(), secs(1), "moved on at the deadline");
     assert_eq!(
         running.get(),
@@ -895,6 +1125,7 @@ async fn local_option_in_a_local_set() {
             let b = local_rc_children(2).await;
             (a, b)
         })
+        .within(HANG, "`run_until` of two `local` scopes' returns")
         .await;
     assert_eq!(r, (Ok(6), Ok(3)));
 }
@@ -905,38 +1136,52 @@ async fn scope_macro_local_option() {
     // outlives the `scope!`, and the scope waits for them.
     let log = RefCell::new(Vec::new());
     let shared = Rc::new(String::from("rc"));
-    let r = scope!(local, name = "ui", |s| {
-        let a = s.spawn_local({
-            let shared = shared.clone();
-            let log = &log;
-            async move {
-                sleep(ms(10)).await;
-                log.borrow_mut().push(format!("{shared}-a"));
-                Ok(1)
-            }
+    // A 1-tuple, as above: a `return` or `?` escaping the scope's body would not compile.
+    let (r,) = async {
+        let r = scope!(local, name = "ui", |s| {
+            let a = s.spawn_local({
+                let shared = shared.clone();
+                let log = &log;
+                async move {
+                    sleep(ms(10)).await;
+                    log.borrow_mut().push(format!("{shared}-a"));
+                    Ok(1)
+                }
+            });
+            let b = s.spawn_local(async {
+                let mine = Rc::new(2);
+                tokio::task::yield_now().await;
+                log.borrow_mut().push(format!("{shared}-b"));
+                Ok(*mine)
+            });
+            Ok::<_, Cancelled>(a.await? + b.await?)
         });
-        let b = s.spawn_local(async {
-            let mine = Rc::new(2);
-            tokio::task::yield_now().await;
-            log.borrow_mut().push(format!("{shared}-b"));
-            Ok(*mine)
-        });
-        Ok::<_, Cancelled>(a.await? + b.await?)
-    });
+        (r,)
+    }
+    .within(
+        PAUSED_HANG,
+        "the `local` scope's return after its local children",
+    )
+    .await;
     assert_eq!(r, Ok(3));
     assert_eq!(log.into_inner(), ["rc-b", "rc-a"]);
 
     // With a timeout: the deadline drops the `!Send` child that would never end.
     let start = Instant::now();
-    let r = scope!(local, timeout = "1s", move |s| -> Result<(), Cancelled> {
-        let rc = Rc::new(());
-        s.spawn_local(async move {
-            let _rc = rc;
-            pending::<()>().await;
+    let (r,) = async {
+        let r = scope!(local, timeout = "1s", move |s| -> Result<(), Cancelled> {
+            let rc = Rc::new(());
+            s.spawn_local(async move {
+                let _rc = rc;
+                pending::<()>().await;
+                Ok(())
+            });
             Ok(())
         });
-        Ok(())
-    });
+        (r,)
+    }
+    .within(PAUSED_HANG, "the `local` scope's error at its deadline")
+    .await;
     assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
     assert_eq!(start.elapsed(), secs(1));
 }

@@ -2,6 +2,12 @@
 //! into `::taskscope::__private` and names the user cannot see, so local modules named like
 //! crates, items named like prelude names, and variables named like the macros' internals
 //! change nothing.
+//!
+//! The waits are bounded by `common::within(common::PAUSED_HANG, ..)`, called by path: the file
+//! imports nothing at its root, so no name of the test helpers is in scope where a macro
+//! expands.
+
+mod common;
 
 /// Local modules shadowing the crates an expansion might name, and variables named like the
 /// macros' internals.
@@ -156,33 +162,145 @@ fn rt() -> ::tokio::runtime::Runtime {
 #[test]
 fn m5_local_crate_named_modules_and_internal_names_do_not_interfere() {
     rt().block_on(async {
-        assert_eq!(shadow_crates::result_fn(3, 4).await, Ok(110));
-        assert_eq!(shadow_crates::option_fn(Some(10)).await, Some(13));
-        assert_eq!(shadow_crates::option_fn(None).await, None);
-        assert_eq!(shadow_crates::plain_fn(5, 6).await, 11);
-        assert_eq!(shadow_crates::with_scope_macro(1).await, Ok(9 + 14));
-        assert_eq!(shadow_crates::local_fn(Some(2)).await, Some(3));
-        assert_eq!(shadow_crates::local_fn(None).await, None);
-        assert_eq!(shadow_crates::local_scope_macro(4).await, Ok(5));
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::result_fn(3, 4),
+                "`result_fn`'s return"
+            )
+            .await,
+            Ok(110)
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::option_fn(Some(10)),
+                "`option_fn`'s return"
+            )
+            .await,
+            Some(13)
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::option_fn(None),
+                "`option_fn`'s return after `?` on `None`"
+            )
+            .await,
+            None
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::plain_fn(5, 6),
+                "`plain_fn`'s return"
+            )
+            .await,
+            11
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::with_scope_macro(1),
+                "`with_scope_macro`'s return"
+            )
+            .await,
+            Ok(9 + 14)
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::local_fn(Some(2)),
+                "`local_fn`'s return"
+            )
+            .await,
+            Some(3)
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::local_fn(None),
+                "`local_fn`'s return after `?` on `None`"
+            )
+            .await,
+            None
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_crates::local_scope_macro(4),
+                "`local_scope_macro`'s return"
+            )
+            .await,
+            Ok(5)
+        );
     });
 }
 
 #[test]
 fn m5_prelude_and_library_names_shadowed_at_the_call_site() {
     rt().block_on(async {
-        assert_eq!(shadow_prelude::result_fn(1).await, Ok(2));
-        assert_eq!(shadow_prelude::option_fn(2).await, Some(6));
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_prelude::result_fn(1),
+                "`result_fn`'s return"
+            )
+            .await,
+            Ok(2)
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_prelude::option_fn(2),
+                "`option_fn`'s return"
+            )
+            .await,
+            Some(6)
+        );
         let start = ::tokio::time::Instant::now();
-        assert_eq!(shadow_prelude::option_timeout().await, None);
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_prelude::option_timeout(),
+                "`option_timeout`'s `None` at its deadline"
+            )
+            .await,
+            None
+        );
         assert_eq!(start.elapsed(), ::std::time::Duration::from_secs(1));
-        assert_eq!(shadow_prelude::plain_fn(1).await, 3);
-        assert_eq!(shadow_prelude::with_scope_macro().await, Ok(5));
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_prelude::plain_fn(1),
+                "`plain_fn`'s return"
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                shadow_prelude::with_scope_macro(),
+                "`with_scope_macro`'s return"
+            )
+            .await,
+            Ok(5)
+        );
     });
 }
 
 #[test]
 fn m5_renamed_crate_path() {
     rt().block_on(async {
-        assert_eq!(renamed::via_reexport(1).await, Ok(11));
+        assert_eq!(
+            common::within(
+                common::PAUSED_HANG,
+                renamed::via_reexport(1),
+                "`via_reexport`'s return"
+            )
+            .await,
+            Ok(11)
+        );
     });
 }

@@ -60,11 +60,18 @@ impl Node {
             handle.abort();
         }
         reg.handles.push(handle);
+        self.has_tasks.store(true, Ordering::Release);
     }
 
     /// `true` once every registered child is marked complete by the runtime (its output
     /// stored, or dropped). Sweeps the finished ones out.
     pub(crate) fn tasks_settled(&self) -> bool {
+        if !self.has_tasks.load(Ordering::Acquire) {
+            // No task ever registered. A task registering only now (its spawner was
+            // preempted between the spawn and the registration, and its future already
+            // ended) is not waited for: the same answer as an empty list below.
+            return true;
+        }
         let mut reg = lock(&self.tasks);
         reg.handles.retain(|h| !h.is_finished());
         reg.sweep_at = (reg.handles.len() * 2).max(MIN_SWEEP);

@@ -184,6 +184,9 @@ pub(crate) struct Node {
     /// Set once `inner.background` was set: the scope then watches for its foreground
     /// work to finish (see `busy.rs`).
     pub(crate) has_background: AtomicBool,
+    /// Set (under `tasks`' lock) by the first child task registered: a scope that never
+    /// had one has no task to wait for at its end (`tasks_settled`).
+    pub(crate) has_tasks: AtomicBool,
     /// Set (under the lock) once an error or a panic was written into `inner.outcome`: a
     /// scope whose body returned a value, with this unset and no cancel of its own, returns
     /// that value without reading the outcome.
@@ -443,6 +446,7 @@ impl Node {
             tasks: Mutex::new(Registry::default()),
             limiter: config.limit.map(crate::child::limit::Limiter::new),
             has_background: AtomicBool::new(false),
+            has_tasks: AtomicBool::new(false),
             recorded: AtomicBool::new(false),
             forward: config.forward,
         })
