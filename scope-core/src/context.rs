@@ -184,13 +184,15 @@ pub(crate) fn enter_lazy<R>(
         }
     }
     let saved = FRAME
-        .try_with(|frame| {
+        .try_with(|cell| {
+            let mut frame = cell.borrow_mut();
             // A lazy cancel scope directly inside another one not built yet: the outer one
             // is built first, as it is this one's parent.
-            if matches!(frame.borrow().pending, Some(Pending::Unbuilt(_))) {
-                materialize(frame);
+            if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
+                drop(frame);
+                materialize(cell);
+                frame = cell.borrow_mut();
             }
-            let mut frame = frame.borrow_mut();
             let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
             if ambient.is_some_and(|n| n.state().is_hard()) {
                 return None;
@@ -232,11 +234,13 @@ fn materialize(frame: &RefCell<Frame>) {
 /// Runs `f` with the ambient node (if any).
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
     let mut f = Some(f);
-    let r = FRAME.try_with(|frame| {
-        if matches!(frame.borrow().pending, Some(Pending::Unbuilt(_))) {
-            materialize(frame);
+    let r = FRAME.try_with(|cell| {
+        let mut frame = cell.borrow();
+        if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
+            drop(frame);
+            materialize(cell);
+            frame = cell.borrow();
         }
-        let frame = frame.borrow();
         (f.take().expect("called once"))(frame.node.as_ref().or(frame.task_root.as_ref()))
     });
     match r {
