@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Every model drives the real code (`Node::attach`, `cancel`, `escalate`, `detach`,
-//! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`, and `Driver::poll` through a
-//! cancel scope's future), never a copy of it. The
+//! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`, `Driver::poll` through a
+//! cancel scope's future, and `local::spawn` against the local queue's close), never a copy
+//! of it. The
 //! invariants cited (#1-#8) are those of the module doc of [`crate::tree`]. The models use the
 //! ambient frame of `crate::context` on one loom thread only (loom threads share one OS
 //! thread, so a thread-local would be shared between them) nor tokio's runtime: a spawned child is its
@@ -617,5 +618,49 @@ fn loom_wait_children_vs_last_child() {
     FIRST_POLL.assert_both(
         "the child was gone by the first poll",
         "the waiter registered and the child woke it",
+    );
+}
+
+/// A local child spawned through a `'static` scope on another thread while the scope's
+/// future is dropped (`ScopeWork::abandon`: cancel, close the node, close the local queue;
+/// then `drop_inner`: drop what is queued). The child is refused, or dropped with the scope
+/// (its handle resolved): never left in the queue with nobody to run it, where its handle
+/// would wait until the last clone of the `Scope` goes. Without `Locals::close`, a spawn
+/// that passed the node's closed check before the drop pushes after `drop_all` took the
+/// queue, and this model fails.
+#[test]
+fn loom_spawn_local_vs_scope_drop() {
+    static REFUSED: Outcomes = Outcomes::new();
+    model(None, || {
+        let node = root(Config::default());
+        let mut locals = crate::local::Locals::<crate::local::Sendable>::new();
+        let queue = locals.queue.clone();
+        let n = node.clone();
+        let spawner = thread::spawn(move || {
+            crate::local::spawn::<_, _, _, crate::Cancelled>(&queue, &n, async { Ok(1u32) })
+        });
+
+        node.cancel_now(CancelReason::ScopeDropped);
+        node.close();
+        locals.close();
+        let _ = locals.drop_all();
+
+        match spawner.join().unwrap() {
+            Err(crate::SpawnError::Closed) => REFUSED.record(true),
+            Err(e) => panic!("unexpected spawn error: {e:?}"),
+            Ok(handle) => {
+                assert!(
+                    handle.is_finished(),
+                    "a local child was left queued after its scope's future was dropped"
+                );
+                REFUSED.record(false);
+            }
+        }
+        drop(locals);
+        node.detach();
+    });
+    REFUSED.assert_both(
+        "the spawn was refused",
+        "the child was spawned, then dropped with the scope",
     );
 }
