@@ -57,6 +57,42 @@ async fn background_child_is_cancelled_with_scope_done_after_body_and_children()
     assert_eq!(t0.elapsed(), secs(3));
 }
 
+/// The foreground work that ends last is a nested scope whose future was dropped (its
+/// shielded child still runs, so the scope keeps it as a zombie): when that child ends, the
+/// zombie's count reaching zero is carried up into the scope, which is left with only its
+/// background node, and that wakes the scope to stop its background children.
+#[tokio::test(start_paused = true)]
+async fn background_children_stop_when_a_dropped_nested_scope_drains_last() {
+    let t0 = Instant::now();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let r: Result<(), Error> = Scope::builder()
+        .grace(ms(100))
+        .run(async |s| {
+            let l = log.clone();
+            s.spawn_background(service(l, t0));
+            let mut nested = Box::pin(scope(async |n| {
+                n.spawn(async {
+                    taskscope::shield(tokio::time::sleep(secs(3))).await;
+                    Ok(())
+                });
+                pending::<Result<(), Error>>().await
+            }));
+            // Enter the nested scope (its child is spawned), then drop it at 1s.
+            assert!(futures_util::poll!(nested.as_mut()).is_pending());
+            tokio::time::sleep(secs(1)).await;
+            drop(nested);
+            Ok(())
+        })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once the dropped nested scope's last child finished",
+        )
+        .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(*log.lock().unwrap(), [(CancelReason::ScopeDone, secs(3))]);
+    assert_eq!(t0.elapsed(), secs(3));
+}
+
 rt_test! {
     async fn background_children_outlive_every_foreground_child_and_are_awaited() {
         let census = Census::new();
