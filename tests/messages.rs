@@ -155,6 +155,13 @@ async fn waits_debug_what_they_wait_on() {
             "WaitForCancel { in_scope: true, registered: true }"
         );
 
+        let start = s.start(|ready: taskscope::Ready<u32>| async move {
+            ready.started(7);
+            Ok(())
+        });
+        assert_eq!(format!("{start:?}"), "Start { pending: true }");
+        assert_eq!(start.within(PAUSED_HANG, "the child's start").await, Ok(7));
+
         let h = s.spawn(async { std::future::pending::<Result<(), Cancelled>>().await });
         assert_eq!(format!("{h:?}"), "TaskHandle { finished: false }");
         let children = s.wait_children();
