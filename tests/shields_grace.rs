@@ -683,9 +683,13 @@ rt_test! {
         let st = steps.clone();
         let r: Result<(), Cancelled> = scope(async |s| {
             let (in_setup_tx, in_setup_rx) = tokio::sync::oneshot::channel();
+            let (gave_up_tx, gave_up_rx) = tokio::sync::oneshot::channel::<()>();
             let start = s.start(move |ready: taskscope::Ready<u32>| async move {
                 shield(async {
                     in_setup_tx.send(()).ok();
+                    // The setup ends only after its caller gave up (whatever the scheduler
+                    // does meanwhile), so the cancellation is pending when the shield ends.
+                    let _ = gave_up_rx.await;
                     sleep(ms(20)).await;
                     st.push("setup done");
                 })
@@ -701,6 +705,7 @@ rt_test! {
                 _ = in_setup_rx => None,
             };
             assert!(out.is_none(), "the child started");
+            gave_up_tx.send(()).ok();
             Ok(())
         })
         .within(HANG, "the scope's return once the dropped start's shielded setup finished")
