@@ -416,3 +416,39 @@ async fn a_scope_failing_after_its_body_returned_drops_local_children_holding_re
     .expect("the scope ends instead of waiting for a hold its own local child owns");
     assert_eq!(r, Err(Error::Boom(3)));
 }
+
+/// What a `Parent` reports about its scope: open and not cancelled while the scope runs,
+/// cancelled once the scope was, closed once it finished; its `Debug` shows the same.
+#[tokio::test]
+async fn a_parent_reports_whether_its_scope_is_cancelled_or_closed() {
+    let mut kept = None;
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("server")
+        .run(async |server| {
+            let parent = Parent::from(&server.handle());
+            assert!(!parent.is_closed(), "the scope runs");
+            assert!(!parent.is_cancelled(), "nothing cancelled the scope yet");
+            assert_eq!(
+                format!("{parent:?}"),
+                "Parent { name: Some(\"server\"), reason: None, closed: false }"
+            );
+            server.cancel();
+            assert!(parent.is_cancelled(), "the scope was cancelled");
+            assert!(!parent.is_closed(), "the body still runs");
+            assert_eq!(
+                format!("{parent:?}"),
+                "Parent { name: Some(\"server\"), reason: Some(Explicit), closed: false }"
+            );
+            kept = Some(parent);
+            Ok(())
+        })
+        .within(HANG, "the cancelled server scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+    let parent = kept.expect("the body ran");
+    assert!(parent.is_closed(), "the scope finished");
+    assert_eq!(
+        format!("{parent:?}"),
+        "Parent { name: Some(\"server\"), reason: Some(Explicit), closed: true }"
+    );
+}

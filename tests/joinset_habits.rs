@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::future::pending;
+use std::future::{Future, pending};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Wake, Waker};
 
 use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs};
 use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
@@ -133,6 +134,82 @@ async fn a_dropped_wait_children_future_is_forgotten() {
         Ok(())
     })
     .within(PAUSED_HANG, "the scope's end")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+/// Counts its wakes; the test keeps one `Arc` of it and reads the strong count to see
+/// whether anything else still holds a clone of the waker.
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A `wait_children` future dropped while it waits leaves no waker with the scope: the
+/// scope neither keeps it (a loop of timed-out `wait_children` would pile them up until the
+/// children end) nor wakes it when the children end.
+#[tokio::test]
+async fn a_dropped_wait_children_future_leaves_no_waker_behind() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let child = s.spawn(async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        let counting = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counting.clone());
+        let mut wait = Box::pin(s.wait_children());
+        assert!(
+            wait.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending(),
+            "the child still runs"
+        );
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&counting),
+            2,
+            "the scope holds the waiting future's waker"
+        );
+        drop(wait);
+        assert_eq!(
+            Arc::strong_count(&counting),
+            1,
+            "the dropped future's waker is still held"
+        );
+        tx.send(()).unwrap();
+        child.within(HANG, "the child's end once released").await?;
+        assert_eq!(counting.0.load(SeqCst), 0, "the dropped future was woken");
+        Ok(())
+    })
+    .within(HANG, "the scope's end")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+/// The `Debug` of a `wait_children` future says whether the scope's children are all done.
+#[tokio::test]
+async fn a_wait_children_future_shows_whether_the_children_are_done() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let child = s.spawn(async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        let wait = s.wait_children();
+        assert_eq!(format!("{wait:?}"), "WaitChildren { idle: false }");
+        tx.send(()).unwrap();
+        child.within(HANG, "the child's end once released").await?;
+        s.wait_children()
+            .within(HANG, "wait_children's end after the only child")
+            .await;
+        assert_eq!(format!("{wait:?}"), "WaitChildren { idle: true }");
+        Ok(())
+    })
+    .within(HANG, "the scope's end")
     .await;
     assert_eq!(r, Ok(()));
 }

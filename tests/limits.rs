@@ -2,12 +2,14 @@
 
 mod common;
 
-use std::future::pending;
+use std::future::{Future, pending};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::task::Poll;
 
 use common::{Census, Counter, Gauge, HANG, Slot, Within, rt_test, yields};
-use taskscope::{Cancelled, Scope, TrySpawnError};
+use taskscope::{CancelReason, Cancelled, Scope, TrySpawnError};
 
 rt_test! {
     async fn limit_3_of_10_never_exceeds_3_and_admits_in_spawn_order() {
@@ -206,6 +208,114 @@ rt_test! {
             .within(HANG, "the scope's return after a cancelled child freed its slot")
             .await;
         assert_eq!(r, Ok(7));
+    }
+}
+
+rt_test! {
+    /// Children cancelled while they wait for a slot leave the line without taking or
+    /// freeing a slot: one cancelled behind another waiting child, then the front one, then
+    /// the new front one. Nobody starts while the running child runs, and the children
+    /// still in line start one at a time, in spawn order, once it ends.
+    async fn children_cancelled_while_waiting_for_a_slot_leave_the_line() {
+        let gauge = Gauge::default();
+        let order = Slot::default();
+        let r: Result<(), Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+                let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+                let (g, o) = (gauge.clone(), order.clone());
+                let running = s.spawn(async move {
+                    g.enter();
+                    o.push('a');
+                    let _ = started_tx.send(());
+                    let _ = release_rx.await;
+                    g.leave();
+                    Ok(())
+                });
+                started_rx
+                    .within(HANG, "the first child's start (in the only slot)")
+                    .await
+                    .unwrap();
+                let mut line: Vec<_> = ['b', 'c', 'd', 'e', 'f']
+                    .into_iter()
+                    .map(|name| {
+                        let (g, o) = (gauge.clone(), order.clone());
+                        s.spawn(async move {
+                            g.enter();
+                            o.push(name);
+                            yields(2).await;
+                            g.leave();
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                let f = line.pop().unwrap();
+                let e = line.pop().unwrap();
+                let d = line.pop().unwrap();
+                let c = line.pop().unwrap();
+                let b = line.pop().unwrap();
+                for (h, name) in [(d, 'd'), (b, 'b'), (c, 'c')] {
+                    h.cancel();
+                    let err = h
+                        .within(HANG, format!("the end of child {name}, cancelled in line"))
+                        .await
+                        .unwrap_err();
+                    assert_eq!(err.reason(), CancelReason::Explicit);
+                    // Time for a child wrongly given the slot to start.
+                    yields(5).await;
+                    assert_eq!(
+                        order.get(),
+                        ['a'],
+                        "a child started beside the running one after {name} left the line"
+                    );
+                }
+                release_tx.send(()).unwrap();
+                running.within(HANG, "the first child's end once released").await?;
+                e.within(HANG, "child e's run, next in line").await?;
+                f.within(HANG, "child f's run, last in line").await?;
+                Ok(())
+            })
+            .within(HANG, "the limited scope's return after its line was thinned out")
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(order.get(), ['a', 'e', 'f']);
+        assert_eq!(gauge.max(), 1, "the limit of 1 was exceeded");
+    }
+}
+
+rt_test! {
+    /// A reservation given a slot while nobody polled it (the running child ended), then
+    /// dropped unused, gives the slot back: the next child gets it at once.
+    async fn a_reservation_dropped_after_its_slot_came_gives_the_slot_back() {
+        let r: Result<u32, Cancelled> = Scope::builder()
+            .limit(1)
+            .run(async |s| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let first = s.spawn(async move {
+                    let _ = rx.await;
+                    Ok(1)
+                });
+                let mut reserve = s.reserve();
+                let waits = std::future::poll_fn(|cx| {
+                    Poll::Ready(Pin::new(&mut reserve).poll(cx).is_pending())
+                })
+                .await;
+                assert!(waits, "the only slot is taken: the reservation waits in line");
+                tx.send(()).unwrap();
+                // The first child's end hands its slot to the reservation, not polled since.
+                let a = first.within(HANG, "the first child's end once released").await?;
+                drop(reserve);
+                let b = s
+                    .try_spawn(async { Ok(2) })
+                    .expect("the dropped reservation gave its slot back")
+                    .within(HANG, "the run of a child in the given-back slot")
+                    .await?;
+                Ok(a + b)
+            })
+            .within(HANG, "the limited scope's return after the dropped reservation")
+            .await;
+        assert_eq!(r, Ok(3));
     }
 }
 

@@ -177,6 +177,36 @@ async fn handle_cancel_cancels_that_child_alone() {
     assert_eq!(r, Ok(1));
 }
 
+rt_test! {
+    /// A supervised handle says, as a `TaskHandle` does, whether its child finished and
+    /// which task it runs in; its `Debug` shows whether it finished.
+    async fn a_supervised_handle_knows_its_childs_task_id_and_whether_it_finished() {
+        let r: Result<(), Error> = Scope::builder()
+            .supervise()
+            .run(async |s| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let mut h = s.spawn(async move {
+                    let _ = rx.await;
+                    Ok(tokio::task::id())
+                });
+                assert!(!h.is_finished(), "the child waits for its release");
+                assert_eq!(format!("{h:?}"), "Supervised { finished: false }");
+                let id = h.id().expect("the child was started");
+                tx.send(()).unwrap();
+                let seen = (&mut h)
+                    .within(HANG, "the released supervised child's end")
+                    .await?;
+                assert_eq!(seen, id, "the id is the child's task's");
+                assert!(h.is_finished());
+                assert_eq!(format!("{h:?}"), "Supervised { finished: true }");
+                Ok(())
+            })
+            .within(HANG, "the supervised scope's return after its child ended")
+            .await;
+        assert_eq!(r, Ok(()));
+    }
+}
+
 #[tokio::test]
 async fn body_error_still_fails_and_cancels_the_scope() {
     let census = Census::new();
