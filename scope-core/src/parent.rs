@@ -148,9 +148,3 @@ impl Drop for Hold {
         self.node.task_done();
     }
 }
-
-impl fmt::Debug for Hold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hold").finish_non_exhaustive()
-    }
-}
