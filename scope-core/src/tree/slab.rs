@@ -62,11 +62,26 @@ impl WakerSlab {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     struct Noop;
     impl Wake for Noop {
         fn wake(self: Arc<Self>) {}
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
     }
 
     #[test]
@@ -85,5 +100,34 @@ mod tests {
         s.drain_into(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn each_key_addresses_the_waker_inserted_under_it() {
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut s = WakerSlab::default();
+        let ka = s.insert(wa.clone());
+        let kb = s.insert(wb.clone());
+        assert!(s.remove(kb).expect("b's key holds a waker").will_wake(&wb));
+        assert!(s.remove(ka).expect("a's key holds a waker").will_wake(&wa));
+        assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn update_replaces_a_waker_of_another_task() {
+        let (old, new) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let mut s = WakerSlab::default();
+        let key = s.insert(Waker::from(old.clone()));
+        s.update(key, &Waker::from(new.clone()));
+        let mut out = Vec::new();
+        s.drain_into(&mut out);
+        assert_eq!(out.len(), 1);
+        out.into_iter().for_each(Waker::wake);
+        assert_eq!(
+            (old.get(), new.get()),
+            (0, 1),
+            "the new task is woken, not the old"
+        );
     }
 }
