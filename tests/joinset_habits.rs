@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Wake, Waker};
 
-use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs};
+use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs, within};
 use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
 use tokio::time::{Instant, sleep};
 
@@ -183,6 +183,53 @@ async fn a_dropped_wait_children_future_leaves_no_waker_behind() {
         tx.send(()).unwrap();
         child.within(HANG, "the child's end once released").await?;
         assert_eq!(counting.0.load(SeqCst), 0, "the dropped future was woken");
+        Ok(())
+    })
+    .within(HANG, "the scope's end")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+/// A `wait_children` future polled again with another waker (moved to another task, or
+/// first polled by hand) has the scope wake that waker when the children end, not the one
+/// of its first poll.
+#[tokio::test]
+async fn wait_children_wakes_the_waker_of_its_latest_poll() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        s.spawn(async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        let first = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let latest = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let mut wait = Box::pin(s.wait_children());
+        for waker in [Waker::from(first.clone()), Waker::from(latest.clone())] {
+            assert!(
+                wait.as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending(),
+                "the child still runs"
+            );
+        }
+        tx.send(()).unwrap();
+        within(
+            HANG,
+            async {
+                while latest.0.load(SeqCst) == 0 {
+                    tokio::task::yield_now().await;
+                }
+            },
+            "the wake of the latest poll's waker once the child ended",
+        )
+        .await;
+        assert_eq!(
+            (first.0.load(SeqCst), latest.0.load(SeqCst)),
+            (0, 1),
+            "only the latest poll's waker is woken"
+        );
+        wait.within(HANG, "wait_children's end once the child ended")
+            .await;
         Ok(())
     })
     .within(HANG, "the scope's end")
