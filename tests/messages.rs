@@ -135,6 +135,23 @@ async fn futures_debug_whether_they_started_and_finished() {
     );
 }
 
+#[test]
+fn builders_debug_their_on_stuck_delay() {
+    let plain = format!("{:?}", Scope::builder());
+    assert!(
+        plain.contains("watches: Watches { on_stuck: None, .. }"),
+        "{plain}"
+    );
+    let watched = format!(
+        "{:?}",
+        Scope::builder().on_stuck(Duration::from_secs(3), |_| {})
+    );
+    assert!(
+        watched.contains("watches: Watches { on_stuck: Some(3s), .. }"),
+        "{watched}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn waits_debug_what_they_wait_on() {
     let outside = taskscope::cancelled();
