@@ -65,9 +65,6 @@ impl Watches {
             return None;
         }
         let triggers = std::mem::take(get_mut(&mut self.triggers));
-        if self.stuck.is_none() && triggers.is_empty() {
-            return None;
-        }
         Some(Box::new(Watch {
             stuck: self.stuck.map(|report| Stuck {
                 report,
