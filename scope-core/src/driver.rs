@@ -469,8 +469,10 @@ impl Driver {
         if *registered {
             return true;
         }
-        // A timer already polled at the top of this poll is polled again here: cheaper
-        // than tracking it, and only on a poll that waits.
+        // A timer already polled at the top of this poll is polled again here, only on a
+        // poll that waits again after an earlier registration. Tracking it (an enum in
+        // place of the bool) was measured: 20-50 more instructions per call in every row
+        // of `benches/instructions.rs`, whose calls wait once.
         self.register(cx);
         *registered = true;
         !work.has_queued()
