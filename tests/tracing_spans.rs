@@ -363,3 +363,36 @@ fn scoped_composes_with_instrument_in_both_orders() {
         "scoped above instrument: the scope is inside the fn span"
     );
 }
+
+/// A `#[scoped]` function without a handle builds its scope's node only when something
+/// needs it; a subscriber that wants the scope's span is such a need: the span is there and
+/// parents what the body opens, as for a scope with a handle.
+#[taskscope::scoped(name = "quiet")]
+async fn without_a_handle() -> Result<u8, Cancelled> {
+    tracing::debug_span!("inside").in_scope(|| ());
+    tokio::task::yield_now().await;
+    Ok(3)
+}
+
+#[test]
+fn a_scope_without_a_handle_has_its_span_when_a_subscriber_wants_it() {
+    let capture = Capture::default();
+    let r = run_on_current_thread(&capture, without_a_handle);
+    assert_eq!(r, Ok(3));
+    let st = capture.state.lock().unwrap();
+    let (scope_id, _) = st
+        .spans
+        .iter()
+        .find(|(_, s)| s.kind == "scope" && s.name == "quiet")
+        .unwrap_or_else(|| panic!("no scope span named quiet: {:?}", st.spans));
+    let inside = st
+        .spans
+        .values()
+        .find(|s| s.kind == "inside")
+        .unwrap_or_else(|| panic!("no span inside: {:?}", st.spans));
+    assert_eq!(
+        inside.parent,
+        Some(*scope_id),
+        "the body runs in the scope's span"
+    );
+}

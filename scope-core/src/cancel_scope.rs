@@ -15,7 +15,7 @@ use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::parent::{Hold, Parent};
 use crate::sync::Arc;
-use crate::tree::{Config, Node};
+use crate::tree::{Config, Lazy, Node};
 
 /// A node of the cancel tree around one future: a deadline, a shield, and a handle to
 /// cancel it.
@@ -407,9 +407,9 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         // The timeout starts at entry either way: a node built during or after this poll
         // resolves it then, and a future that completes here never sees it.
         let fut = work.fut.as_mut();
-        let Some((polled, built)) =
-            driver.poll_lazy(timeout, || fut.as_pin_mut().map(|f| f.poll(cx)))
-        else {
+        let Some((polled, built)) = driver.poll_lazy(Lazy::Timeout(timeout), || {
+            fut.as_pin_mut().map(|f| f.poll(cx))
+        }) else {
             // The ambient node is hard-cancelled: enter the ordinary way.
             driver.build(Node::new(Config::timeout_only(timeout)));
             return None;

@@ -19,13 +19,12 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::error::Cancelled;
 use crate::sync::Arc;
-use crate::tree::{Config, Node};
+use crate::tree::{Lazy, Node};
 
 struct Frame {
     /// The innermost in-task node future being polled (a scope, a cancel scope).
@@ -38,10 +37,10 @@ struct Frame {
     pending: Option<Pending>,
 }
 
-/// The state of a cancel scope whose first poll runs without a node of its own.
+/// The state of a node future polled without a node of its own.
 enum Pending {
-    /// Not built: its timeout. The frame's `node` is still the scope's parent.
-    Unbuilt(Duration),
+    /// Not built: what to build it from. The frame's `node` is still its parent.
+    Unbuilt(Lazy),
     /// Built by [`materialize`] and lent: the frame's `node` is it, and this is the frame's
     /// node before it (the parent, to put back).
     Built(Option<Arc<Node>>),
@@ -145,11 +144,13 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
     lend(root, Lend::TaskRoot, f)
 }
 
-/// Runs `f` for the first poll of a cancel scope with timeout `timeout` that has no node
-/// yet (`move_on_after`, `fail_after`): the node is built and attached below the ambient
-/// node only if code under `f` asks for its scope (`current()`, `is_cancelled()`, a nested
-/// scope or child, `cancelled()`, a snapshot: everything goes through [`with_current`]).
-/// A future that completes without asking costs no node, no lock and no clock reading.
+/// Runs `f`, a poll of a node future whose node is not built yet (the first poll of
+/// `move_on_after` and `fail_after`; every poll of a scope whose body holds no handle,
+/// until something builds it): the node is built from `lazy` and attached below the
+/// ambient node only if code under `f` asks for its scope (`current()`, `is_cancelled()`,
+/// a nested scope or child, `cancelled()`, a snapshot: everything goes through
+/// [`with_current`]). A future that completes without asking costs no node, no lock and no
+/// clock reading.
 ///
 /// Returns `None` without running `f` if the ambient node is hard-cancelled (the scope
 /// must not poll its future then) or there is no frame (thread teardown): the caller
@@ -157,7 +158,7 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
 /// `slot` (also on unwind), entered and attached. `shields` is the scope's count of live
 /// shields inside it, as for [`enter_node`].
 pub(crate) fn enter_lazy<R>(
-    timeout: Duration,
+    lazy: Lazy,
     slot: &mut Option<Arc<Node>>,
     shields: &mut u32,
     f: impl FnOnce() -> R,
@@ -197,7 +198,7 @@ pub(crate) fn enter_lazy<R>(
             if ambient.is_some_and(|n| n.state().is_hard()) {
                 return None;
             }
-            let pending = frame.pending.replace(Pending::Unbuilt(timeout));
+            let pending = frame.pending.replace(Pending::Unbuilt(lazy));
             let outer = std::mem::replace(&mut frame.shields, *shields);
             Some((pending, outer))
         })
@@ -213,18 +214,18 @@ pub(crate) fn enter_lazy<R>(
     Some(r)
 }
 
-/// Builds the lazily entered cancel scope of the frame, if it has one not built yet, and
-/// makes it the frame's node (see [`enter_lazy`]).
+/// Builds the lazily entered node future's node of the frame, if it has one not built yet,
+/// and makes it the frame's node (see [`enter_lazy`]).
 fn materialize(frame: &RefCell<Frame>) {
-    let (timeout, parent) = {
+    let (lazy, parent) = {
         let f = frame.borrow();
-        let Some(Pending::Unbuilt(timeout)) = f.pending else {
+        let Some(Pending::Unbuilt(lazy)) = f.pending else {
             return;
         };
-        (timeout, f.node.clone().or_else(|| f.task_root.clone()))
+        (lazy, f.node.clone().or_else(|| f.task_root.clone()))
     };
     // Built and attached outside the frame's borrow: attach takes locks and may wake.
-    let node = Node::new(Config::timeout_only(timeout));
+    let node = lazy.node();
     node.attach(parent.as_ref());
     let mut f = frame.borrow_mut();
     let parent = f.node.replace(node);

@@ -22,7 +22,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -30,7 +29,7 @@ use crate::context;
 use crate::error::{CancelReason, Cancelled};
 use crate::parent::Hold;
 use crate::sync::Arc;
-use crate::tree::Node;
+use crate::tree::{Lazy, Node};
 
 /// What a node future does with its inner future on this poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,20 +207,16 @@ impl Driver {
         self.node = Some(node);
     }
 
-    /// The first poll of a cancel scope with no node yet: runs `f` with the node pending in
-    /// the ambient frame (see [`context::enter_lazy`]). `None` if `f` did not run (the caller
+    /// A poll of a node future with no node yet: runs `f` with the node pending in the
+    /// ambient frame, to be built from `lazy` (see [`context::enter_lazy`]). `None` if `f` did not run (the caller
     /// builds the node and enters the ordinary way). Otherwise `f`'s result and whether the
     /// node was built (it is then entered and attached: the driver is active).
     #[inline]
-    pub(crate) fn poll_lazy<R>(
-        &mut self,
-        timeout: Duration,
-        f: impl FnOnce() -> R,
-    ) -> Option<(R, bool)> {
+    pub(crate) fn poll_lazy<R>(&mut self, lazy: Lazy, f: impl FnOnce() -> R) -> Option<(R, bool)> {
         // Entered while `f` runs, so that a drop during an unwind out of `f` finishes
         // (detaches) a node built meanwhile.
         self.phase = Phase::Entered;
-        let r = context::enter_lazy(timeout, &mut self.node, &mut self.shields, f);
+        let r = context::enter_lazy(lazy, &mut self.node, &mut self.shields, f);
         let built = self.node.is_some();
         if !built {
             self.phase = Phase::Fresh;

@@ -189,7 +189,9 @@ impl<'env, K: Flavor> Queue<'env, K> {
 
 /// The scope future's side: the running local children and the queue they come from.
 pub(crate) struct Locals<'env, K: Flavor> {
-    pub(crate) queue: Arc<Queue<'env, K>>,
+    /// Shared with the body's [`Scope`](crate::Scope); `None` for a scope whose body holds
+    /// no handle (nothing can spawn a local child into it).
+    queue: Option<Arc<Queue<'env, K>>>,
     /// Created at the first local child. In a `Mutex` only so that the scope future stays
     /// `Sync`; it is reached through `get_mut`, never locked.
     running: Mutex<Option<FuturesUnordered<K::Task<'env>>>>,
@@ -200,15 +202,32 @@ pub(crate) struct Locals<'env, K: Flavor> {
 const ROUNDS: usize = 32;
 
 impl<'env, K: Flavor> Locals<'env, K> {
-    pub(crate) fn new() -> Self {
+    /// The scope future's side of `queue`, which the body's `Scope` spawns into.
+    pub(crate) fn new(queue: Arc<Queue<'env, K>>) -> Self {
         Locals {
-            queue: Arc::new(Queue::new()),
+            queue: Some(queue),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// No local child can ever come: the body holds no handle to the scope.
+    pub(crate) fn none() -> Self {
+        Locals {
+            queue: None,
             running: Mutex::new(None),
         }
     }
 
     fn running(&mut self) -> &mut Option<FuturesUnordered<K::Task<'env>>> {
         get_mut(&mut self.running)
+    }
+
+    /// The queue, once a local child was spawned into it (`used` is set before the first
+    /// is queued).
+    fn used(&self) -> Option<&Queue<'env, K>> {
+        self.queue
+            .as_deref()
+            .filter(|q| q.used.load(Ordering::Acquire))
     }
 
     /// `true` while a local child runs or waits to be taken over.
@@ -218,7 +237,8 @@ impl<'env, K: Flavor> Locals<'env, K> {
 
     /// `true` if a local child waits in the queue to be taken over.
     pub(crate) fn has_queued(&self) -> bool {
-        self.queue.used.load(Ordering::Acquire) && !lock(&self.queue.state).incoming.is_empty()
+        self.used()
+            .is_some_and(|q| !lock(&q.state).incoming.is_empty())
     }
 
     /// Polls the local children that were woken, taking over newly queued ones, and records
@@ -226,25 +246,29 @@ impl<'env, K: Flavor> Locals<'env, K> {
     ///
     /// Called with the scope's node lent to the ambient frame.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.queue.used.load(Ordering::Acquire) {
+        if self.used().is_none() {
             return Poll::Ready(());
         }
+        let Locals { queue, running } = self;
+        let (Some(queue), running) = (queue.as_deref(), get_mut(running)) else {
+            return Poll::Ready(());
+        };
         for _ in 0..ROUNDS {
             let incoming = {
-                let mut st = lock(&self.queue.state);
+                let mut st = lock(&queue.state);
                 st.polling = true;
                 std::mem::take(&mut st.incoming)
             };
             if !incoming.is_empty() {
-                let running = self.running().get_or_insert_with(FuturesUnordered::new);
+                let running = running.get_or_insert_with(FuturesUnordered::new);
                 for task in incoming {
                     running.push(task);
                 }
             }
-            let Some(running) = self.running().as_mut() else {
+            let Some(running) = running.as_mut() else {
                 // Nothing was ever queued (a spawn is between `used` and its push): leave
                 // the poll, or take what came meanwhile.
-                let mut st = lock(&self.queue.state);
+                let mut st = lock(&queue.state);
                 if st.incoming.is_empty() {
                     st.polling = false;
                     return Poll::Ready(());
@@ -260,37 +284,32 @@ impl<'env, K: Flavor> Locals<'env, K> {
                     Err(p) => record_panic(p),
                 }
             }
-            let mut st = lock(&self.queue.state);
+            let mut st = lock(&queue.state);
             if st.incoming.is_empty() {
                 st.polling = false;
                 drop(st);
-                return self.park();
+                return if running.is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
             // A child (or the body) queued more while we polled: take them over too.
         }
         // Still more after `ROUNDS` rounds: let other tasks run, and come back.
-        lock(&self.queue.state).polling = false;
+        lock(&queue.state).polling = false;
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    fn park(&mut self) -> Poll<()> {
-        if self.running().as_ref().is_some_and(|r| !r.is_empty()) {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
     }
 
     /// Drops every local child (the scope caught its own hard cancel, or its future is
     /// dropped); their handles resolve to `ParentCancelled`. Returns a panic of a child's
     /// `Drop`, if any.
     pub(crate) fn drop_all(&mut self) -> Result<(), Payload> {
-        if !self.queue.used.load(Ordering::Acquire) {
-            // No local child was ever spawned (`used` is set before the first is queued).
-            return Ok(());
-        }
-        let queued = std::mem::take(&mut lock(&self.queue.state).incoming);
+        let Some(queue) = self.used() else {
+            return Ok(()); // no local child was ever spawned
+        };
+        let queued = std::mem::take(&mut lock(&queue.state).incoming);
         let running = self.running().take();
         catch_unwind(AssertUnwindSafe(move || {
             drop(running);
@@ -302,7 +321,10 @@ impl<'env, K: Flavor> Locals<'env, K> {
     /// child is waiting in it (unless `queued` says to drop those), atomically with respect
     /// to `spawn_local`.
     pub(crate) fn try_close(&mut self, queued: Queued, close_node: impl FnOnce() -> bool) -> bool {
-        let mut st = lock(&self.queue.state);
+        let Some(queue) = &self.queue else {
+            return close_node();
+        };
+        let mut st = lock(&queue.state);
         if (queued == Queued::Run && !st.incoming.is_empty()) || !close_node() {
             return false;
         }
@@ -312,7 +334,9 @@ impl<'env, K: Flavor> Locals<'env, K> {
 
     /// Refuses local children from now on (the scope future is dropped).
     pub(crate) fn close(&self) {
-        lock(&self.queue.state).closed = true;
+        if let Some(queue) = &self.queue {
+            lock(&queue.state).closed = true;
+        }
     }
 }
 

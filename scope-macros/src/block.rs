@@ -62,6 +62,7 @@ impl Parse for Input {
 /// )
 /// .await
 /// ```
+/// `scope!({ body })`: `ScopeBuilder::run_ambient(.., async || { body })`.
 /// With `local`: `{ let __taskscope_scope = run(new().local(), ..); __taskscope_scope.await }`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
@@ -89,9 +90,14 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
     let private = options.private();
     let builder = options.builder(None);
-    let head = closure_head.unwrap_or_else(|| quote!(async |_|));
+    // Without a closure the body takes no `Scope`, and the scope builds its node only when
+    // something needs it (`ScopeBuilder::run_ambient`).
+    let (head, run) = match closure_head {
+        Some(head) => (head, quote!(run)),
+        None => (quote!(async ||), quote!(run_ambient)),
+    };
     let span = body.span();
-    let run = quote_spanned!(span=> #private::ScopeBuilder::run);
+    let run = quote_spanned!(span=> #private::ScopeBuilder::#run);
     options.await_scope(quote!(#run(#builder, #head #body)))
 }
 

@@ -93,8 +93,8 @@ impl Options {
         let private = self.private();
         let mut b = quote!(#private::ScopeBuilder::new());
         match (&self.name, default_name) {
-            (Some(n), _) => b = quote!(#b.name(#n)),
-            (None, Some(n)) => b = quote!(#b.name(#n)),
+            (Some(n), _) => b = quote!(#b.name_static(&#n)),
+            (None, Some(n)) => b = quote!(#b.name_static(&#n)),
             (None, None) => {}
         }
         if let Some((_, t)) = &self.timeout {

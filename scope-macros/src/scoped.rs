@@ -1,7 +1,7 @@
 //! `#[scoped]`: parse -> validate -> expand. The signature is never rewritten; only the
 //! body is wrapped.
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::spanned::Spanned;
@@ -192,6 +192,8 @@ fn validate(f: &FnItem, options: &mut Options, errors: &mut Errors) {
 ///     .await
 /// }
 /// ```
+/// Without a handle (`#[scoped]`, `#[scoped(timeout = ..)]`): `run_ambient(.., async move ||
+/// ..)`, a scope that builds its node only when something needs it.
 /// `Option<T>` and other return types run the body in an inner `async move` block (so
 /// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
 /// With `local`, the builder ends in `.local()` and the scope future is bound before it is
@@ -213,11 +215,6 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
     let private = options.private();
     let name = sig.ident.to_string();
     let builder = options.builder(Some(&name));
-    let handle = match &options.handle {
-        Some(h) if after_errors => quote!(#[allow(unused_variables)] #h),
-        Some(h) => h.to_token_stream(),
-        None => quote!(_),
-    };
     let ret_span = match &sig.output {
         ReturnType::Default => sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
@@ -227,7 +224,20 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let nameable = !contains_impl(ret_ty.clone());
-    let run = quote_spanned!(ret_span=> #private::ScopeBuilder::run);
+    // The closure's head, and the builder's methods for it: without a handle the body
+    // takes no `Scope`, and the scope builds its node only when something needs it.
+    let (head, run_name, run_with_name) = match &options.handle {
+        Some(h) if after_errors => (
+            quote!(async move |#[allow(unused_variables)] #h|),
+            "run",
+            "run_with",
+        ),
+        Some(h) => (quote!(async move |#h|), "run", "run_with"),
+        None => (quote!(async move ||), "run_ambient", "run_ambient_with"),
+    };
+    let run_name = Ident::new(run_name, ret_span);
+    let run_with_name = Ident::new(run_with_name, ret_span);
+    let run = quote_spanned!(ret_span=> #private::ScopeBuilder::#run_name);
     let new_body = match classify(&sig.output) {
         Returns::Result => {
             let annotation = if nameable {
@@ -242,13 +252,14 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
                     let from = quote_spanned!(e.span()=>
                         <#e as #private::From<#private::Cancelled>>::from
                     );
-                    let run_with = quote_spanned!(ret_span=> #private::ScopeBuilder::run_with);
+                    let run_with =
+                        quote_spanned!(ret_span=> #private::ScopeBuilder::#run_with_name);
                     options.await_scope(quote! {
-                        #run_with(#builder, async move |#handle| #annotation #body, #from)
+                        #run_with(#builder, #head #annotation #body, #from)
                     })
                 }
                 None => options.await_scope(quote! {
-                    #run(#builder, async move |#handle| #annotation #body)
+                    #run(#builder, #head #annotation #body)
                 }),
             }
         }
@@ -266,7 +277,7 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
             let scope = options.await_scope(quote! {
                 #run(
                     #builder,
-                    async move |#handle| #private::Ok::<_, #private::Cancelled>(#inner.await),
+                    #head #private::Ok::<_, #private::Cancelled>(#inner.await),
                 )
             });
             quote! {

@@ -16,10 +16,18 @@ use crate::error::{CancelReason, Cancelled};
 use crate::local::{Flavor, Locals, Queued, Sendable};
 use crate::outcome::{Payload, Recorded, Slot};
 use crate::sync::{Arc, Ordering};
-use crate::tree::Node;
+use crate::tree::{Lazy, Node};
 use crate::watch::Watch;
 
 use super::*;
+
+/// A scope whose body holds no handle, while its node is not built: its name (what
+/// [`Lazy::Scope`] builds the node with), and whether it was polled.
+#[derive(Clone, Copy)]
+struct Unbuilt {
+    name: Option<&'static &'static str>,
+    polled: bool,
+}
 
 /// What became of the body.
 pub(super) enum BodyOut<T, E> {
@@ -45,6 +53,9 @@ pin_project! {
         K: Flavor,
     {
         driver: Driver,
+        // A scope whose body holds no handle, while its node is not built (see
+        // `ScopeWork::poll_unbuilt`).
+        unbuilt: Option<Unbuilt>,
         #[pin]
         work: ScopeWork<'env, Fut, K>,
         _marker: PhantomData<M>,
@@ -93,7 +104,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeFuture")
-            .field("started", &self.driver.is_active())
+            .field(
+                "started",
+                &(self.driver.is_active() || self.unbuilt.is_some_and(|u| u.polled)),
+            )
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
     }
@@ -115,6 +129,7 @@ where
     ) -> Self {
         ScopeFuture {
             driver,
+            unbuilt: None,
             work: ScopeWork {
                 watch,
                 kind,
@@ -126,6 +141,21 @@ where
             },
             _marker: PhantomData,
         }
+    }
+
+    /// A scope future about to run `body`, which holds no handle to the scope, with its
+    /// node built from `lazy` only once something needs it (see `ScopeWork::poll_unbuilt`).
+    pub(super) fn unbuilt(
+        body: Fut,
+        kind: ErrorOps<<Fut::Output as BodyResult>::Err>,
+        name: Option<&'static &'static str>,
+    ) -> Self {
+        let mut f = ScopeFuture::new(body, Locals::none(), None, kind, Driver::unbuilt());
+        f.unbuilt = Some(Unbuilt {
+            name,
+            polled: false,
+        });
+        f
     }
 }
 
@@ -147,8 +177,38 @@ where
 {
     type Output = M::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        if self.unbuilt.is_some() {
+            return self.poll_lazily(cx);
+        }
         let this = self.project();
+        this.driver.poll(this.work, cx).map(M::output)
+    }
+}
+
+impl<Fut, M, K> ScopeFuture<'_, Fut, M, K>
+where
+    Fut: Future,
+    Fut::Output: BodyResult,
+    M: Mode<Fut::Output>,
+    K: Flavor,
+{
+    /// A poll of a scope whose node was not built yet. Apart from `poll`, so that a scope
+    /// built at entry keeps a `poll` small enough to inline into its caller.
+    #[inline(never)]
+    fn poll_lazily(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        let mut this = self.project();
+        if let Some(Unbuilt { name, .. }) = *this.unbuilt {
+            let lazy = Lazy::Scope { name };
+            if let Some(done) = this
+                .work
+                .as_mut()
+                .poll_unbuilt(this.driver, this.unbuilt, lazy, cx)
+            {
+                return done.map(M::output);
+            }
+        }
         this.driver.poll(this.work, cx).map(M::output)
     }
 }
@@ -230,30 +290,9 @@ where
         let node = driver.node();
         match polled {
             Some(Ok(Some(Poll::Ready(r)))) => {
-                if let Some(p) = drop_body(this.body.as_mut()) {
-                    node.record_panic(p);
-                }
-                node.lock().complete();
-                match r.into_result() {
-                    Ok(v) => *this.out = BodyOut::Ok(v),
-                    // An error after the scope was cancelled is secondary, like a child's
-                    // (`docs/design.md`, 4.2): counted, not returned.
-                    Err(e) => match node.record_error(None) {
-                        Recorded::Suppressed => {
-                            node.drop_user(e);
-                            *this.out = BodyOut::Suppressed;
-                        }
-                        Recorded::Primary | Recorded::Kept => *this.out = BodyOut::Err(e),
-                    },
-                }
+                settle(this.body.as_mut(), this.out, node, Ok(r.into_result()));
             }
-            Some(Err(payload)) => {
-                if let Some(p) = drop_body(this.body.as_mut()) {
-                    node.record_panic(p);
-                }
-                node.record_panic(payload);
-                *this.out = BodyOut::Panicked;
-            }
+            Some(Err(payload)) => settle(this.body.as_mut(), this.out, node, Err(payload)),
             Some(Ok(Some(Poll::Pending) | None)) | None => {}
         }
         if matches!(this.out, BodyOut::Running) || locals_polled.is_pending() {
@@ -303,6 +342,122 @@ where
         let this = self.project();
         let out = std::mem::replace(this.out, BodyOut::Running);
         finish(node, out, *this.kind)
+    }
+}
+
+/// What the body left when it ended (with its result, or panicking), recorded with `node`.
+#[inline(always)]
+fn settle<Fut, T, E>(
+    body: Pin<&mut Option<Fut>>,
+    out: &mut BodyOut<T, E>,
+    node: &Arc<Node>,
+    ended: Result<Result<T, E>, Payload>,
+) {
+    if let Some(p) = drop_body(body) {
+        node.record_panic(p);
+    }
+    match ended {
+        Ok(r) => {
+            node.lock().complete();
+            match r {
+                Ok(v) => *out = BodyOut::Ok(v),
+                // An error after the scope was cancelled is secondary, like a child's
+                // (`docs/design.md`, 4.2): counted, not returned.
+                Err(e) => match node.record_error(None) {
+                    Recorded::Suppressed => {
+                        node.drop_user(e);
+                        *out = BodyOut::Suppressed;
+                    }
+                    Recorded::Primary | Recorded::Kept => *out = BodyOut::Err(e),
+                },
+            }
+        }
+        Err(payload) => {
+            node.record_panic(payload);
+            *out = BodyOut::Panicked;
+        }
+    }
+}
+
+impl<Fut, K> ScopeWork<'_, Fut, K>
+where
+    Fut: Future,
+    Fut::Output: BodyResult,
+    K: Flavor,
+{
+    /// A poll of a scope whose node is not built: its body holds no handle, so only code
+    /// that reads the ambient context can reach the scope, and that builds the node
+    /// (`context::enter_lazy`). Until then the scope has nothing of its own to wait for or
+    /// be cancelled by: no child, no deadline, no handle. An ancestor's cancellation is
+    /// dealt with by the node future further out, or the task wrapper, that catches it (as
+    /// for a built scope: invariant #8); one that is hard already makes this poll build the
+    /// node and enter the ordinary way.
+    ///
+    /// `Some` with the poll's result if the node is still not built: `Pending` while the
+    /// body waits, the body's value once it returned one. `None` once the node is built
+    /// (by code in the body, or here: for a body that failed or panicked, whose error is
+    /// decided with the node, and when a `tracing` subscriber wants the scope's span): the
+    /// caller goes on with `Driver::poll`, from where this left off.
+    fn poll_unbuilt(
+        self: Pin<&mut Self>,
+        driver: &mut Driver,
+        unbuilt: &mut Option<Unbuilt>,
+        lazy: Lazy,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<<Self as Work>::Output>> {
+        #[cfg(feature = "tracing")]
+        if tracing::span_enabled!(tracing::Level::DEBUG) {
+            *unbuilt = None;
+            driver.build(lazy.node());
+            return None;
+        }
+        if let Some(u) = unbuilt {
+            u.polled = true;
+        }
+        let mut this = self.project();
+        let body = this.body.as_mut();
+        let Some((polled, built)) = driver.poll_lazy(lazy, || {
+            catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx))))
+        }) else {
+            *unbuilt = None;
+            driver.build(lazy.node());
+            return None;
+        };
+        let ended = match polled {
+            Ok(Some(Poll::Ready(r))) => Ok(r.into_result()),
+            Err(payload) => Err(payload),
+            // `None` cannot be: the body is only taken once it ended.
+            Ok(Some(Poll::Pending) | None) if !built => return Some(Poll::Pending),
+            Ok(Some(Poll::Pending) | None) => {
+                // Built while the body ran, and the body waits: now an ordinary scope that
+                // polled its body once this poll.
+                *unbuilt = None;
+                driver.register(cx);
+                return (driver.step() == Step::Run).then_some(Poll::Pending);
+            }
+        };
+        *unbuilt = None;
+        if !built {
+            match ended {
+                Ok(Ok(v)) => {
+                    driver.finish_unbuilt();
+                    if let Some(p) = drop_body(this.body.as_mut()) {
+                        resume_unwind(p);
+                    }
+                    return Some(Poll::Ready(Ok(v)));
+                }
+                // Decided with a node: an error is secondary under a cancelled ancestor,
+                // and a panic is re-raised once everything finished.
+                ended => {
+                    driver.build(lazy.node());
+                    driver.enter(true);
+                    settle(this.body.as_mut(), this.out, driver.node(), ended);
+                    return None;
+                }
+            }
+        }
+        settle(this.body.as_mut(), this.out, driver.node(), ended);
+        None
     }
 }
 

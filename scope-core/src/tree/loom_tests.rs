@@ -9,8 +9,8 @@
 //!
 //! Every model drives the real code (`Node::attach`, `cancel`, `escalate`, `detach`,
 //! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`, `Driver::poll` through a
-//! cancel scope's future, and `local::spawn` against the local queue's close), never a copy
-//! of it. The
+//! cancel scope's future, a lazily built scope's future, and `local::spawn` against the
+//! local queue's close), never a copy of it. The
 //! invariants cited (#1-#8) are those of the module doc of [`crate::tree`]. The models use the
 //! ambient frame of `crate::context` on one loom thread only (loom threads share one OS
 //! thread, so a thread-local would be shared between them) nor tokio's runtime: a spawned child is its
@@ -633,8 +633,8 @@ fn loom_spawn_local_vs_scope_drop() {
     static REFUSED: Outcomes = Outcomes::new();
     model(None, || {
         let node = root(Config::default());
-        let mut locals = crate::local::Locals::<crate::local::Sendable>::new();
-        let queue = locals.queue.clone();
+        let queue = Arc::new(crate::local::Queue::<crate::local::Sendable>::new());
+        let mut locals = crate::local::Locals::new(queue.clone());
         let n = node.clone();
         let spawner = thread::spawn(move || {
             crate::local::spawn::<_, _, _, crate::Cancelled>(&queue, &n, async { Ok(1u32) })
@@ -662,5 +662,56 @@ fn loom_spawn_local_vs_scope_drop() {
     REFUSED.assert_both(
         "the spawn was refused",
         "the child was spawned, then dropped with the scope",
+    );
+}
+
+/// A scope whose body holds no handle builds its node in the middle of its poll (the body
+/// reads the ambient context), below the ambient node, while another thread hard-cancels
+/// that parent. The new node is attached either before the cancel (which then reaches it)
+/// or after (it is born cancelled): never a node below a cancelled parent that does not
+/// know. The scope's future, whose body then waits, registers as the node's owner before
+/// it decides: a cancel it did not see yet wakes it.
+#[test]
+fn loom_lazy_scope_builds_its_node_vs_parent_cancel() {
+    static SEEN_AT_DECISION: Outcomes = Outcomes::new();
+    model(None, || {
+        let parent = root(Config::default());
+        let p = parent.clone();
+        let canceller = thread::spawn(move || p.cancel_now(CancelReason::Explicit));
+
+        let (count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        let mut scope = Box::pin(crate::ScopeBuilder::new().run_ambient(async || {
+            let _ = crate::is_cancelled(); // builds the scope's node
+            std::future::pending::<()>().await;
+            Ok::<(), crate::Cancelled>(())
+        }));
+        let mut lent = Some(parent.clone());
+        let mut shields = 0;
+        let first =
+            crate::context::enter_node(&mut lent, &mut shields, || scope.as_mut().poll(&mut cx));
+        assert!(first.is_pending(), "the body waits");
+        let node = parent
+            .lock()
+            .children
+            .get(0)
+            .cloned()
+            .expect("the scope's node was built and attached below the ambient node");
+        let seen = node.state().is_hard();
+        SEEN_AT_DECISION.record(seen);
+        canceller.join().unwrap();
+        assert!(
+            node.state().is_hard(),
+            "the parent's cancel reached the new node"
+        );
+        if !seen {
+            assert!(count.get() >= 1, "the cancel woke the scope's future");
+        }
+        drop(scope);
+        parent.detach();
+    });
+    SEEN_AT_DECISION.assert_both(
+        "the cancel came before the node was built or before the poll ended",
+        "the cancel came after the poll and woke the registered owner",
     );
 }

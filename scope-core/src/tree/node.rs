@@ -329,6 +329,43 @@ impl Config {
     }
 }
 
+/// What a node future entered without its node builds the node from, once something asks
+/// for it (`context::enter_lazy`). Small and `Copy`: it sits in the ambient frame while
+/// the node is not built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lazy {
+    /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
+    /// `fail_after`).
+    Timeout(Duration),
+    /// A scope whose body holds no handle to it (the macros without a handle): only code
+    /// that reads the ambient context can reach it.
+    /// (A name by reference to a `&'static str`: so this stays two words, the size of the
+    /// timeout's `Duration`, which every poll of a lazily entered node moves in and out of
+    /// the ambient frame.)
+    Scope { name: Option<&'static &'static str> },
+}
+
+impl Lazy {
+    /// The node, not attached yet. A scope's spawns its children on the runtime it is built
+    /// in (inside the scope future's poll: the runtime it was entered in).
+    pub(crate) fn node(self) -> Arc<Node> {
+        match self {
+            Lazy::Timeout(d) => Node::new(Config::timeout_only(d)),
+            Lazy::Scope { name } => {
+                let node = Node::new(Config {
+                    name: name.map(|n| Cow::Borrowed(*n)),
+                    kind: crate::tree::NodeKind::Scope,
+                    ..Config::default()
+                });
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let _ = node.runtime.set(rt);
+                }
+                node
+            }
+        }
+    }
+}
+
 impl Inner {
     /// Where the node is in its life.
     pub(crate) fn life(&self) -> Life {

@@ -1,7 +1,7 @@
 pub async fn fetch(id: u32) -> Result<String, Error> {
-    ::taskscope::__private::ScopeBuilder::run_with(
-            ::taskscope::__private::ScopeBuilder::new().name("fetch"),
-            async move |_| -> Result<String, Error> {
+    ::taskscope::__private::ScopeBuilder::run_ambient_with(
+            ::taskscope::__private::ScopeBuilder::new().name_static(&"fetch"),
+            async move || -> Result<String, Error> {
                 let page = get(id).await?;
                 Ok(page)
             },

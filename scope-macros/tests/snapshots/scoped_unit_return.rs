@@ -1,7 +1,7 @@
 async fn tick() {
-    match ::taskscope::__private::ScopeBuilder::run(
-            ::taskscope::__private::ScopeBuilder::new().name("tick"),
-            async move |_| ::taskscope::__private::Ok::<
+    match ::taskscope::__private::ScopeBuilder::run_ambient(
+            ::taskscope::__private::ScopeBuilder::new().name_static(&"tick"),
+            async move || ::taskscope::__private::Ok::<
                 _,
                 ::taskscope::__private::Cancelled,
             >(

@@ -1,0 +1,440 @@
+//! A scope whose body holds no handle (`#[scoped]` and `scope!({ .. })` without one) builds
+//! its cancel-tree node only when something needs it: code in the body that reads the
+//! ambient context (a nested scope or cancel scope, `is_cancelled()`, `cancelled()`,
+//! `current_deadline()`, a snapshot), or a body that fails or panics. Whatever the body
+//! does, the answer must be the one a scope built at entry gives: each test here runs the
+//! same body under both (`#[scoped]` builds lazily, `#[scoped(s)]` at entry) and compares.
+
+mod common;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use common::{Census, HANG, PAUSED_HANG, Within, rt_test, within};
+use futures_util::FutureExt;
+use taskscope::snapshot::NodeKind;
+use taskscope::{
+    CancelReason, Cancelled, Scope, cancelled, current_deadline, fail_after, is_cancelled,
+    move_on_after, scope, scoped, shield, snapshot,
+};
+use tokio::time::{Instant, sleep};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// What a body saw of its scope: the ambient answers, and the tree below the outer scope.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    cancelled: bool,
+    deadline: Option<Instant>,
+    tree: Vec<(usize, NodeKind, Option<String>)>,
+}
+
+fn look() -> Seen {
+    Seen {
+        cancelled: is_cancelled(),
+        deadline: current_deadline(),
+        tree: snapshot()
+            .nodes()
+            .iter()
+            .map(|n| (n.depth, n.kind, n.name.as_deref().map(str::to_owned)))
+            .collect(),
+    }
+}
+
+#[scoped(name = "work")]
+async fn lazy_look() -> Result<Seen, Cancelled> {
+    tokio::task::yield_now().await;
+    Ok(look())
+}
+
+#[scoped(s, name = "work")]
+async fn eager_look() -> Result<Seen, Cancelled> {
+    let _ = &s;
+    tokio::task::yield_now().await;
+    Ok(look())
+}
+
+rt_test! {
+    async fn ambient_reads_in_the_body_see_the_scope_a_built_scope_shows() {
+        let deadline = Instant::now() + HOUR;
+        let r: Result<(Seen, Seen), Cancelled> = Scope::builder()
+            .name("outer")
+            .deadline(deadline)
+            .run(async |_| Ok((lazy_look().await?, eager_look().await?)))
+            .within(HANG, "the outer scope's return")
+            .await;
+        let (lazy, eager) = r.expect("both bodies return their value");
+        assert_eq!(lazy, eager);
+        assert_eq!(
+            lazy,
+            Seen {
+                cancelled: false,
+                deadline: Some(deadline),
+                tree: vec![
+                    (0, NodeKind::Scope, Some("outer".into())),
+                    (1, NodeKind::Scope, Some("work".into())),
+                ],
+            }
+        );
+    }
+}
+
+rt_test! {
+    async fn scope_block_without_a_closure_returns_the_body_s_value() {
+        let r: Result<u32, Cancelled> = within(
+            HANG,
+            async {
+                taskscope::scope!({
+                    tokio::task::yield_now().await;
+                    Ok(5)
+                })
+            },
+            "the scope's return",
+        )
+        .await;
+        assert_eq!(r, Ok(5));
+    }
+}
+
+/// Runs `body` in an outer scope that is cancelled with a grace period first (soft: the
+/// body goes on), and returns what the outer scope and `body` returned.
+async fn under_a_soft_cancel<F, Fut>(
+    body: F,
+) -> (Result<(), Cancelled>, Option<Result<u8, Cancelled>>)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<u8, Cancelled>>,
+{
+    let mut inner = None;
+    let outer = Scope::builder()
+        .grace(HOUR)
+        .run(async |s| {
+            s.cancel();
+            inner = Some(body().await);
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the soft-cancelled scope's return")
+        .await;
+    (outer, inner)
+}
+
+#[scoped]
+async fn lazy_fails() -> Result<u8, Cancelled> {
+    tokio::task::yield_now().await;
+    Err(Cancelled::new(CancelReason::Explicit))
+}
+
+#[scoped(s)]
+async fn eager_fails() -> Result<u8, Cancelled> {
+    let _ = &s;
+    tokio::task::yield_now().await;
+    Err(Cancelled::new(CancelReason::Explicit))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_error_under_a_cancelled_parent_is_suppressed_as_in_a_built_scope() {
+    let lazy = under_a_soft_cancel(lazy_fails).await;
+    let eager = under_a_soft_cancel(eager_fails).await;
+    assert_eq!(lazy, eager);
+    // The error came after the cancel: secondary, counted on the cancellation returned.
+    let inner = lazy.1.expect("the body ran").unwrap_err();
+    assert_eq!(inner.reason(), CancelReason::ParentCancelled);
+    assert_eq!(inner.suppressed_errors(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_error_is_returned_as_from_a_built_scope() {
+    let lazy = lazy_fails().within(PAUSED_HANG, "the scope's return").await;
+    let eager = eager_fails()
+        .within(PAUSED_HANG, "the scope's return")
+        .await;
+    assert_eq!(lazy, eager);
+    assert_eq!(lazy, Err(Cancelled::new(CancelReason::Explicit)));
+}
+
+#[scoped]
+async fn lazy_panics() -> Result<(), Cancelled> {
+    tokio::task::yield_now().await;
+    panic!("lazy boom");
+}
+
+rt_test! {
+    async fn a_panicking_body_is_re_raised_with_its_payload() {
+        let caught = AssertUnwindSafe(lazy_panics())
+            .catch_unwind()
+            .within(HANG, "the panicking scope's return")
+            .await;
+        let payload = caught.expect_err("the panic comes out");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"lazy boom"));
+        // Nothing was left in the tree of the enclosing scope.
+        let r: Result<usize, Cancelled> = scope(async |s| {
+            let _ = AssertUnwindSafe(lazy_panics()).catch_unwind().await;
+            Ok(s.snapshot().nodes().len())
+        })
+        .within(HANG, "the enclosing scope's return")
+        .await;
+        assert_eq!(r, Ok(1));
+    }
+}
+
+/// Opens a nested scope that spawns a child and drops the nested scope's future after its
+/// first poll: the child is cancelled, but a shield keeps it alive for `HOUR / 2` of paused
+/// time (counted by `census`). It is handed up to the scope this runs in, which must await
+/// it before it returns.
+async fn hand_up_a_child(census: &Census) {
+    let guard = census.guard();
+    let nested = scope(async move |s| {
+        s.spawn(async move {
+            shield(async move {
+                let _guard = guard;
+                sleep(HOUR / 2).await;
+            })
+            .await;
+            Ok::<(), Cancelled>(())
+        });
+        std::future::pending::<Result<(), Cancelled>>().await
+    });
+    tokio::select! {
+        biased;
+        _ = nested => unreachable!("the nested scope never ends by itself"),
+        () = tokio::task::yield_now() => {}
+    }
+}
+
+#[scoped]
+async fn lazy_hands_up(census: &Census) -> Result<(), Cancelled> {
+    hand_up_a_child(census).await;
+    Ok(())
+}
+
+#[scoped(s)]
+async fn eager_hands_up(census: &Census) -> Result<(), Cancelled> {
+    let _ = &s;
+    hand_up_a_child(census).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_handed_up_by_a_dropped_nested_scope_is_awaited_before_the_return() {
+    let census = Census::new();
+    let t0 = Instant::now();
+    lazy_hands_up(&census)
+        .within(PAUSED_HANG, "the scope's return after the handed-up child")
+        .await
+        .expect("the scope ends well");
+    assert_eq!(census.made(), 1);
+    assert_eq!(census.alive(), 0, "the handed-up child outlived the scope");
+    assert_eq!(
+        t0.elapsed(),
+        HOUR / 2,
+        "the scope did not wait for the child"
+    );
+    // The same with the scope built at entry.
+    let t0 = Instant::now();
+    eager_hands_up(&census)
+        .within(PAUSED_HANG, "the scope's return after the handed-up child")
+        .await
+        .expect("the scope ends well");
+    assert_eq!(census.alive(), 0);
+    assert_eq!(t0.elapsed(), HOUR / 2);
+}
+
+/// As `hand_up_a_child`, all in one poll of the body, which returns in the poll that built
+/// its scope's node (the nested scope attached below it): the child runs on another worker,
+/// and the body waits (blocking its worker, bounded) until the child is inside its shield.
+#[scoped]
+async fn lazy_hands_up_in_one_poll(census: &Census) -> Result<(), Cancelled> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let guard = census.guard();
+    let shielded = Arc::new(AtomicBool::new(false));
+    let flag = shielded.clone();
+    let nested = scope(async move |s| {
+        s.spawn(async move {
+            shield(async move {
+                let _guard = guard;
+                flag.store(true, Ordering::Release);
+                sleep(Duration::from_millis(50)).await;
+            })
+            .await;
+            Ok::<(), Cancelled>(())
+        });
+        std::future::pending::<Result<(), Cancelled>>().await
+    });
+    let mut nested = std::pin::pin!(nested);
+    assert!(futures_util::poll!(nested.as_mut()).is_pending());
+    let t0 = std::time::Instant::now();
+    while !shielded.load(Ordering::Acquire) {
+        assert!(
+            t0.elapsed() < HANG,
+            "hang: the child did not enter its shield"
+        );
+        std::thread::yield_now();
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_handed_up_in_the_poll_that_built_the_scope_is_awaited() {
+    let census = Census::new();
+    let t0 = Instant::now();
+    lazy_hands_up_in_one_poll(&census)
+        .within(HANG, "the scope's return after the handed-up child")
+        .await
+        .expect("the scope ends well");
+    assert_eq!(census.made(), 1);
+    assert_eq!(census.alive(), 0, "the handed-up child outlived the scope");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(50),
+        "the scope did not wait for the child"
+    );
+}
+
+#[scoped]
+async fn lazy_waits_forever(census: &Census) -> Result<(), Cancelled> {
+    let _guard = census.guard();
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+rt_test! {
+    async fn an_unbuilt_scope_waiting_is_dropped_with_its_parent_s_cancel() {
+        let census = Census::new();
+        let r = fail_after(Duration::from_millis(20), async {
+            let outer: Result<(), Cancelled> =
+                scope(async |_| lazy_waits_forever(&census).await).await;
+            outer
+        })
+        .within(HANG, "the timed-out scope's return")
+        .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.alive(), 0, "the waiting body outlived the cancel");
+    }
+}
+
+rt_test! {
+    async fn dropping_an_unbuilt_scope_drops_its_body_at_once() {
+        let census = Census::new();
+        let r = move_on_after(Duration::from_millis(5), lazy_waits_forever(&census))
+            .within(HANG, "the timeout's return")
+            .await;
+        assert!(r.is_none());
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.alive(), 0);
+    }
+}
+
+#[scoped(name = "in_child")]
+async fn lazy_tree() -> Result<Vec<(usize, NodeKind, Option<String>)>, Cancelled> {
+    Ok(look().tree)
+}
+
+rt_test! {
+    async fn a_scope_in_a_spawned_child_is_built_below_the_child_s_scope() {
+        let r: Result<_, Cancelled> = Scope::builder()
+            .name("parent")
+            .run(async |s| s.spawn(lazy_tree()).await)
+            .within(HANG, "the scope's return")
+            .await;
+        assert_eq!(
+            r.expect("the child ends well"),
+            [
+                (0, NodeKind::Scope, Some("parent".into())),
+                (1, NodeKind::Scope, Some("in_child".into())),
+            ]
+        );
+    }
+}
+
+#[scoped]
+async fn lazy_until_told(
+    first: tokio::sync::oneshot::Receiver<()>,
+    second: tokio::sync::oneshot::Receiver<()>,
+) -> Result<bool, Cancelled> {
+    let _ = first.await;
+    let cancelled = is_cancelled(); // builds the node
+    let _ = second.await;
+    Ok(cancelled)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_shows_in_the_tree_once_its_body_asked_for_it() {
+    // Lazy building is visible from outside in one way only: a snapshot taken elsewhere
+    // shows the scope once something built its node. Here the outer body snapshots the
+    // tree while the child's scope waits unbuilt, then after it read `is_cancelled()`.
+    let r: Result<(Vec<NodeKind>, Vec<NodeKind>), Cancelled> = scope(async |s| {
+        let kinds = || {
+            s.snapshot()
+                .nodes()
+                .iter()
+                .map(|n| n.kind)
+                .collect::<Vec<_>>()
+        };
+        let (tx1, rx1) = tokio::sync::oneshot::channel();
+        let (tx2, rx2) = tokio::sync::oneshot::channel();
+        let child = s.spawn(lazy_until_told(rx1, rx2));
+        sleep(Duration::from_millis(1)).await;
+        let before = kinds();
+        let _ = tx1.send(());
+        sleep(Duration::from_millis(1)).await;
+        let after = kinds();
+        let _ = tx2.send(());
+        assert_eq!(child.await, Ok(false));
+        Ok((before, after))
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    let (before, after) = r.expect("the scope ends well");
+    assert_eq!(
+        before,
+        [NodeKind::Scope],
+        "an unbuilt scope is not in the tree"
+    );
+    assert_eq!(after, [NodeKind::Scope, NodeKind::Scope]);
+}
+
+rt_test! {
+    async fn cancelled_resolves_in_an_unbuilt_scope_when_the_parent_is_cancelled() {
+        // `cancelled()` builds the node and waits on it; the parent's cancel reaches it.
+        let r: Result<CancelReason, Cancelled> = Scope::builder()
+            .grace(HOUR)
+            .run(async |s| {
+                taskscope::scope!({
+                    let (reason, ()) = tokio::join!(async { cancelled().await.reason() }, async {
+                        tokio::task::yield_now().await;
+                        s.cancel();
+                    });
+                    Ok(reason)
+                })
+            })
+            .within(HANG, "the scope's return once the cancel reached the waiter")
+            .await;
+        assert_eq!(r, Ok(CancelReason::ParentCancelled));
+    }
+}
+
+#[test]
+fn a_polled_unbuilt_scope_prints_as_started() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut fut = std::pin::pin!(taskscope::__private::ScopeBuilder::new().run_ambient(
+            async || {
+                std::future::pending::<()>().await;
+                Ok::<(), Cancelled>(())
+            }
+        ));
+        assert_eq!(
+            format!("{fut:?}"),
+            "ScopeFuture { started: false, finished: false, .. }"
+        );
+        assert!(futures_util::poll!(fut.as_mut()).is_pending());
+        assert_eq!(
+            format!("{fut:?}"),
+            "ScopeFuture { started: true, finished: false, .. }"
+        );
+    });
+}
