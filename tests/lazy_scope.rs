@@ -1,9 +1,11 @@
-//! A scope whose body holds no handle (`#[scoped]` and `scope!({ .. })` without one) builds
-//! its cancel-tree node only when something needs it: code in the body that reads the
+//! A scope whose body holds no handle (`#[scoped]` and `scope!({ .. })` without one), and a
+//! cancel scope run with nothing set and no handle taken (`CancelScope::new().run(..)`),
+//! build their cancel-tree node only when something needs it: code inside that reads the
 //! ambient context (a nested scope or cancel scope, `is_cancelled()`, `cancelled()`,
-//! `current_deadline()`, a snapshot), or a body that fails or panics. Whatever the body
-//! does, the answer must be the one a scope built at entry gives: each test here runs the
-//! same body under both (`#[scoped]` builds lazily, `#[scoped(s)]` at entry) and compares.
+//! `current_deadline()`, a snapshot), or (a scope) a body that fails or panics. Whatever
+//! the code inside does, the answer must be the one a node built at entry gives: the tests
+//! here run the same code both ways (`#[scoped]` builds lazily, `#[scoped(s)]` at entry; a
+//! cancel scope whose handle was taken is built at entry) and compare.
 
 mod common;
 
@@ -15,8 +17,8 @@ use common::{Census, HANG, PAUSED_HANG, Within, rt_test, within};
 use futures_util::FutureExt;
 use taskscope::snapshot::NodeKind;
 use taskscope::{
-    CancelReason, Cancelled, Scope, cancelled, current_deadline, fail_after, is_cancelled,
-    move_on_after, scope, scoped, shield, snapshot,
+    CancelReason, CancelScope, Cancelled, Scope, cancelled, current_deadline, fail_after,
+    is_cancelled, move_on_after, scope, scoped, shield, snapshot,
 };
 use tokio::time::{Instant, sleep};
 
@@ -437,4 +439,186 @@ fn a_polled_unbuilt_scope_prints_as_started() {
             "ScopeFuture { started: true, finished: false, .. }"
         );
     });
+}
+
+/// Runs `fut` in a cancel scope with nothing set: built lazily, or (`eager`) at entry
+/// because a handle was taken.
+fn cancel_scope<F: Future>(eager: bool, fut: F) -> taskscope::future::Run<F, F::Output> {
+    let cs = CancelScope::new();
+    if eager {
+        let _ = cs.handle();
+    }
+    cs.run(fut)
+}
+
+rt_test! {
+    async fn ambient_reads_in_a_cancel_scope_see_the_node_a_built_one_shows() {
+        let deadline = Instant::now() + HOUR;
+        let r: Result<Vec<Seen>, Cancelled> = Scope::builder()
+            .name("outer")
+            .deadline(deadline)
+            .run(async |_| {
+                let mut seen = Vec::new();
+                for eager in [false, true] {
+                    seen.push(cancel_scope(eager, async {
+                        tokio::task::yield_now().await;
+                        look()
+                    })
+                    .await?);
+                }
+                Ok(seen)
+            })
+            .within(HANG, "the outer scope's return")
+            .await;
+        let seen = r.expect("both cancel scopes return their value");
+        assert_eq!(seen[0], seen[1]);
+        assert_eq!(
+            seen[0],
+            Seen {
+                cancelled: false,
+                deadline: Some(deadline),
+                tree: vec![
+                    (0, NodeKind::Scope, Some("outer".into())),
+                    (1, NodeKind::CancelScope, None),
+                ],
+            }
+        );
+    }
+}
+
+rt_test! {
+    async fn a_waiting_cancel_scope_with_nothing_set_goes_with_its_parent_s_cancel() {
+        for eager in [false, true] {
+            let census = Census::new();
+            let guard = census.guard();
+            let r = fail_after(Duration::from_millis(20), async {
+                cancel_scope(eager, async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                })
+                .await
+            })
+            .within(HANG, "the timed-out cancel scope's return")
+            .await;
+            assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded, "eager: {eager}");
+            assert_eq!(census.alive(), 0, "eager: {eager}: the waiting future outlived the cancel");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_waits_for_a_child_handed_up_by_a_nested_scope() {
+    for eager in [false, true] {
+        let census = Census::new();
+        let t0 = Instant::now();
+        let r = cancel_scope(eager, hand_up_a_child(&census))
+            .within(
+                PAUSED_HANG,
+                "the cancel scope's return after the handed-up child",
+            )
+            .await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(
+            census.alive(),
+            0,
+            "eager: {eager}: the handed-up child outlived it"
+        );
+        assert_eq!(
+            t0.elapsed(),
+            HOUR / 2,
+            "eager: {eager}: it did not wait for the child"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_shows_in_the_tree_once_code_inside_asked_for_it() {
+    let r: Result<(Vec<NodeKind>, Vec<NodeKind>), Cancelled> = scope(async |s| {
+        let kinds = || {
+            s.snapshot()
+                .nodes()
+                .iter()
+                .map(|n| n.kind)
+                .collect::<Vec<_>>()
+        };
+        let (tx1, rx1) = tokio::sync::oneshot::channel::<()>();
+        let (tx2, rx2) = tokio::sync::oneshot::channel::<()>();
+        let child = s.spawn(async move {
+            CancelScope::new()
+                .run(async move {
+                    let _ = rx1.await;
+                    let _ = current_deadline(); // builds the node
+                    let _ = rx2.await;
+                })
+                .await
+        });
+        sleep(Duration::from_millis(1)).await;
+        let before = kinds();
+        let _ = tx1.send(());
+        sleep(Duration::from_millis(1)).await;
+        let after = kinds();
+        let _ = tx2.send(());
+        assert_eq!(child.await, Ok(()));
+        Ok((before, after))
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    let (before, after) = r.expect("the scope ends well");
+    assert_eq!(
+        before,
+        [NodeKind::Scope],
+        "an unbuilt cancel scope is not in the tree"
+    );
+    assert_eq!(after, [NodeKind::Scope, NodeKind::CancelScope]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_under_a_hard_cancelled_node_is_not_polled() {
+    // As for a timeout: the enclosing cancel scope is hard-cancelled while a shield inside
+    // keeps its future polled; a cancel scope entered next to the shield must not poll its
+    // future (invariant #8), built or not.
+    for eager in [false, true] {
+        let polled = std::cell::Cell::new(false);
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        let r = cs
+            .run(async {
+                h.cancel();
+                let guarded = shield(async {
+                    tokio::task::yield_now().await;
+                });
+                let inner = cancel_scope(eager, async { polled.set(true) });
+                let _ = tokio::join!(guarded, inner);
+            })
+            .within(PAUSED_HANG, "the hard-cancelled cancel scope's return")
+            .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+        assert!(!polled.get(), "eager: {eager}: polled under a hard cancel");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_cancel_scope_leaves_no_node_behind() {
+    for eager in [false, true] {
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let caught = AssertUnwindSafe(cancel_scope(eager, async {
+                let _ = is_cancelled(); // builds the node
+                tokio::task::yield_now().await;
+                panic!("boom");
+            }))
+            .catch_unwind()
+            .await;
+            let payload = caught.expect_err("the panic comes out");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+            assert_eq!(
+                s.snapshot().nodes().len(),
+                1,
+                "the cancel scope left the tree"
+            );
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the scope's return after the panic")
+        .await;
+        assert_eq!(r, Ok(()), "eager: {eager}");
+    }
 }

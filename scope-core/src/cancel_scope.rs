@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::parent::{Hold, Parent};
-use crate::sync::Arc;
-use crate::tree::{Config, Lazy, Node};
+use crate::sync::{Arc, OnceLock};
+use crate::tree::{Lazy, Node};
 
 /// A node of the cancel tree around one future: a deadline, a shield, and a handle to
 /// cancel it.
@@ -52,7 +52,10 @@ use crate::tree::{Config, Lazy, Node};
 /// # }
 /// ```
 pub struct CancelScope {
-    node: Arc<Node>,
+    /// Built by the first call that needs it (a setting, a handle); a cancel scope run
+    /// without one builds its node only when code inside asks for it (see
+    /// [`CancelScope::run`]).
+    node: OnceLock<Arc<Node>>,
     /// Opened under an explicit parent: counted there from [`CancelScope::parent`] on.
     hold: Option<Hold>,
 }
@@ -65,13 +68,24 @@ impl Default for CancelScope {
 
 impl fmt::Debug for CancelScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let inner = self.node.lock();
-        f.debug_struct("CancelScope")
-            .field("name", &inner.name)
-            .field("deadline", &inner.deadline)
-            .field("shield", &inner.shield)
-            .field("cancel_called", &inner.reason.is_some())
-            .finish()
+        let mut d = f.debug_struct("CancelScope");
+        match self.node.get() {
+            Some(node) => {
+                let inner = node.lock();
+                d.field("name", &inner.name)
+                    .field("deadline", &inner.deadline)
+                    .field("shield", &inner.shield)
+                    .field("cancel_called", &inner.reason.is_some())
+                    .finish()
+            }
+            // Nothing was set and no handle taken: the defaults.
+            None => d
+                .field("name", &None::<Cow<'static, str>>)
+                .field("deadline", &None::<Instant>)
+                .field("shield", &false)
+                .field("cancel_called", &false)
+                .finish(),
+        }
     }
 }
 
@@ -79,15 +93,20 @@ impl CancelScope {
     /// A cancel scope with no deadline, not shielded.
     pub fn new() -> Self {
         CancelScope {
-            node: Node::new(Config::default()),
+            node: OnceLock::new(),
             hold: None,
         }
+    }
+
+    /// The node, built now if nothing built it yet.
+    fn node(&self) -> &Arc<Node> {
+        self.node.get_or_init(|| Lazy::Plain.node())
     }
 
     /// Cancels the scope `d` after it is entered (its first poll). `Duration::MAX` never
     /// fires. Combined with [`deadline`](Self::deadline), the earlier one wins.
     pub fn timeout(self, d: Duration) -> Self {
-        self.node.lock().set_timeout(d);
+        self.node().lock().set_timeout(d);
         self
     }
 
@@ -95,7 +114,7 @@ impl CancelScope {
     /// inner future is first polled.
     pub fn deadline(self, at: Instant) -> Self {
         {
-            let mut inner = self.node.lock();
+            let mut inner = self.node().lock();
             inner.deadline = Some(inner.deadline.map_or(at, |d| d.min(at)));
         }
         self
@@ -108,20 +127,20 @@ impl CancelScope {
     /// A shield cannot stop Rust from dropping the future that contains it (a lost
     /// `select!` branch, an aborted task): it shields against the cancel tree, not `Drop`.
     pub fn shield(self, shield: bool) -> Self {
-        self.node.lock().shield = shield;
+        self.node().lock().shield = shield;
         self
     }
 
     /// A name for diagnostics.
     pub fn name(self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.node.lock().name = Some(name.into());
+        self.node().lock().name = Some(name.into());
         self
     }
 
     /// Time between this scope's own soft cancel (the inner code sees `cancelled()`) and
     /// the hard one (the inner future is dropped). Default zero.
     pub fn grace(self, grace: Duration) -> Self {
-        self.node.lock().grace = grace;
+        self.node().lock().grace = grace;
         self
     }
 
@@ -169,7 +188,7 @@ impl CancelScope {
     /// A handle to cancel this scope or move its deadline, before or while it runs.
     pub fn handle(&self) -> CancelHandle {
         CancelHandle {
-            node: self.node.clone(),
+            node: self.node().clone(),
         }
     }
 
@@ -179,12 +198,25 @@ impl CancelScope {
     /// cancellation (the future was dropped). Before it returns, every task spawned below
     /// it (by scopes whose futures were dropped inside it) has finished.
     ///
+    /// A cancel scope with nothing set and no handle taken has nothing of its own to be
+    /// cancelled by: it builds its node (an allocation, and locks to enter the tree and
+    /// leave it) only when code in `fut` asks for the ambient context (a nested scope,
+    /// `is_cancelled()`, `cancelled()`, a snapshot). Every answer is the one the node
+    /// would give had it been built at entry; until then it is not in a
+    /// [`snapshot`](crate::snapshot) taken elsewhere.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the returned future drops `fut`; nested scopes inside it then hand their
     /// still-running children to the nearest live ancestor scope.
     pub fn run<F: Future>(self, fut: F) -> Run<F, F::Output> {
-        Run::new(Driver::with_hold(self.node, self.hold), fut)
+        match (self.node.into_inner(), self.hold) {
+            (None, None) => Run::plain(fut),
+            (node, hold) => {
+                let node = node.unwrap_or_else(|| Lazy::Plain.node());
+                Run::new(Driver::with_hold(node, hold), fut)
+            }
+        }
     }
 }
 
@@ -350,6 +382,8 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Run<F, T> {
         driver: Driver,
+        // Whether the node is built yet (see `Run::poll_unbuilt`).
+        unbuilt: Unbuilt,
         #[pin]
         work: RunWork<F, T>,
     }
@@ -372,10 +406,25 @@ pin_project! {
     }
 }
 
+/// Whether the node of a cancel scope with nothing set ([`Lazy::Plain`]) is built yet.
+/// (A timeout's lazy node is its wrapper's: `Timeout`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unbuilt {
+    /// It is, or it was given at creation.
+    No,
+    /// Not polled yet.
+    Fresh,
+    /// Polled, and its future waits.
+    Waiting,
+}
+
 impl<F, T> fmt::Debug for Run<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run")
-            .field("active", &self.driver.is_active())
+            .field(
+                "active",
+                &(self.driver.is_active() || self.unbuilt == Unbuilt::Waiting),
+            )
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
     }
@@ -385,6 +434,7 @@ impl<F: Future<Output = T>, T> Run<F, T> {
     pub(crate) fn new(driver: Driver, fut: F) -> Self {
         Run {
             driver,
+            unbuilt: Unbuilt::No,
             work: RunWork {
                 fut: Some(fut),
                 out: None,
@@ -393,12 +443,24 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         }
     }
 
-    /// The first poll of a cancel scope whose node is not built yet (see
-    /// `context::enter_lazy`): the node is built only if code under this poll asks for its
-    /// scope, or if the future does not complete. `None`: poll it the ordinary way now.
+    /// A cancel scope with nothing set around `fut`, whose node is built only when needed
+    /// (see [`Run::poll_unbuilt`]).
+    fn plain(fut: F) -> Self {
+        let mut run = Run::new(Driver::unbuilt(), fut);
+        run.unbuilt = Unbuilt::Fresh;
+        run
+    }
+
+    /// A poll of a cancel scope whose node is not built yet (see `context::enter_lazy`):
+    /// the node is built if code under this poll asks for its scope, and (a timeout, which
+    /// needs its timer) if the future is still pending after its first poll. A cancel scope
+    /// with nothing set ([`Lazy::Plain`]) has nothing of its own to wait for or be cancelled
+    /// by, and stays unbuilt while its future waits; an ancestor's cancellation is dealt
+    /// with by the node future further out, or the task wrapper, that catches it (invariant
+    /// #8). `None`: the node is built; poll the ordinary way now.
     fn poll_unbuilt(
         self: Pin<&mut Self>,
-        timeout: Duration,
+        lazy: Lazy,
         cx: &mut Context<'_>,
     ) -> Option<Poll<Result<T, Cancelled>>> {
         let this = self.project();
@@ -407,11 +469,10 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         // The timeout starts at entry either way: a node built during or after this poll
         // resolves it then, and a future that completes here never sees it.
         let fut = work.fut.as_mut();
-        let Some((polled, built)) = driver.poll_lazy(Lazy::Timeout(timeout), || {
-            fut.as_pin_mut().map(|f| f.poll(cx))
-        }) else {
+        let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
+        else {
             // The ambient node is hard-cancelled: enter the ordinary way.
-            driver.build(Node::new(Config::timeout_only(timeout)));
+            driver.build(lazy.node());
             return None;
         };
         if let Some(Poll::Ready(v)) = polled {
@@ -424,19 +485,46 @@ impl<F: Future<Output = T>, T> Run<F, T> {
             return None;
         }
         if !built {
-            driver.build(Node::new(Config::timeout_only(timeout)));
+            if lazy == Lazy::Plain {
+                return Some(Poll::Pending);
+            }
+            driver.build(lazy.node());
             driver.enter(false);
         }
-        // Now an ordinary cancel scope whose future was polled once and waits.
+        // Now an ordinary cancel scope whose future was polled and waits.
         driver.register(cx);
         (driver.step() == Step::Run).then_some(Poll::Pending)
+    }
+
+    /// A poll of a cancel scope with nothing set while its node is not built. Apart from
+    /// `poll`, so that a cancel scope built at entry keeps a `poll` small enough to inline
+    /// into its caller.
+    #[inline(never)]
+    fn poll_lazily(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
+        if self.unbuilt != Unbuilt::No {
+            let done = self.as_mut().poll_unbuilt(Lazy::Plain, cx);
+            let this = self.as_mut().project();
+            *this.unbuilt = match done {
+                Some(Poll::Pending) if !this.driver.is_built() => Unbuilt::Waiting,
+                _ => Unbuilt::No,
+            };
+            if let Some(done) = done {
+                return done;
+            }
+        }
+        let this = self.project();
+        this.driver.poll(this.work, cx)
     }
 }
 
 impl<F: Future<Output = T>, T> Future for Run<F, T> {
     type Output = Result<T, Cancelled>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.unbuilt != Unbuilt::No {
+            return self.poll_lazily(cx);
+        }
         let this = self.project();
         this.driver.poll(this.work, cx)
     }
@@ -506,7 +594,7 @@ impl<F: Future<Output = T>, T> Timeout<F, T> {
     /// A zero timeout is entered at once: it cancels before the first poll.
     fn after(d: Duration, fut: F) -> Self {
         let (driver, unbuilt) = if d.is_zero() {
-            (Driver::new(Node::new(Config::timeout_only(d))), None)
+            (Driver::new(Lazy::Timeout(d).node()), None)
         } else {
             (Driver::unbuilt(), Some(d))
         };
@@ -530,7 +618,7 @@ impl<F: Future<Output = T>, T> Future for Timeout<F, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if let Some(d) = this.unbuilt.take() {
-            if let Some(done) = this.run.as_mut().poll_unbuilt(d, cx) {
+            if let Some(done) = this.run.as_mut().poll_unbuilt(Lazy::Timeout(d), cx) {
                 return done;
             }
         }

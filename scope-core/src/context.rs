@@ -72,7 +72,10 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
         /// runs in, so it is set aside.
         pending: Option<Pending>,
     }
+    /// Puts the frame back, also on unwind. It holds the frame itself: one thread-local
+    /// lookup for the lend and its return.
     struct Guard<'a, 'b> {
+        frame: &'a RefCell<Frame>,
         slot: &'a mut Option<Arc<Node>>,
         how: Lend<'b>,
         saved: Option<Saved>,
@@ -82,52 +85,58 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
             let Some(saved) = self.saved.take() else {
                 return;
             };
-            let _ = FRAME.try_with(|frame| {
-                let mut frame = frame.borrow_mut();
-                let node = std::mem::replace(&mut frame.node, saved.node);
-                let now = std::mem::replace(&mut frame.shields, saved.shields);
-                frame.pending = saved.pending;
-                match &mut self.how {
-                    Lend::Node(shields) => {
-                        *self.slot = node;
-                        frame.shields = saved.shields.wrapping_add(now.wrapping_sub(**shields));
-                        **shields = now;
-                    }
-                    Lend::TaskRoot => {
-                        let outer = saved.task_root.flatten();
-                        *self.slot = std::mem::replace(&mut frame.task_root, outer);
-                    }
+            let mut frame = self.frame.borrow_mut();
+            let node = std::mem::replace(&mut frame.node, saved.node);
+            let now = std::mem::replace(&mut frame.shields, saved.shields);
+            frame.pending = saved.pending;
+            match &mut self.how {
+                Lend::Node(shields) => {
+                    *self.slot = node;
+                    frame.shields = saved.shields.wrapping_add(now.wrapping_sub(**shields));
+                    **shields = now;
                 }
-            });
+                Lend::TaskRoot => {
+                    let outer = saved.task_root.flatten();
+                    *self.slot = std::mem::replace(&mut frame.task_root, outer);
+                }
+            }
         }
     }
-    let mut guard = Guard {
-        slot,
-        how,
-        saved: None,
-    };
-    let _ = FRAME.try_with(|frame| {
-        let mut frame = frame.borrow_mut();
-        let lent = guard.slot.take();
-        let saved = match &guard.how {
-            Lend::Node(shields) => Saved {
-                node: std::mem::replace(&mut frame.node, lent),
-                task_root: None,
-                shields: std::mem::replace(&mut frame.shields, **shields),
-                pending: frame.pending.take(),
-            },
-            Lend::TaskRoot => Saved {
-                node: frame.node.take(),
-                task_root: Some(std::mem::replace(&mut frame.task_root, lent)),
-                shields: std::mem::replace(&mut frame.shields, 0),
-                pending: frame.pending.take(),
-            },
+    let mut f = Some(f);
+    let lent = FRAME.try_with(|cell| {
+        let saved = {
+            let mut frame = cell.borrow_mut();
+            let lent = slot.take();
+            match &how {
+                Lend::Node(shields) => Saved {
+                    node: std::mem::replace(&mut frame.node, lent),
+                    task_root: None,
+                    shields: std::mem::replace(&mut frame.shields, **shields),
+                    pending: frame.pending.take(),
+                },
+                Lend::TaskRoot => Saved {
+                    node: frame.node.take(),
+                    task_root: Some(std::mem::replace(&mut frame.task_root, lent)),
+                    shields: std::mem::replace(&mut frame.shields, 0),
+                    pending: frame.pending.take(),
+                },
+            }
         };
-        guard.saved = Some(saved);
+        let guard = Guard {
+            frame: cell,
+            slot,
+            how,
+            saved: Some(saved),
+        };
+        let r = (f.take().expect("called once"))();
+        drop(guard);
+        r
     });
-    let r = f();
-    drop(guard);
-    r
+    match lent {
+        Ok(r) => r,
+        // No frame (the thread is being torn down): nothing to lend to.
+        Err(_) => (f.take().expect("called once"))(),
+    }
 }
 
 /// Lends a node future's node (and its shield count) to the frame while `f` runs.
@@ -163,7 +172,9 @@ pub(crate) fn enter_lazy<R>(
     shields: &mut u32,
     f: impl FnOnce() -> R,
 ) -> Option<R> {
+    /// Puts the frame back, also on unwind; holds the frame (one thread-local lookup).
     struct Guard<'a> {
+        frame: &'a RefCell<Frame>,
         slot: &'a mut Option<Arc<Node>>,
         shields: &'a mut u32,
         /// The frame's `pending` and `shields` before this scope.
@@ -171,47 +182,47 @@ pub(crate) fn enter_lazy<R>(
     }
     impl Drop for Guard<'_> {
         fn drop(&mut self) {
-            let _ = FRAME.try_with(|frame| {
-                let mut frame = frame.borrow_mut();
-                let (pending, outer) = (self.saved.0.take(), self.saved.1);
-                let now = std::mem::replace(&mut frame.shields, outer);
-                frame.shields = outer.wrapping_add(now.wrapping_sub(*self.shields));
-                *self.shields = now;
-                if let Some(Pending::Built(parent)) = std::mem::replace(&mut frame.pending, pending)
-                {
-                    *self.slot = std::mem::replace(&mut frame.node, parent);
-                }
-            });
+            let mut frame = self.frame.borrow_mut();
+            let (pending, outer) = (self.saved.0.take(), self.saved.1);
+            let now = std::mem::replace(&mut frame.shields, outer);
+            frame.shields = outer.wrapping_add(now.wrapping_sub(*self.shields));
+            *self.shields = now;
+            if let Some(Pending::Built(parent)) = std::mem::replace(&mut frame.pending, pending) {
+                *self.slot = std::mem::replace(&mut frame.node, parent);
+            }
         }
     }
-    let saved = FRAME
+    FRAME
         .try_with(|cell| {
-            let mut frame = cell.borrow_mut();
-            // A lazy cancel scope directly inside another one not built yet: the outer one
-            // is built first, as it is this one's parent.
-            if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
-                drop(frame);
-                materialize(cell);
-                frame = cell.borrow_mut();
-            }
-            let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
-            if ambient.is_some_and(|n| n.state().is_hard()) {
-                return None;
-            }
-            let pending = frame.pending.replace(Pending::Unbuilt(lazy));
-            let outer = std::mem::replace(&mut frame.shields, *shields);
-            Some((pending, outer))
+            let saved = {
+                let mut frame = cell.borrow_mut();
+                // A lazy node future directly inside another one not built yet: the outer
+                // one is built first, as it is this one's parent.
+                if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
+                    drop(frame);
+                    materialize(cell);
+                    frame = cell.borrow_mut();
+                }
+                let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
+                if ambient.is_some_and(|n| n.state().is_hard()) {
+                    return None;
+                }
+                let pending = frame.pending.replace(Pending::Unbuilt(lazy));
+                let outer = std::mem::replace(&mut frame.shields, *shields);
+                (pending, outer)
+            };
+            let guard = Guard {
+                frame: cell,
+                slot,
+                shields,
+                saved,
+            };
+            let r = f();
+            drop(guard);
+            Some(r)
         })
         .ok()
-        .flatten()?;
-    let guard = Guard {
-        slot,
-        shields,
-        saved,
-    };
-    let r = f();
-    drop(guard);
-    Some(r)
+        .flatten()
 }
 
 /// Builds the lazily entered node future's node of the frame, if it has one not built yet,

@@ -202,6 +202,11 @@ impl Driver {
         Driver::new_with(None)
     }
 
+    /// The node was built (or given at creation). Not while it is lent to the ambient frame.
+    pub(crate) fn is_built(&self) -> bool {
+        self.node.is_some()
+    }
+
     /// Gives an unbuilt driver its node (not yet entered: [`enter`](Self::enter) next).
     pub(crate) fn build(&mut self, node: Arc<Node>) {
         self.node = Some(node);

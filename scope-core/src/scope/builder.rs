@@ -545,7 +545,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
             Some(Lazy::Scope { name }) => {
                 ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name)
             }
-            Some(Lazy::Timeout(_)) | None => self.run_with(|_| body(), from_cancelled),
+            _ => self.run_with(|_| body(), from_cancelled),
         }
     }
 

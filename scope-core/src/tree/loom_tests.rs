@@ -665,53 +665,76 @@ fn loom_spawn_local_vs_scope_drop() {
     );
 }
 
-/// A scope whose body holds no handle builds its node in the middle of its poll (the body
-/// reads the ambient context), below the ambient node, while another thread hard-cancels
-/// that parent. The new node is attached either before the cancel (which then reaches it)
-/// or after (it is born cancelled): never a node below a cancelled parent that does not
-/// know. The scope's future, whose body then waits, registers as the node's owner before
-/// it decides: a cancel it did not see yet wakes it.
-#[test]
-fn loom_lazy_scope_builds_its_node_vs_parent_cancel() {
-    static SEEN_AT_DECISION: Outcomes = Outcomes::new();
-    model(None, || {
+/// A node future entered without its node (a scope whose body holds no handle, a cancel
+/// scope with nothing set) builds it in the middle of its poll (the code inside reads the
+/// ambient context), below the ambient node, while another thread hard-cancels that
+/// parent. The new node is attached either before the cancel (which then reaches it) or
+/// after (it is born cancelled): never a node below a cancelled parent that does not know.
+/// The future, whose inner code then waits, registers as the node's owner before it
+/// decides: a cancel it did not see yet wakes it.
+fn lazy_node_vs_parent_cancel<F: Future>(
+    seen_at_decision: &'static Outcomes,
+    make: impl Fn() -> F + Sync + Send + 'static,
+) {
+    model(None, move || {
         let parent = root(Config::default());
         let p = parent.clone();
         let canceller = thread::spawn(move || p.cancel_now(CancelReason::Explicit));
 
         let (count, waker) = counter();
         let mut cx = Context::from_waker(&waker);
-        let mut scope = Box::pin(crate::ScopeBuilder::new().run_ambient(async || {
-            let _ = crate::is_cancelled(); // builds the scope's node
-            std::future::pending::<()>().await;
-            Ok::<(), crate::Cancelled>(())
-        }));
+        let mut fut = Box::pin(make());
         let mut lent = Some(parent.clone());
         let mut shields = 0;
         let first =
-            crate::context::enter_node(&mut lent, &mut shields, || scope.as_mut().poll(&mut cx));
-        assert!(first.is_pending(), "the body waits");
+            crate::context::enter_node(&mut lent, &mut shields, || fut.as_mut().poll(&mut cx));
+        assert!(first.is_pending(), "the code inside waits");
         let node = parent
             .lock()
             .children
             .get(0)
             .cloned()
-            .expect("the scope's node was built and attached below the ambient node");
+            .expect("the node was built and attached below the ambient node");
         let seen = node.state().is_hard();
-        SEEN_AT_DECISION.record(seen);
+        seen_at_decision.record(seen);
         canceller.join().unwrap();
         assert!(
             node.state().is_hard(),
             "the parent's cancel reached the new node"
         );
         if !seen {
-            assert!(count.get() >= 1, "the cancel woke the scope's future");
+            assert!(count.get() >= 1, "the cancel woke the future");
         }
-        drop(scope);
+        drop(fut);
         parent.detach();
     });
-    SEEN_AT_DECISION.assert_both(
+    seen_at_decision.assert_both(
         "the cancel came before the node was built or before the poll ended",
         "the cancel came after the poll and woke the registered owner",
     );
+}
+
+/// [`lazy_node_vs_parent_cancel`] for a scope whose body holds no handle.
+#[test]
+fn loom_lazy_scope_builds_its_node_vs_parent_cancel() {
+    static SEEN_AT_DECISION: Outcomes = Outcomes::new();
+    lazy_node_vs_parent_cancel(&SEEN_AT_DECISION, || {
+        crate::ScopeBuilder::new().run_ambient(async || {
+            let _ = crate::is_cancelled(); // builds the scope's node
+            std::future::pending::<()>().await;
+            Ok::<(), crate::Cancelled>(())
+        })
+    });
+}
+
+/// [`lazy_node_vs_parent_cancel`] for a cancel scope with nothing set.
+#[test]
+fn loom_lazy_cancel_scope_builds_its_node_vs_parent_cancel() {
+    static SEEN_AT_DECISION: Outcomes = Outcomes::new();
+    lazy_node_vs_parent_cancel(&SEEN_AT_DECISION, || {
+        crate::CancelScope::new().run(async {
+            let _ = crate::is_cancelled(); // builds the cancel scope's node
+            std::future::pending::<()>().await;
+        })
+    });
 }

@@ -334,6 +334,8 @@ impl Config {
 /// the node is not built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lazy {
+    /// A cancel scope with nothing set (`CancelScope::new().run(..)`).
+    Plain,
     /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
     /// `fail_after`).
     Timeout(Duration),
@@ -350,6 +352,7 @@ impl Lazy {
     /// in (inside the scope future's poll: the runtime it was entered in).
     pub(crate) fn node(self) -> Arc<Node> {
         match self {
+            Lazy::Plain => Node::new(Config::default()),
             Lazy::Timeout(d) => Node::new(Config::timeout_only(d)),
             Lazy::Scope { name } => {
                 let node = Node::new(Config {
