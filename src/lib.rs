@@ -331,7 +331,7 @@ pub use taskscope_macros::scope;
 #[doc(hidden)]
 pub mod __private {
     pub use core::convert::From;
-    pub use core::option::Option::None;
+    pub use core::option::Option::{None, Some};
     pub use core::result::Result::{Err, Ok};
     pub use std::time::Duration;
     // The core crate's root, named item by item so that the facade's documentation shows the same

@@ -423,7 +423,8 @@ fn a_polled_unbuilt_scope_prints_as_started() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut fut = std::pin::pin!(taskscope::__private::ScopeBuilder::new().run_ambient(
+        let mut fut = std::pin::pin!(taskscope::__private::ScopeBuilder::ambient(
+            None,
             async || {
                 std::future::pending::<()>().await;
                 Ok::<(), Cancelled>(())

@@ -60,11 +60,6 @@ impl Watches {
     }
 
     /// The scope future's side, if there is anything to watch.
-    /// No watch was asked for.
-    pub(crate) fn is_empty(&mut self) -> bool {
-        self.stuck.is_none() && get_mut(&mut self.triggers).is_empty()
-    }
-
     pub(crate) fn into_watch(mut self) -> Option<Box<Watch>> {
         if self.stuck.is_none() && get_mut(&mut self.triggers).is_empty() {
             return None;

@@ -62,7 +62,7 @@ impl Parse for Input {
 /// )
 /// .await
 /// ```
-/// `scope!({ body })`: `ScopeBuilder::run_ambient(.., async || { body })`.
+/// `scope!({ body })` (no option but a name): `ScopeBuilder::ambient(None, async || { body })`.
 /// With `local`: `{ let __taskscope_scope = run(new().local(), ..); __taskscope_scope.await }`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
@@ -89,16 +89,21 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         return errors_as_expr(e);
     }
     let private = options.private();
-    let builder = options.builder(None);
-    // Without a closure the body takes no `Scope`, and the scope builds its node only when
-    // something needs it (`ScopeBuilder::run_ambient`).
-    let (head, run) = match closure_head {
-        Some(head) => (head, quote!(run)),
-        None => (quote!(async ||), quote!(run_ambient)),
-    };
     let span = body.span();
-    let run = quote_spanned!(span=> #private::ScopeBuilder::#run);
-    options.await_scope(quote!(#run(#builder, #head #body)))
+    // Without a closure and with no option but a name, the body takes no `Scope` and the
+    // scope builds its node only when something needs it (`ScopeBuilder::ambient`).
+    let (run, first, head) = match closure_head {
+        None if options.is_plain() => {
+            let (run, name) = options.ambient(false, None, span);
+            (run, name, quote!(async ||))
+        }
+        head => (
+            quote_spanned!(span=> #private::ScopeBuilder::run),
+            options.builder(None),
+            head.unwrap_or_else(|| quote!(async |_|)),
+        ),
+    };
+    options.await_scope(quote!(#run(#first, #head #body)))
 }
 
 /// Several `compile_error!`s in expression position must sit in a block.

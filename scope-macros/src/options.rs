@@ -62,6 +62,40 @@ impl Options {
         }
     }
 
+    /// No option but a name (and the crate path): nothing that needs the scope's node from
+    /// the start.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.timeout.is_none()
+            && self.deadline.is_none()
+            && self.grace.is_none()
+            && self.limit.is_none()
+            && self.supervise.is_none()
+            && self.local.is_none()
+    }
+
+    /// For a scope whose body takes no handle and that has no option but a name
+    /// (`is_plain`): the path of `ScopeBuilder::ambient` (`with`: `ambient_with`), spanned at
+    /// `span`, and its name argument, `default_name` unless a `name` was given.
+    pub(crate) fn ambient(
+        &self,
+        with: bool,
+        default_name: Option<&str>,
+        span: Span,
+    ) -> (TokenStream, TokenStream) {
+        let private = self.private();
+        let name = match (&self.name, default_name) {
+            (Some(n), _) => quote!(#private::Some(&#n)),
+            (None, Some(n)) => quote!(#private::Some(&#n)),
+            (None, None) => quote!(#private::None),
+        };
+        let f = if with {
+            quote_spanned!(span=> #private::ScopeBuilder::ambient_with)
+        } else {
+            quote_spanned!(span=> #private::ScopeBuilder::ambient)
+        };
+        (f, name)
+    }
+
     /// `true` if the scope can end by its own deadline.
     pub(crate) fn has_deadline(&self) -> bool {
         self.timeout.is_some() || self.deadline.is_some()
@@ -93,8 +127,8 @@ impl Options {
         let private = self.private();
         let mut b = quote!(#private::ScopeBuilder::new());
         match (&self.name, default_name) {
-            (Some(n), _) => b = quote!(#b.name_static(&#n)),
-            (None, Some(n)) => b = quote!(#b.name_static(&#n)),
+            (Some(n), _) => b = quote!(#b.name(#n)),
+            (None, Some(n)) => b = quote!(#b.name(#n)),
             (None, None) => {}
         }
         if let Some((_, t)) = &self.timeout {

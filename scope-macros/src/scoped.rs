@@ -1,7 +1,7 @@
 //! `#[scoped]`: parse -> validate -> expand. The signature is never rewritten; only the
 //! body is wrapped.
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::spanned::Spanned;
@@ -192,8 +192,9 @@ fn validate(f: &FnItem, options: &mut Options, errors: &mut Errors) {
 ///     .await
 /// }
 /// ```
-/// Without a handle (`#[scoped]`, `#[scoped(timeout = ..)]`): `run_ambient(.., async move ||
-/// ..)`, a scope that builds its node only when something needs it.
+/// Without a handle and with no option but a name (`#[scoped]`):
+/// `ScopeBuilder::ambient(Some(&"fetch"), async move || ..)`, a scope that builds its node
+/// only when something needs it.
 /// `Option<T>` and other return types run the body in an inner `async move` block (so
 /// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
 /// With `local`, the builder ends in `.local()` and the scope future is bound before it is
@@ -224,20 +225,29 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let nameable = !contains_impl(ret_ty.clone());
-    // The closure's head, and the builder's methods for it: without a handle the body
-    // takes no `Scope`, and the scope builds its node only when something needs it.
-    let (head, run_name, run_with_name) = match &options.handle {
-        Some(h) if after_errors => (
-            quote!(async move |#[allow(unused_variables)] #h|),
-            "run",
-            "run_with",
-        ),
-        Some(h) => (quote!(async move |#h|), "run", "run_with"),
-        None => (quote!(async move ||), "run_ambient", "run_ambient_with"),
+    // What runs the scope, its first argument and the closure's head. Without a handle and
+    // with no option but a name, the body takes no `Scope` and the scope builds its node
+    // only when something needs it (`ScopeBuilder::ambient`); otherwise the builder's `run`.
+    let (run, run_with, first, head) = match &options.handle {
+        None if options.is_plain() => {
+            let (run, name_arg) = options.ambient(false, Some(&name), ret_span);
+            let (run_with, _) = options.ambient(true, Some(&name), ret_span);
+            (run, run_with, name_arg, quote!(async move ||))
+        }
+        handle => {
+            let head = match handle {
+                Some(h) if after_errors => quote!(async move |#[allow(unused_variables)] #h|),
+                Some(h) => quote!(async move |#h|),
+                None => quote!(async move |_|),
+            };
+            (
+                quote_spanned!(ret_span=> #private::ScopeBuilder::run),
+                quote_spanned!(ret_span=> #private::ScopeBuilder::run_with),
+                builder,
+                head,
+            )
+        }
     };
-    let run_name = Ident::new(run_name, ret_span);
-    let run_with_name = Ident::new(run_with_name, ret_span);
-    let run = quote_spanned!(ret_span=> #private::ScopeBuilder::#run_name);
     let new_body = match classify(&sig.output) {
         Returns::Result => {
             let annotation = if nameable {
@@ -252,14 +262,12 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
                     let from = quote_spanned!(e.span()=>
                         <#e as #private::From<#private::Cancelled>>::from
                     );
-                    let run_with =
-                        quote_spanned!(ret_span=> #private::ScopeBuilder::#run_with_name);
                     options.await_scope(quote! {
-                        #run_with(#builder, #head #annotation #body, #from)
+                        #run_with(#first, #head #annotation #body, #from)
                     })
                 }
                 None => options.await_scope(quote! {
-                    #run(#builder, #head #annotation #body)
+                    #run(#first, #head #annotation #body)
                 }),
             }
         }
@@ -276,7 +284,7 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
             };
             let scope = options.await_scope(quote! {
                 #run(
-                    #builder,
+                    #first,
                     #head #private::Ok::<_, #private::Cancelled>(#inner.await),
                 )
             });

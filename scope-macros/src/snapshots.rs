@@ -330,7 +330,7 @@ fn local_is_not_a_handle_name() {
         let handle = if attr.to_string().contains('s') {
             "| s |"
         } else {
-            "run_ambient_with"
+            "| _ |"
         };
         assert!(text.contains(handle), "{attr}: {text}");
     }

@@ -14,7 +14,7 @@ use crate::local::{Flavor, Local, Locals, Queue, Sendable, Supervisor};
 use crate::parent::{Hold, Parent};
 use crate::snapshot::TreeSnapshot;
 use crate::sync::Arc;
-use crate::tree::{Config, Lazy, Node};
+use crate::tree::{Config, Node};
 use crate::watch::{StuckReport, Watches};
 
 use super::*;
@@ -51,9 +51,6 @@ pub struct ScopeBuilder<M = FailFast, K = Sendable> {
     hold: Option<Hold>,
     /// Where the children run ([`ScopeBuilder::runtime`]); the caller's runtime otherwise.
     runtime: Option<tokio::runtime::Handle>,
-    /// The name, if [`ScopeBuilder::name_static`] gave it: a lazily built scope carries it
-    /// in one word.
-    static_name: Option<&'static &'static str>,
     _mode: PhantomData<(M, K)>,
 }
 
@@ -65,7 +62,6 @@ impl<M, K> ScopeBuilder<M, K> {
             watches: self.watches,
             hold: self.hold,
             runtime: self.runtime,
-            static_name: self.static_name,
             _mode: PhantomData,
         }
     }
@@ -95,9 +91,47 @@ impl ScopeBuilder {
             watches: Watches::default(),
             hold: None,
             runtime: None,
-            static_name: None,
             _mode: PhantomData,
         }
+    }
+
+    /// The scope of the macros' forms without a handle and with no option but a name
+    /// (`#[scoped]`, `scope!({ .. })`): the body takes no [`Scope`], so only code that reads
+    /// the ambient context can reach the scope, and its node (an allocation, two locks to
+    /// enter the tree and two to leave it) is built only when such code asks for it (a
+    /// nested scope or cancel scope, `is_cancelled()`, `cancelled()`, `current_deadline()`,
+    /// a snapshot, an explicit parent) or when the body fails or panics. Every answer is the
+    /// one the scope would give with its node built at entry; until then it is not in a
+    /// [`snapshot`](crate::snapshot) taken elsewhere, and opens no `tracing` span (when a
+    /// subscriber wants one, the node is built). `name` is a reference to a literal (`&"f"`),
+    /// one word to carry while the node is not built.
+    #[doc(hidden)]
+    pub fn ambient<'env, F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        body: F,
+    ) -> ScopeFuture<'env, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Cancelled> + 'static,
+    {
+        Self::ambient_with(name, body, E::from)
+    }
+
+    /// [`ambient`](Self::ambient) with the conversion from [`Cancelled`] given explicitly,
+    /// as [`run_with`](Self::run_with).
+    #[doc(hidden)]
+    pub fn ambient_with<'env, F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        body: F,
+        from_cancelled: fn(Cancelled) -> E,
+    ) -> ScopeFuture<'env, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name)
     }
 }
 
@@ -187,15 +221,6 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// A name for diagnostics (tracing events, debug output).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.config.name = Some(name.into());
-        self.static_name = None;
-        self
-    }
-
-    /// [`name`](Self::name) for a string literal (the macros' names): `&"fetch"`.
-    #[doc(hidden)]
-    pub fn name_static(mut self, name: &'static &'static str) -> Self {
-        self.config.name = Some(Cow::Borrowed(name));
-        self.static_name = Some(name);
         self
     }
 
@@ -504,80 +529,6 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
         M: Mode<Result<T, E>>,
     {
         self.run_with(body, E::from)
-    }
-
-    /// [`run`](Self::run) for a body that takes no [`Scope`]: the macros' forms without a
-    /// handle. Such a scope builds its node (an allocation, two locks to enter the tree and
-    /// two to leave it) only when code in the body asks for the ambient context (a nested
-    /// scope or cancel scope, `is_cancelled()`, `cancelled()`, `current_deadline()`, a
-    /// snapshot, an explicit parent) or when the body fails: every answer is the one the
-    /// scope would give with its node built at entry. Until then it appears in no
-    /// [`snapshot`](crate::snapshot) and opens no `tracing` span (when a subscriber wants
-    /// one, the node is built). A scope configured with anything that needs the node from
-    /// the start (a deadline, a timeout, a grace period, a limit, a parent, a runtime, a
-    /// watch, a name that is not `&'static str`) builds it at entry, as [`run`](Self::run).
-    #[doc(hidden)]
-    pub fn run_ambient<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, Fut, M, K>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: From<Cancelled> + 'static,
-        M: Mode<Result<T, E>>,
-    {
-        self.run_ambient_with(body, E::from)
-    }
-
-    /// [`run_ambient`](Self::run_ambient) with the conversion from [`Cancelled`] given
-    /// explicitly, as [`run_with`](Self::run_with).
-    #[doc(hidden)]
-    pub fn run_ambient_with<'env, F, Fut, T, E>(
-        mut self,
-        body: F,
-        from_cancelled: fn(Cancelled) -> E,
-    ) -> ScopeFuture<'env, Fut, M, K>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: 'static,
-        M: Mode<Result<T, E>>,
-    {
-        match self.lazy::<Result<T, E>>() {
-            Some(Lazy::Scope { name }) => {
-                ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name)
-            }
-            _ => self.run_with(|_| body(), from_cancelled),
-        }
-    }
-
-    /// What a scope of this configuration is built from when nothing needs its node at
-    /// entry; `None` if something does (the macros give neither `collect_errors` nor a name
-    /// that is not a literal).
-    fn lazy<R: BodyResult>(&mut self) -> Option<Lazy>
-    where
-        M: Mode<R>,
-    {
-        let Config {
-            name,
-            deadline: None,
-            timeout: None,
-            grace: Duration::ZERO,
-            shield: false,
-            collect: false,
-            limit: None,
-            forward: false,
-            kind: _,
-        } = &self.config
-        else {
-            return None;
-        };
-        let name = match (name, self.static_name) {
-            (None, _) => None,
-            (Some(_), Some(name)) => Some(name),
-            (Some(_), None) => return None,
-        };
-        let plain =
-            !M::COLLECT && self.hold.is_none() && self.runtime.is_none() && self.watches.is_empty();
-        plain.then_some(Lazy::Scope { name })
     }
 
     /// [`run`](Self::run) with the conversion from [`Cancelled`] given explicitly; the

@@ -719,7 +719,7 @@ fn lazy_node_vs_parent_cancel<F: Future>(
 fn loom_lazy_scope_builds_its_node_vs_parent_cancel() {
     static SEEN_AT_DECISION: Outcomes = Outcomes::new();
     lazy_node_vs_parent_cancel(&SEEN_AT_DECISION, || {
-        crate::ScopeBuilder::new().run_ambient(async || {
+        crate::ScopeBuilder::ambient(None, async || {
             let _ = crate::is_cancelled(); // builds the scope's node
             std::future::pending::<()>().await;
             Ok::<(), crate::Cancelled>(())

@@ -1,7 +1,7 @@
 async fn __f() {
     ::taskscope::__private::ScopeBuilder::run(
             ::taskscope::__private::ScopeBuilder::new()
-                .name_static(&"work")
+                .name("work")
                 .grace(::taskscope::__private::Duration::from_nanos(1000000000u64)),
             async move |s| -> Result<u32, Error> {
                 s.spawn(async move { Ok(()) });

@@ -1,6 +1,6 @@
 async fn fetch(id: u32) -> Result<u32, Error> {
     ::taskscope::__private::ScopeBuilder::run_with(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"fetch"),
+            ::taskscope::__private::ScopeBuilder::new().name("fetch"),
             async move |#[allow(unused_variables)] s| -> Result<u32, Error> {
                 let child = s.spawn(async move { Ok(id) });
                 child.await

@@ -1,6 +1,6 @@
 async fn make(x: impl Display) -> Result<impl Display, Error> {
-    ::taskscope::__private::ScopeBuilder::run_ambient_with(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"make"),
+    ::taskscope::__private::ScopeBuilder::ambient_with(
+            ::taskscope::__private::Some(&"make"),
             async move || { Ok(x) },
             <Error as ::taskscope::__private::From<
                 ::taskscope::__private::Cancelled,

@@ -2,7 +2,7 @@ async fn render(items: Vec<u32>) -> Result<u32, Error> {
     {
         let __taskscope_scope = ::taskscope::__private::ScopeBuilder::run_with(
             ::taskscope::__private::ScopeBuilder::new()
-                .name_static(&"render")
+                .name("render")
                 .timeout(::taskscope::__private::Duration::from_nanos(1000000000u64))
                 .limit(4)
                 .local(),

@@ -1,7 +1,7 @@
 async fn count(cell: &RefCell<u32>) -> u32 {
     match {
         let __taskscope_scope = ::taskscope::__private::ScopeBuilder::run(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"count").local(),
+            ::taskscope::__private::ScopeBuilder::new().name("count").local(),
             async move |s| ::taskscope::__private::Ok::<
                 _,
                 ::taskscope::__private::Cancelled,

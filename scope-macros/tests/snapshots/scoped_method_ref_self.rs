@@ -5,7 +5,7 @@ where
 {
     ::taskscope::__private::ScopeBuilder::run_with(
             ::taskscope::__private::ScopeBuilder::new()
-                .name_static(&"call")
+                .name("call")
                 .deadline(self.deadline),
             async move |s| -> Result<&'a str, Error> {
                 s.spawn(async move {

@@ -1,7 +1,7 @@
 async fn lookup(key: &str) -> Option<u32> {
     match ::taskscope::__private::ScopeBuilder::run(
             ::taskscope::__private::ScopeBuilder::new()
-                .name_static(&"lookup")
+                .name("lookup")
                 .timeout(::taskscope::__private::Duration::from_nanos(250000000u64)),
             async move |s| ::taskscope::__private::Ok::<
                 _,

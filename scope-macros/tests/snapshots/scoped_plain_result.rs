@@ -1,6 +1,6 @@
 pub async fn fetch(id: u32) -> Result<String, Error> {
-    ::taskscope::__private::ScopeBuilder::run_ambient_with(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"fetch"),
+    ::taskscope::__private::ScopeBuilder::ambient_with(
+            ::taskscope::__private::Some(&"fetch"),
             async move || -> Result<String, Error> {
                 let page = get(id).await?;
                 Ok(page)

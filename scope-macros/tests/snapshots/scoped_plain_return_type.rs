@@ -1,6 +1,6 @@
 async fn count(n: u32) -> u32 {
     match ::taskscope::__private::ScopeBuilder::run(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"count"),
+            ::taskscope::__private::ScopeBuilder::new().name("count"),
             async move |s| ::taskscope::__private::Ok::<
                 _,
                 ::taskscope::__private::Cancelled,

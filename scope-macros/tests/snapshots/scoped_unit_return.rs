@@ -1,6 +1,6 @@
 async fn tick() {
-    match ::taskscope::__private::ScopeBuilder::run_ambient(
-            ::taskscope::__private::ScopeBuilder::new().name_static(&"tick"),
+    match ::taskscope::__private::ScopeBuilder::ambient(
+            ::taskscope::__private::Some(&"tick"),
             async move || ::taskscope::__private::Ok::<
                 _,
                 ::taskscope::__private::Cancelled,
