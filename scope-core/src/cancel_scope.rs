@@ -203,7 +203,7 @@ impl CancelScope {
     /// leave it) only when code in `fut` asks for the ambient context (a nested scope,
     /// `is_cancelled()`, `cancelled()`, a snapshot). Every answer is the one the node
     /// would give had it been built at entry; until then it is not in a
-    /// [`snapshot`](crate::snapshot) taken elsewhere.
+    /// [`snapshot`](crate::snapshot()) taken elsewhere.
     ///
     /// # Cancel safety
     ///

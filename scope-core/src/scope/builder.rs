@@ -102,7 +102,7 @@ impl ScopeBuilder {
     /// nested scope or cancel scope, `is_cancelled()`, `cancelled()`, `current_deadline()`,
     /// a snapshot, an explicit parent) or when the body fails or panics. Every answer is the
     /// one the scope would give with its node built at entry; until then it is not in a
-    /// [`snapshot`](crate::snapshot) taken elsewhere, and opens no `tracing` span (when a
+    /// [`snapshot`](crate::snapshot()) taken elsewhere, and opens no `tracing` span (when a
     /// subscriber wants one, the node is built). `name` is a reference to a literal (`&"f"`),
     /// one word to carry while the node is not built.
     #[doc(hidden)]
