@@ -623,3 +623,117 @@ async fn a_panic_in_a_cancel_scope_leaves_no_node_behind() {
         assert_eq!(r, Ok(()), "eager: {eager}");
     }
 }
+
+#[scoped]
+async fn lazy_sets(polled: &std::cell::Cell<bool>) -> Result<(), Cancelled> {
+    polled.set(true);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_without_a_handle_under_a_hard_cancelled_node_is_not_polled() {
+    // As for a cancel scope: the enclosing one is hard-cancelled while a shield inside keeps
+    // its future polled; a scope entered next to the shield must not poll its body.
+    let polled = std::cell::Cell::new(false);
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let r = cs
+        .run(async {
+            h.cancel();
+            let guarded = shield(async {
+                tokio::task::yield_now().await;
+            });
+            let _ = tokio::join!(guarded, lazy_sets(&polled));
+        })
+        .within(PAUSED_HANG, "the hard-cancelled cancel scope's return")
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert!(
+        !polled.get(),
+        "the scope's body was polled under a hard cancel"
+    );
+}
+
+/// A body future that returns its value and then panics when it is dropped.
+struct PanicsOnDrop;
+
+impl Future for PanicsOnDrop {
+    type Output = Result<u8, Cancelled>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(1))
+    }
+}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("dropped the body");
+    }
+}
+
+rt_test! {
+    async fn a_body_that_panics_as_it_is_dropped_after_its_value_is_re_raised() {
+        for eager in [false, true] {
+            let fut = if eager {
+                taskscope::__private::ScopeBuilder::new().run(|_| PanicsOnDrop)
+            } else {
+                taskscope::__private::ScopeBuilder::ambient(None, || PanicsOnDrop)
+            };
+            let caught = AssertUnwindSafe(fut)
+                .catch_unwind()
+                .within(HANG, "the scope's return")
+                .await;
+            let payload = caught.expect_err("the drop's panic comes out");
+            assert_eq!(
+                payload.downcast_ref::<&str>(),
+                Some(&"dropped the body"),
+                "eager: {eager}"
+            );
+        }
+    }
+}
+
+#[scoped]
+async fn lazy_five() -> Result<u8, Cancelled> {
+    Ok(5)
+}
+
+#[test]
+fn a_scope_polled_after_the_ambient_frame_is_gone_still_completes() {
+    // A thread's locals are destroyed in the reverse order of their first use: `Late`,
+    // used before the ambient frame, is dropped after it, and polls a scope and a cancel
+    // scope there. With no frame, neither can be entered lazily; each enters the ordinary
+    // way and completes.
+    type Polls = [std::task::Poll<Result<u8, Cancelled>>; 2];
+    struct Late(std::sync::mpsc::Sender<Polls>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let scope = std::pin::pin!(lazy_five()).as_mut().poll(&mut cx);
+            let cancel_scope = std::pin::pin!(CancelScope::new().run(async { 6 }))
+                .as_mut()
+                .poll(&mut cx);
+            let _ = self.0.send([scope, cancel_scope]);
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
+        // The frame is used (and registered for destruction) after `LATE`.
+        assert!(!is_cancelled());
+    })
+    .join()
+    .expect("the thread ends");
+    let polled = rx
+        .recv_timeout(HANG)
+        .expect("the scopes were polled in the thread-local's destructor");
+    assert_eq!(
+        polled,
+        [std::task::Poll::Ready(Ok(5)), std::task::Poll::Ready(Ok(6))]
+    );
+}

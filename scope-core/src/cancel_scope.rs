@@ -471,7 +471,8 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         let fut = work.fut.as_mut();
         let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
         else {
-            // The ambient node is hard-cancelled: enter the ordinary way.
+            // The ambient node is hard-cancelled (then the ordinary way does not poll the
+            // future), or there is no frame (thread teardown): enter the ordinary way.
             driver.build(lazy.node());
             return None;
         };

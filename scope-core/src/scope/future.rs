@@ -419,6 +419,8 @@ where
         let Some((polled, built)) = driver.poll_lazy(lazy, || {
             catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx))))
         }) else {
+            // The ambient node is hard-cancelled (then the ordinary way does not poll the
+            // body), or there is no frame (thread teardown): enter the ordinary way.
             *unbuilt = None;
             driver.build(lazy.node());
             return None;
@@ -430,10 +432,12 @@ where
             Ok(Some(Poll::Pending) | None) if !built => return Some(Poll::Pending),
             Ok(Some(Poll::Pending) | None) => {
                 // Built while the body ran, and the body waits: now an ordinary scope that
-                // polled its body once this poll.
+                // polled its body once this poll, and waits as one, registered first. (Its
+                // step needs no look: nothing can have cancelled it on its own account, and
+                // an ancestor's hard cancel is the catcher's to deal with.)
                 *unbuilt = None;
                 driver.register(cx);
-                return (driver.step() == Step::Run).then_some(Poll::Pending);
+                return Some(Poll::Pending);
             }
         };
         *unbuilt = None;
