@@ -354,19 +354,23 @@ rt_test! {
 async fn lazy_until_told(
     first: tokio::sync::oneshot::Receiver<()>,
     second: tokio::sync::oneshot::Receiver<()>,
-) -> Result<bool, Cancelled> {
+) -> Result<(), Cancelled> {
     let _ = first.await;
-    let cancelled = is_cancelled(); // builds the node
+    let _ = is_cancelled(); // builds the node
     let _ = second.await;
-    Ok(cancelled)
+    Ok(())
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_scope_shows_in_the_tree_once_its_body_asked_for_it() {
-    // Lazy building is visible from outside in one way only: a snapshot taken elsewhere
-    // shows the scope once something built its node. Here the outer body snapshots the
-    // tree while the child's scope waits unbuilt, then after it read `is_cancelled()`.
-    let r: Result<(Vec<NodeKind>, Vec<NodeKind>), Cancelled> = scope(async |s| {
+/// The kinds of the nodes in a scope's tree while a child runs `inside(first, second)`,
+/// which waits for `first`, then builds its node and waits for `second`: before `first`
+/// and after it. Lazy building is visible from outside in this one way: a snapshot taken
+/// elsewhere shows the node once something built it.
+async fn tree_before_and_after_the_build<F, Fut>(inside: F) -> (Vec<NodeKind>, Vec<NodeKind>)
+where
+    F: FnOnce(tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Receiver<()>) -> Fut,
+    Fut: Future<Output = Result<(), Cancelled>> + Send + 'static,
+{
+    let r: Result<_, Cancelled> = scope(async |s| {
         let kinds = || {
             s.snapshot()
                 .nodes()
@@ -376,19 +380,24 @@ async fn a_scope_shows_in_the_tree_once_its_body_asked_for_it() {
         };
         let (tx1, rx1) = tokio::sync::oneshot::channel();
         let (tx2, rx2) = tokio::sync::oneshot::channel();
-        let child = s.spawn(lazy_until_told(rx1, rx2));
+        let child = s.spawn(inside(rx1, rx2));
         sleep(Duration::from_millis(1)).await;
         let before = kinds();
         let _ = tx1.send(());
         sleep(Duration::from_millis(1)).await;
         let after = kinds();
         let _ = tx2.send(());
-        assert_eq!(child.await, Ok(false));
+        child.await?;
         Ok((before, after))
     })
     .within(PAUSED_HANG, "the scope's return")
     .await;
-    let (before, after) = r.expect("the scope ends well");
+    r.expect("the scope ends well")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_shows_in_the_tree_once_its_body_asked_for_it() {
+    let (before, after) = tree_before_and_after_the_build(lazy_until_told).await;
     assert_eq!(
         before,
         [NodeKind::Scope],
@@ -534,37 +543,16 @@ async fn a_cancel_scope_waits_for_a_child_handed_up_by_a_nested_scope() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancel_scope_shows_in_the_tree_once_code_inside_asked_for_it() {
-    let r: Result<(Vec<NodeKind>, Vec<NodeKind>), Cancelled> = scope(async |s| {
-        let kinds = || {
-            s.snapshot()
-                .nodes()
-                .iter()
-                .map(|n| n.kind)
-                .collect::<Vec<_>>()
-        };
-        let (tx1, rx1) = tokio::sync::oneshot::channel::<()>();
-        let (tx2, rx2) = tokio::sync::oneshot::channel::<()>();
-        let child = s.spawn(async move {
-            CancelScope::new()
-                .run(async move {
-                    let _ = rx1.await;
-                    let _ = current_deadline(); // builds the node
-                    let _ = rx2.await;
-                })
-                .await
-        });
-        sleep(Duration::from_millis(1)).await;
-        let before = kinds();
-        let _ = tx1.send(());
-        sleep(Duration::from_millis(1)).await;
-        let after = kinds();
-        let _ = tx2.send(());
-        assert_eq!(child.await, Ok(()));
-        Ok((before, after))
+    let (before, after) = tree_before_and_after_the_build(|first, second| async move {
+        CancelScope::new()
+            .run(async move {
+                let _ = first.await;
+                let _ = current_deadline(); // builds the node
+                let _ = second.await;
+            })
+            .await
     })
-    .within(PAUSED_HANG, "the scope's return")
     .await;
-    let (before, after) = r.expect("the scope ends well");
     assert_eq!(
         before,
         [NodeKind::Scope],
