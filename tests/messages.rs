@@ -214,6 +214,10 @@ async fn spawn_errors_say_why_the_child_was_not_spawned_and_what_to_do() {
         .try_spawn(async { Ok(()) })
         .expect_err("the scope finished");
     assert_eq!(format!("{refused:?}"), "Closed(..)");
+    assert!(
+        !refused.is_at_limit(),
+        "waiting would not help a closed scope"
+    );
     assert_eq!(refused.to_string(), CLOSED);
 
     assert_eq!(SpawnError::NoRuntime.to_string(), NO_RUNTIME);
@@ -229,6 +233,7 @@ async fn spawn_errors_say_why_the_child_was_not_spawned_and_what_to_do() {
                 .try_spawn(async { Ok(()) })
                 .expect_err("the only slot is taken");
             assert_eq!(format!("{at_limit:?}"), "AtLimit(..)");
+            assert!(at_limit.is_at_limit());
             assert_eq!(at_limit.to_string(), AT_LIMIT);
             s.cancel();
             Ok(())
