@@ -394,3 +394,42 @@ async fn a_panic_before_started_after_the_caller_left_is_re_raised_by_the_scope(
         Some(&"not ready, nobody looking")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_fails_after_its_caller_gave_up_on_it_fails_the_scope() {
+    // The caller of `start` runs in a cancel scope that times out (with a grace period, so
+    // `start` sees the cancellation) before the child started: `start` gives up and cancels
+    // the child, which finishes its shielded part and fails. Nobody waits for the start any
+    // more, so the error is the scope's, as any child's.
+    let r: Result<(), Error> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let out = taskscope::CancelScope::new()
+            .grace(secs(10))
+            .timeout(secs(1))
+            .run(async {
+                s.start(|_ready: Ready<()>| async move {
+                    shield(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+                    Err(Error::Boom(5))
+                })
+                .await
+            })
+            .await;
+        assert_eq!(
+            out,
+            Ok(Err(Error::Cancelled(CancelReason::DeadlineExceeded))),
+            "start gave up at its caller's deadline"
+        );
+        tx.send(()).unwrap();
+        pending::<()>().await; // the child's error cancels the body
+        Ok(())
+    })
+    .within(
+        PAUSED_HANG,
+        "the scope's return of the error of a child whose caller gave up",
+    )
+    .await;
+    assert_eq!(r, Err(Error::Boom(5)));
+}
