@@ -656,3 +656,41 @@ rt_test! {
         );
     }
 }
+
+/// A collecting, supervised scope whose `n` children fail with `Boom(0..n)`, in order.
+async fn collected(n: u32) -> taskscope::Errors<Error> {
+    Scope::builder()
+        .supervise()
+        .collect_errors()
+        .run(async |s| {
+            for i in 0..n {
+                drop(s.spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    Err::<(), _>(Error::Boom(i))
+                }));
+            }
+            Ok::<_, Error>(())
+        })
+        .within(HANG, "the collecting scope's return")
+        .await
+        .expect_err("every child failed")
+}
+
+#[tokio::test]
+async fn collected_errors_read_the_same_in_order_whichever_way_they_are_taken() {
+    let want = [Error::Boom(0), Error::Boom(1), Error::Boom(2)];
+    let errors = collected(3).await;
+    assert!(!errors.is_empty());
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors.first(), &Error::Boom(0));
+    assert!(errors.iter().eq(want.iter()), "{errors:?}");
+    assert_eq!(collected(3).await.into_iter().collect::<Vec<_>>(), want);
+    assert_eq!(collected(3).await.into_vec(), want);
+    assert_eq!(collected(3).await.into_first(), Error::Boom(0));
+
+    let one = taskscope::Errors::<Error>::from(Cancelled::new(CancelReason::Shutdown));
+    assert!(!one.is_empty());
+    assert_eq!(one.into_first(), Error::Cancelled(CancelReason::Shutdown));
+}

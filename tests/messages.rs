@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use common::{HANG, PAUSED_HANG, Within};
-use taskscope::{CancelReason, CancelScope, Cancelled, Scope, scope};
+use taskscope::{CancelReason, CancelScope, Cancelled, Scope, SpawnError, TrySpawnError, scope};
 
 /// An error type with a message of its own.
 #[derive(Debug, PartialEq)]
@@ -173,6 +173,7 @@ async fn waits_debug_what_they_wait_on() {
         );
 
         let start = s.start(|ready: taskscope::Ready<u32>| async move {
+            assert_eq!(format!("{ready:?}"), "Ready");
             ready.started(7);
             Ok(())
         });
@@ -189,4 +190,102 @@ async fn waits_debug_what_they_wait_on() {
     .within(PAUSED_HANG, "the scope's return")
     .await;
     assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn spawn_errors_say_why_the_child_was_not_spawned_and_what_to_do() {
+    const CLOSED: &str = "the scope is closed: it already finished, so it cannot await a new \
+                          child (spawn while the scope is running, or open a new scope)";
+    const NO_RUNTIME: &str = "the scope was entered outside a Tokio runtime, so it cannot spawn \
+                              (await the scope inside a runtime, e.g. under #[tokio::main])";
+    const AT_LIMIT: &str = "the scope's concurrency limit is reached; wait for a slot with \
+                            `reserve().await` or spawn to queue the child";
+
+    // A handle that outlived its scope.
+    let handle = scope(async |s| Ok::<_, Cancelled>(s.handle()))
+        .within(HANG, "the scope's return")
+        .await
+        .unwrap();
+    let closed = handle
+        .spawn(async { Ok(()) })
+        .expect_err("the scope finished");
+    assert_eq!(closed.to_string(), CLOSED);
+    let refused = handle
+        .try_spawn(async { Ok(()) })
+        .expect_err("the scope finished");
+    assert_eq!(format!("{refused:?}"), "Closed(..)");
+    assert!(
+        !refused.is_at_limit(),
+        "waiting would not help a closed scope"
+    );
+    assert_eq!(refused.to_string(), CLOSED);
+
+    assert_eq!(SpawnError::NoRuntime.to_string(), NO_RUNTIME);
+    let no_runtime = TrySpawnError::NoRuntime(());
+    assert_eq!(format!("{no_runtime:?}"), "NoRuntime(..)");
+    assert_eq!(no_runtime.to_string(), NO_RUNTIME);
+
+    let r: Result<(), Cancelled> = Scope::builder()
+        .limit(1)
+        .run(async |s| {
+            s.spawn(async { std::future::pending::<Result<(), Cancelled>>().await });
+            let at_limit = s
+                .try_spawn(async { Ok(()) })
+                .expect_err("the only slot is taken");
+            assert_eq!(format!("{at_limit:?}"), "AtLimit(..)");
+            assert!(at_limit.is_at_limit());
+            assert_eq!(at_limit.to_string(), AT_LIMIT);
+            s.cancel();
+            Ok(())
+        })
+        .within(HANG, "the limited scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn reservations_debug_whether_they_wait_in_line() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .limit(1)
+        .run(async |s| {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let first = s.spawn(async move {
+                let _ = rx.await;
+                Ok(())
+            });
+            let mut reserve = s.reserve();
+            assert_eq!(
+                format!("{reserve:?}"),
+                "Reserve(HandleReserve { queued: false })"
+            );
+            assert!(futures_util::poll!(&mut reserve).is_pending());
+            assert_eq!(
+                format!("{reserve:?}"),
+                "Reserve(HandleReserve { queued: true })"
+            );
+            tx.send(()).unwrap();
+            first.within(HANG, "the first child's end").await?;
+            let permit = reserve.within(HANG, "the slot the first child freed").await;
+            assert_eq!(format!("{permit:?}"), "SpawnPermit { .. }");
+            drop(permit);
+            let from_handle = s.handle().reserve();
+            assert_eq!(
+                format!("{from_handle:?}"),
+                "HandleReserve { queued: false }"
+            );
+            Ok(())
+        })
+        .within(HANG, "the limited scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[test]
+fn races_debug_their_stagger() {
+    use taskscope::future::Race;
+    assert_eq!(format!("{:?}", Race::new()), "Race { stagger: None }");
+    assert_eq!(
+        format!("{:?}", Race::new().stagger(Duration::from_millis(250))),
+        "Race { stagger: Some(250ms) }"
+    );
 }

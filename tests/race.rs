@@ -430,3 +430,34 @@ async fn a_race_runs_inside_a_spawned_task() {
     .unwrap();
     assert_eq!(r, Ok(2));
 }
+
+/// Two attempts succeed before the race looks: the first reported wins, and the second's
+/// value is dropped as the race stops, not kept until every loser has ended (here the last
+/// loser, shielded, ends only once that value is gone).
+#[tokio::test(start_paused = true)]
+async fn a_second_success_is_dropped_when_the_race_stops_not_when_the_losers_end() {
+    type Attempt = std::pin::Pin<
+        Box<
+            dyn Future<Output = Result<Option<tokio::sync::oneshot::Sender<()>>, Cancelled>> + Send,
+        >,
+    >;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let attempts: Vec<Attempt> = vec![
+        Box::pin(async { Ok(None) }),
+        Box::pin(async move { Ok(Some(tx)) }),
+        Box::pin(async move {
+            taskscope::shield(async move {
+                let _ = rx.await;
+            })
+            .await;
+            Ok(None)
+        }),
+    ];
+    let r = race(attempts)
+        .within(
+            PAUSED_HANG,
+            "the race's return once the second success was dropped",
+        )
+        .await;
+    assert!(matches!(r, Ok(None)), "the first attempt won");
+}

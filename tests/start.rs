@@ -336,3 +336,100 @@ async fn failure_before_started_after_the_caller_left_goes_to_the_scope() {
         .await;
     assert_eq!(r, Err(Error::Boom(9)));
 }
+
+#[tokio::test]
+async fn a_panic_after_started_is_re_raised_by_the_scope() {
+    let task = tokio::spawn(async {
+        scope(async |s| {
+            s.start(|ready| async move {
+                ready.started(());
+                tokio::task::yield_now().await;
+                panic!("after started");
+                #[allow(unreachable_code)]
+                Ok::<(), Cancelled>(())
+            })
+            .await?;
+            pending::<()>().await; // the child's panic cancels the body
+            Ok::<_, Cancelled>(())
+        })
+        .await
+    })
+    .within(
+        HANG,
+        "the end of the task whose scope re-raised the child's panic",
+    )
+    .await;
+    let payload = task
+        .expect_err("the scope re-raised the panic")
+        .into_panic();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"after started"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_before_started_after_the_caller_left_is_re_raised_by_the_scope() {
+    // As `failure_before_started_after_the_caller_left_goes_to_the_scope`, with a panic.
+    let task = tokio::spawn(async {
+        scope(async |s| {
+            let st = s.start(|_ready: Ready<()>| async {
+                panic!("not ready, nobody looking");
+                #[allow(unreachable_code)]
+                Ok::<(), Cancelled>(())
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await; // the child ran and panicked
+            drop(st);
+            Ok::<_, Cancelled>(())
+        })
+        .await
+    })
+    .within(
+        PAUSED_HANG,
+        "the end of the task whose scope re-raised the panic of a child whose start was dropped",
+    )
+    .await;
+    let payload = task
+        .expect_err("the scope re-raised the panic")
+        .into_panic();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"not ready, nobody looking")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_that_fails_after_its_caller_gave_up_on_it_fails_the_scope() {
+    // The caller of `start` runs in a cancel scope that times out (with a grace period, so
+    // `start` sees the cancellation) before the child started: `start` gives up and cancels
+    // the child, which finishes its shielded part and fails. Nobody waits for the start any
+    // more, so the error is the scope's, as any child's.
+    let r: Result<(), Error> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let out = taskscope::CancelScope::new()
+            .grace(secs(10))
+            .timeout(secs(1))
+            .run(async {
+                s.start(|_ready: Ready<()>| async move {
+                    shield(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
+                    Err(Error::Boom(5))
+                })
+                .await
+            })
+            .await;
+        assert_eq!(
+            out,
+            Ok(Err(Error::Cancelled(CancelReason::DeadlineExceeded))),
+            "start gave up at its caller's deadline"
+        );
+        tx.send(()).unwrap();
+        pending::<()>().await; // the child's error cancels the body
+        Ok(())
+    })
+    .within(
+        PAUSED_HANG,
+        "the scope's return of the error of a child whose caller gave up",
+    )
+    .await;
+    assert_eq!(r, Err(Error::Boom(5)));
+}

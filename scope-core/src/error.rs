@@ -248,9 +248,10 @@ impl<E> Errors<E> {
         self.errors.len()
     }
 
-    /// Always `false`; present for symmetry with `len`.
+    /// Always `false` (an `Errors` holds at least one error); present for symmetry with
+    /// `len`.
     pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
+        false
     }
 
     /// The errors as a vector, in order.
