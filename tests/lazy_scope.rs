@@ -725,3 +725,51 @@ fn a_scope_polled_after_the_ambient_frame_is_gone_still_completes() {
         [std::task::Poll::Ready(Ok(5)), std::task::Poll::Ready(Ok(6))]
     );
 }
+
+/// Builds the node (reads the ambient context), waits, and looks again.
+async fn build_wait_look() -> Seen {
+    let _ = current_deadline();
+    tokio::task::yield_now().await;
+    look()
+}
+
+#[scoped(name = "work")]
+async fn lazy_build_wait_look() -> Result<Seen, Cancelled> {
+    Ok(build_wait_look().await)
+}
+
+#[scoped(s, name = "work")]
+async fn eager_build_wait_look() -> Result<Seen, Cancelled> {
+    let _ = &s;
+    Ok(build_wait_look().await)
+}
+
+rt_test! {
+    async fn a_node_built_before_a_wait_is_the_one_seen_after_it() {
+        // After the poll that built the node, the scope is an ordinary one: a later read
+        // finds that node, and no second one is built.
+        let r: Result<Vec<Seen>, Cancelled> = Scope::builder()
+            .name("outer")
+            .run(async |_| {
+                Ok(vec![
+                    lazy_build_wait_look().await?,
+                    eager_build_wait_look().await?,
+                    cancel_scope(false, build_wait_look()).await?,
+                    cancel_scope(true, build_wait_look()).await?,
+                ])
+            })
+            .within(HANG, "the outer scope's return")
+            .await;
+        let seen = r.expect("every body returns its value");
+        assert_eq!(seen[0], seen[1]);
+        assert_eq!(seen[2], seen[3]);
+        let tree = |kind, name: Option<&str>| {
+            vec![
+                (0, NodeKind::Scope, Some("outer".to_owned())),
+                (1, kind, name.map(str::to_owned)),
+            ]
+        };
+        assert_eq!(seen[0].tree, tree(NodeKind::Scope, Some("work")));
+        assert_eq!(seen[2].tree, tree(NodeKind::CancelScope, None));
+    }
+}
