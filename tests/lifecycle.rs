@@ -657,25 +657,9 @@ rt_test! {
     }
 }
 
-/// A collecting, supervised scope whose `n` children fail with `Boom(0..n)`, in order.
+/// A collecting, supervised scope whose `n` children fail with `Error::Boom(0..n)`, in order.
 async fn collected(n: u32) -> taskscope::Errors<Error> {
-    Scope::builder()
-        .supervise()
-        .collect_errors()
-        .run(async |s| {
-            for i in 0..n {
-                drop(s.spawn(async move {
-                    for _ in 0..i {
-                        tokio::task::yield_now().await;
-                    }
-                    Err::<(), _>(Error::Boom(i))
-                }));
-            }
-            Ok::<_, Error>(())
-        })
-        .within(HANG, "the collecting scope's return")
-        .await
-        .expect_err("every child failed")
+    common::collected(n, Error::Boom).await
 }
 
 #[tokio::test]

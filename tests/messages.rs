@@ -34,25 +34,9 @@ impl From<Cancelled> for Failure {
     }
 }
 
-/// A collecting, supervised scope whose `n` children fail with `Disk(0..n)`, in order.
+/// A collecting, supervised scope whose `n` children fail with `Failure::Disk(0..n)`, in order.
 async fn collected(n: u32) -> taskscope::Errors<Failure> {
-    Scope::builder()
-        .supervise()
-        .collect_errors()
-        .run(async |s| {
-            for i in 0..n {
-                drop(s.spawn(async move {
-                    for _ in 0..i {
-                        tokio::task::yield_now().await;
-                    }
-                    Err::<(), _>(Failure::Disk(i))
-                }));
-            }
-            Ok::<_, Failure>(())
-        })
-        .within(HANG, "the collecting scope's return")
-        .await
-        .expect_err("every child failed")
+    common::collected(n, Failure::Disk).await
 }
 
 #[tokio::test]

@@ -10,10 +10,11 @@
 //! a hard-cancelled node knows to keep polling until its shields finished (`docs/design.md`,
 //! 4.11 Shields).
 //!
-//! A timeout-only cancel scope (`move_on_after`, `fail_after`) lends no node on its first
-//! poll, only a *pending* one ([`enter_lazy`]); the first read of the frame under it builds
-//! and attaches the node ([`materialize`]), so every reader sees what an eager node would
-//! give, and a future that completes without reading costs no node.
+//! A node future that nothing but its ancestors can cancel (a scope whose body holds no
+//! handle, a cancel scope with nothing set; `move_on_after` and `fail_after` for their
+//! first poll) lends no node, only a *pending* one ([`enter_lazy`]); the first read of the
+//! frame under it builds and attaches the node ([`materialize`]), so every reader sees what
+//! an eager node would give, and a future that completes without reading costs no node.
 
 use std::cell::RefCell;
 use std::future::Future;

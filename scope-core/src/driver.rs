@@ -54,7 +54,7 @@ enum Armed {
 /// Where the driver is: the node future's side of the node's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Not polled yet (or a lazy cancel scope's node not built yet).
+    /// Not polled yet (or a lazily entered node not built yet).
     Fresh,
     /// Entered the tree: the node is attached.
     Entered,
@@ -143,7 +143,7 @@ pub(crate) trait Work: Teardown {
 }
 
 pub(crate) struct Driver {
-    /// `None` only while lent to the ambient frame, or before a lazy cancel scope's node is
+    /// `None` only while lent to the ambient frame, or before a lazily entered node is
     /// built ([`Driver::unbuilt`]).
     node: Option<Arc<Node>>,
     timer: Option<Pin<Box<Sleep>>>,
@@ -196,8 +196,8 @@ impl Driver {
         d
     }
 
-    /// A driver whose node is built later: by [`poll_lazy`](Self::poll_lazy) if code under
-    /// the first poll asks for it, or by [`build`](Self::build).
+    /// A driver whose node is built later: by [`poll_lazy`](Self::poll_lazy) if code under a
+    /// poll asks for it, or by [`build`](Self::build).
     pub(crate) fn unbuilt() -> Self {
         Driver::new_with(None)
     }
@@ -213,8 +213,8 @@ impl Driver {
     }
 
     /// A poll of a node future with no node yet: runs `f` with the node pending in the
-    /// ambient frame, to be built from `lazy` (see [`context::enter_lazy`]). `None` if `f` did not run (the caller
-    /// builds the node and enters the ordinary way). Otherwise `f`'s result and whether the
+    /// ambient frame, to be built from `lazy` (see [`context::enter_lazy`]). `None` if `f`
+    /// did not run (the caller builds the node and enters the ordinary way). Otherwise `f`'s result and whether the
     /// node was built (it is then entered and attached: the driver is active).
     #[inline]
     pub(crate) fn poll_lazy<R>(&mut self, lazy: Lazy, f: impl FnOnce() -> R) -> Option<(R, bool)> {
@@ -302,7 +302,7 @@ impl Driver {
     /// One poll of a node future: the protocol every node future follows (the module doc,
     /// invariant #8). `Ready` with the output once the inner work completed or was caught
     /// and nothing below the node is alive; the node has then left the tree.
-    // Not inlined into the futures' `poll`: a lazy cancel scope whose first poll completes
+    // Not inlined into the futures' `poll`: a lazily entered future that completes unbuilt
     // never gets here, and pays no prologue of this loop.
     #[inline(never)]
     pub(crate) fn poll<W: Work>(
@@ -421,7 +421,7 @@ impl Driver {
         if self.phase == Phase::Finished {
             return;
         }
-        // A lazy cancel scope whose node was never built has nothing in the tree.
+        // A lazily entered future whose node was never built has nothing in the tree.
         let Some(node) = &self.node else {
             return;
         };
@@ -612,8 +612,8 @@ impl Driver {
         Cancelled::with_suppressed(reason, inner.outcome.suppressed)
     }
 
-    /// Done without ever having had a node (a lazy cancel scope whose first poll completed
-    /// without building it): nothing to leave.
+    /// Done without ever having had a node (a lazily entered future that completed without
+    /// building it): nothing to leave.
     pub(crate) fn finish_unbuilt(&mut self) {
         self.phase = Phase::Finished;
     }

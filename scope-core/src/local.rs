@@ -225,9 +225,12 @@ impl<'env, K: Flavor> Locals<'env, K> {
     /// The queue, once a local child was spawned into it (`used` is set before the first
     /// is queued).
     fn used(&self) -> Option<&Queue<'env, K>> {
-        self.queue
-            .as_deref()
-            .filter(|q| q.used.load(Ordering::Acquire))
+        Self::used_of(&self.queue)
+    }
+
+    /// [`used`](Self::used), borrowing only the queue field.
+    fn used_of<'q>(queue: &'q Option<Arc<Queue<'env, K>>>) -> Option<&'q Queue<'env, K>> {
+        queue.as_deref().filter(|q| q.used.load(Ordering::Acquire))
     }
 
     /// `true` while a local child runs or waits to be taken over.
@@ -246,13 +249,11 @@ impl<'env, K: Flavor> Locals<'env, K> {
     ///
     /// Called with the scope's node lent to the ambient frame.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.used().is_none() {
-            return Poll::Ready(());
-        }
         let Locals { queue, running } = self;
-        let (Some(queue), running) = (queue.as_deref(), get_mut(running)) else {
+        let Some(queue) = Self::used_of(queue) else {
             return Poll::Ready(());
         };
+        let running = get_mut(running);
         for _ in 0..ROUNDS {
             let incoming = {
                 let mut st = lock(&queue.state);

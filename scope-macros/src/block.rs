@@ -94,7 +94,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // scope builds its node only when something needs it (`ScopeBuilder::ambient`).
     let (run, first, head) = match closure_head {
         None if options.is_plain() => {
-            let (run, name) = options.ambient(false, None, span);
+            let (run, _, name) = options.ambient(None, span);
             (run, name, quote!(async ||))
         }
         head => (

@@ -74,26 +74,24 @@ impl Options {
     }
 
     /// For a scope whose body takes no handle and that has no option but a name
-    /// (`is_plain`): the path of `ScopeBuilder::ambient` (`with`: `ambient_with`), spanned at
-    /// `span`, and its name argument, `default_name` unless a `name` was given.
+    /// (`is_plain`): the paths of `ScopeBuilder::ambient` and `ambient_with`, spanned at
+    /// `span`, and their name argument, `default_name` unless a `name` was given.
     pub(crate) fn ambient(
         &self,
-        with: bool,
         default_name: Option<&str>,
         span: Span,
-    ) -> (TokenStream, TokenStream) {
+    ) -> (TokenStream, TokenStream, TokenStream) {
         let private = self.private();
         let name = match (&self.name, default_name) {
             (Some(n), _) => quote!(#private::Some(&#n)),
             (None, Some(n)) => quote!(#private::Some(&#n)),
             (None, None) => quote!(#private::None),
         };
-        let f = if with {
-            quote_spanned!(span=> #private::ScopeBuilder::ambient_with)
-        } else {
-            quote_spanned!(span=> #private::ScopeBuilder::ambient)
-        };
-        (f, name)
+        (
+            quote_spanned!(span=> #private::ScopeBuilder::ambient),
+            quote_spanned!(span=> #private::ScopeBuilder::ambient_with),
+            name,
+        )
     }
 
     /// `true` if the scope can end by its own deadline.

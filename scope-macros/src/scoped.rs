@@ -215,7 +215,6 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
     };
     let private = options.private();
     let name = sig.ident.to_string();
-    let builder = options.builder(Some(&name));
     let ret_span = match &sig.output {
         ReturnType::Default => sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
@@ -230,8 +229,7 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
     // only when something needs it (`ScopeBuilder::ambient`); otherwise the builder's `run`.
     let (run, run_with, first, head) = match &options.handle {
         None if options.is_plain() => {
-            let (run, name_arg) = options.ambient(false, Some(&name), ret_span);
-            let (run_with, _) = options.ambient(true, Some(&name), ret_span);
+            let (run, run_with, name_arg) = options.ambient(Some(&name), ret_span);
             (run, run_with, name_arg, quote!(async move ||))
         }
         handle => {
@@ -243,7 +241,7 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
             (
                 quote_spanned!(ret_span=> #private::ScopeBuilder::run),
                 quote_spanned!(ret_span=> #private::ScopeBuilder::run_with),
-                builder,
+                options.builder(Some(&name)),
                 head,
             )
         }

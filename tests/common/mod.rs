@@ -347,3 +347,28 @@ pub async fn spawn_vs_close_race(iterations: usize, label: &str) {
         "the race was exercised both ways: {accepted} accepted, {refused} refused"
     );
 }
+
+/// A collecting, supervised scope whose `n` children fail with `fail(0)`, ..,
+/// `fail(n - 1)`, in that order (child `i` yields `i` times first): the `Errors` it returns.
+pub async fn collected<E>(n: u32, fail: fn(u32) -> E) -> taskscope::Errors<E>
+where
+    E: From<taskscope::Cancelled> + std::fmt::Debug + Send + 'static,
+{
+    taskscope::Scope::builder()
+        .supervise()
+        .collect_errors()
+        .run(async |s| {
+            for i in 0..n {
+                drop(s.spawn(async move {
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                    Err::<(), _>(fail(i))
+                }));
+            }
+            Ok::<_, E>(())
+        })
+        .within(HANG, "the collecting scope's return")
+        .await
+        .expect_err("every child failed")
+}

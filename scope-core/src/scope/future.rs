@@ -144,7 +144,8 @@ where
     }
 
     /// A scope future about to run `body`, which holds no handle to the scope, with its
-    /// node built from `lazy` only once something needs it (see `ScopeWork::poll_unbuilt`).
+    /// node (named `name`) built only once something needs it (see
+    /// `ScopeWork::poll_unbuilt`).
     pub(super) fn unbuilt(
         body: Fut,
         kind: ErrorOps<<Fut::Output as BodyResult>::Err>,
