@@ -773,3 +773,209 @@ rt_test! {
         assert_eq!(seen[2].tree, tree(NodeKind::CancelScope, None));
     }
 }
+
+/// A timeout around `fut` as `fail_after` runs it (a timer of its own, and a node only once
+/// code inside asks for it), or as a cancel scope with the same timeout whose handle was
+/// taken (its node built at entry): the answers must be the same.
+fn timeout<F: Future>(
+    eager: bool,
+    d: Duration,
+    fut: F,
+) -> impl Future<Output = Result<F::Output, Cancelled>> {
+    if eager {
+        let cs = CancelScope::new().timeout(d);
+        let _ = cs.handle();
+        futures_util::future::Either::Left(cs.run(fut))
+    } else {
+        futures_util::future::Either::Right(fail_after(d, fut))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_timeout_expires_as_a_built_one_does() {
+    let mut results = Vec::new();
+    for eager in [false, true] {
+        let census = Census::new();
+        let guard = census.guard();
+        let start = Instant::now();
+        let r = timeout(eager, Duration::from_secs(10), async move {
+            let _guard = guard;
+            tokio::task::yield_now().await;
+            std::future::pending::<()>().await;
+        })
+        .within(PAUSED_HANG, "the timeout's expiry")
+        .await;
+        assert_eq!(
+            census.alive(),
+            0,
+            "eager: {eager}: the future outlived the timeout"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "eager: {eager}");
+        results.push(r);
+    }
+    assert_eq!(results[0], results[1]);
+    let err = results[0].unwrap_err();
+    assert_eq!(err.reason(), CancelReason::DeadlineExceeded);
+    assert_eq!(err.suppressed_errors(), 0);
+}
+
+rt_test! {
+    async fn a_waiting_timeout_fires_on_every_runtime() {
+        for eager in [false, true] {
+            let census = Census::new();
+            let guard = census.guard();
+            let r = timeout(eager, Duration::from_millis(20), async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            })
+            .within(HANG, "the timeout's expiry")
+            .await;
+            assert!(r.unwrap_err().is_deadline(), "eager: {eager}");
+            assert_eq!(census.alive(), 0, "eager: {eager}: the future outlived the timeout");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ambient_reads_after_a_wait_see_the_deadline_taken_at_the_first_poll() {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    for eager in [false, true] {
+        let r = timeout(eager, Duration::from_secs(10), async {
+            sleep(Duration::from_secs(1)).await;
+            look()
+        })
+        .within(PAUSED_HANG, "the timeout's return")
+        .await;
+        seen.push(r.expect("the future returns before the deadline"));
+    }
+    assert_eq!(seen[0].deadline, Some(start + Duration::from_secs(10)));
+    // The eager run started a second later, so its deadline is a second later too.
+    assert_eq!(seen[1].deadline, Some(start + Duration::from_secs(11)));
+    for s in &seen {
+        assert!(!s.cancelled);
+        assert_eq!(s.tree, vec![(0, NodeKind::CancelScope, None)]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_opened_after_a_wait_is_bounded_by_the_timeout() {
+    let mut results = Vec::new();
+    for eager in [false, true] {
+        let census = Census::new();
+        let guard = census.guard();
+        let start = Instant::now();
+        let r = timeout(eager, Duration::from_secs(10), async move {
+            sleep(Duration::from_secs(1)).await;
+            scope(async move |s| {
+                s.spawn(async move {
+                    let _guard = guard;
+                    sleep(HOUR).await;
+                });
+                Ok::<_, Cancelled>(())
+            })
+            .await
+        })
+        .within(PAUSED_HANG, "the timeout's expiry")
+        .await;
+        assert_eq!(
+            census.alive(),
+            0,
+            "eager: {eager}: the child outlived the timeout"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "eager: {eager}");
+        results.push(r);
+    }
+    assert_eq!(results[0], results[1]);
+    assert!(results[0].unwrap_err().is_deadline());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_due_with_the_future_is_the_one_that_wins() {
+    // The timer and the future are due at the same instant: a node's timer fires before its
+    // future is polled again, and so does the timer of a timeout not built.
+    let mut results = Vec::new();
+    for eager in [false, true] {
+        let r = timeout(eager, Duration::from_secs(10), async {
+            tokio::task::yield_now().await;
+            sleep(Duration::from_secs(10)).await;
+            7
+        })
+        .within(PAUSED_HANG, "the timeout's return")
+        .await;
+        results.push(r);
+    }
+    assert_eq!(results[0], results[1]);
+    assert!(results[0].unwrap_err().is_deadline());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_already_past_fails_before_the_first_poll() {
+    for eager in [false, true] {
+        let polled = std::cell::Cell::new(false);
+        let at = Instant::now();
+        let fut = async {
+            polled.set(true);
+            7
+        };
+        let r = if eager {
+            let cs = CancelScope::new().deadline(at);
+            let _ = cs.handle();
+            cs.run(fut).await
+        } else {
+            taskscope::fail_at(at, fut).await
+        };
+        assert!(r.unwrap_err().is_deadline(), "eager: {eager}");
+        assert!(!polled.get(), "eager: {eager}: the future was polled");
+    }
+    let r = taskscope::move_on_at(Instant::now() + HOUR, async {
+        sleep(Duration::from_secs(1)).await;
+        current_deadline()
+    })
+    .await;
+    assert_eq!(
+        r,
+        Some(Some(Instant::now() - Duration::from_secs(1) + HOUR))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_timeout_goes_with_its_parent_s_cancel() {
+    for eager in [false, true] {
+        let census = Census::new();
+        let guard = census.guard();
+        let start = Instant::now();
+        let r = move_on_after(Duration::from_secs(1), async {
+            timeout(eager, HOUR, async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            })
+            .await
+        })
+        .within(PAUSED_HANG, "the outer timeout's expiry")
+        .await;
+        assert_eq!(r, None, "eager: {eager}");
+        assert_eq!(
+            census.alive(),
+            0,
+            "eager: {eager}: the future outlived the cancel"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(1), "eager: {eager}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_timeout_prints_as_active() {
+    let mut waiting = std::pin::pin!(move_on_after(HOUR, std::future::pending::<()>()));
+    assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+    let shown = format!("{waiting:?}");
+    assert!(shown.contains("active: true, finished: false"), "{shown}");
+    let mut done = std::pin::pin!(move_on_after(HOUR, async {
+        tokio::task::yield_now().await;
+        7
+    }));
+    assert!(futures_util::poll!(done.as_mut()).is_pending());
+    assert_eq!(done.as_mut().await, Some(7));
+    let shown = format!("{done:?}");
+    assert!(shown.contains("active: false, finished: true"), "{shown}");
+}

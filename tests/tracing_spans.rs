@@ -396,3 +396,20 @@ fn a_scope_without_a_handle_has_its_span_when_a_subscriber_wants_it() {
         "the body runs in the scope's span"
     );
 }
+
+/// `move_on_after` waits on a timer of its own, without a node, while nothing inside asks
+/// for its scope; a subscriber that wants the cancel scope's span is such a need: the span
+/// is there, and the expiry's events land in it.
+#[test]
+fn an_expiring_move_on_after_has_its_span_and_the_expiry_in_it() {
+    let capture = Capture::default();
+    let r = run_on_current_thread(&capture, || {
+        taskscope::move_on_after(secs(2), std::future::pending::<()>())
+    });
+    assert_eq!(r, None);
+    let (span, s) = capture.span_named("cancel_scope", "");
+    assert_eq!(s.parent, None, "nothing encloses it");
+    let events = capture.events_in(span);
+    let msgs: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    assert!(msgs.contains(&"deadline exceeded"), "{events:?}");
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled, SpawnError};
@@ -423,7 +423,8 @@ impl<F, T> fmt::Debug for Run<F, T> {
         f.debug_struct("Run")
             .field(
                 "active",
-                &(self.driver.is_active() || self.unbuilt == Unbuilt::Waiting),
+                &(self.driver.is_active()
+                    || (self.unbuilt == Unbuilt::Waiting && !self.driver.is_finished())),
             )
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
@@ -452,12 +453,16 @@ impl<F: Future<Output = T>, T> Run<F, T> {
     }
 
     /// A poll of a cancel scope whose node is not built yet (see `context::enter_lazy`):
-    /// the node is built if code under this poll asks for its scope, and (a timeout, which
-    /// needs its timer) if the future is still pending after its first poll. A cancel scope
-    /// with nothing set ([`Lazy::Plain`]) has nothing of its own to wait for or be cancelled
-    /// by, and stays unbuilt while its future waits; an ancestor's cancellation is dealt
-    /// with by the node future further out, or the task wrapper, that catches it (invariant
-    /// #8). `None`: the node is built; poll the ordinary way now.
+    /// the node is built if code under this poll asks for its scope. A cancel scope with
+    /// nothing set ([`Lazy::Plain`]) has nothing of its own to wait for or be cancelled by,
+    /// and a timeout waits on a timer of its own (`Timeout`): either stays unbuilt while its
+    /// future waits; an ancestor's cancellation is dealt with by the node future further
+    /// out, or the task wrapper, that catches it (invariant #8).
+    ///
+    /// `Some` with the poll's result: `Pending` (the node built during the poll, or still
+    /// not built: see [`is_built`](Self::is_built)), or the future's value if it completed
+    /// without building the node. `None`: the node is built; poll the ordinary way now.
+    #[inline]
     fn poll_unbuilt(
         self: Pin<&mut Self>,
         lazy: Lazy,
@@ -466,8 +471,6 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         let this = self.project();
         let driver = this.driver;
         let mut work = this.work.project();
-        // The timeout starts at entry either way: a node built during or after this poll
-        // resolves it then, and a future that completes here never sees it.
         let fut = work.fut.as_mut();
         let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
         else {
@@ -486,15 +489,32 @@ impl<F: Future<Output = T>, T> Run<F, T> {
             return None;
         }
         if !built {
-            if lazy == Lazy::Plain {
-                return Some(Poll::Pending);
-            }
-            driver.build(lazy.node());
-            driver.enter(false);
+            return Some(Poll::Pending);
         }
         // Now an ordinary cancel scope whose future was polled and waits.
         driver.register(cx);
         (driver.step() == Step::Run).then_some(Poll::Pending)
+    }
+
+    /// Whether (and how) the node is not built yet: what `Debug` shows and `poll` follows.
+    fn set_unbuilt(self: Pin<&mut Self>, unbuilt: Unbuilt) {
+        *self.project().unbuilt = unbuilt;
+    }
+
+    /// The node is built (or was given at creation).
+    fn is_built(&self) -> bool {
+        self.driver.is_built()
+    }
+
+    /// A timeout that expired while its node was not built: nothing was attached below it
+    /// and nothing read it, so its catch is only this: the future is dropped, and the
+    /// result is the cancellation.
+    fn expire_unbuilt(self: Pin<&mut Self>) -> Poll<Result<T, Cancelled>> {
+        let this = self.project();
+        this.driver.finish_unbuilt();
+        *this.unbuilt = Unbuilt::No;
+        this.work.project().fut.set(None);
+        Poll::Ready(Err(Cancelled::new(CancelReason::DeadlineExceeded)))
     }
 
     /// A poll of a cancel scope with nothing set while its node is not built. Apart from
@@ -580,35 +600,67 @@ impl<F: Future<Output = T>, T> Work for RunWork<F, T> {
 
 pin_project! {
     /// A cancel scope with a timeout around one future, whose node is built only when
-    /// needed: if the first poll of the future completes without asking for its scope, no
-    /// node is built (the future of [`move_on_after`] and [`fail_after`]).
+    /// needed (the future of [`move_on_after`] and [`fail_after`]): while nothing under it
+    /// asks for its scope, the timeout is a timer of its own, as in `tokio::time::timeout`,
+    /// and no node is built. Code that asks (a nested scope, `is_cancelled()`,
+    /// `current_deadline()`, ...) builds the node with the deadline the timer has, and from
+    /// then on it is an ordinary cancel scope.
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     struct Timeout<F, T> {
-        // Until the first poll: the timeout of a node not built yet.
-        unbuilt: Option<Duration>,
+        #[pin]
+        wait: Wait,
         #[pin]
         run: Run<F, T>,
     }
 }
 
+pin_project! {
+    /// Where a [`Timeout`] is.
+    #[project = WaitProj]
+    enum Wait {
+        /// Not polled yet: the timeout, in nanoseconds, starts at the first poll.
+        After { nanos: u64 },
+        /// Not polled yet, with an absolute deadline.
+        At { at: Instant },
+        /// Polled, the node not built, the future waits: on this timer.
+        Timer {
+            #[pin]
+            timer: Sleep,
+        },
+        /// Polled, the node not built, the future waits, with a timeout too long to
+        /// represent: it never fires.
+        Never,
+        /// The node is built, or was given at creation: the cancel scope polls the ordinary
+        /// way.
+        Built,
+    }
+}
+
 impl<F: Future<Output = T>, T> Timeout<F, T> {
-    /// A zero timeout is entered at once: it cancels before the first poll.
+    /// A zero timeout is entered at once: it cancels before the first poll. So is one too
+    /// long for [`Lazy::Timeout`] (which never fires: a deadline that far is not
+    /// representable).
     fn after(d: Duration, fut: F) -> Self {
-        let (driver, unbuilt) = if d.is_zero() {
-            (Driver::new(Lazy::Timeout(d).node()), None)
-        } else {
-            (Driver::unbuilt(), Some(d))
+        let nanos = match u64::try_from(d.as_nanos()) {
+            Ok(nanos) if nanos > 0 => nanos,
+            _ => {
+                let node = Node::new(crate::tree::Config::timeout_only(d));
+                return Timeout {
+                    wait: Wait::Built,
+                    run: Run::new(Driver::new(node), fut),
+                };
+            }
         };
         Timeout {
-            unbuilt,
-            run: Run::new(driver, fut),
+            wait: Wait::After { nanos },
+            run: Run::new(Driver::unbuilt(), fut),
         }
     }
 
     fn at(at: Instant, fut: F) -> Self {
         Timeout {
-            unbuilt: None,
-            run: CancelScope::new().deadline(at).run(fut),
+            wait: Wait::At { at },
+            run: Run::new(Driver::unbuilt(), fut),
         }
     }
 }
@@ -616,13 +668,115 @@ impl<F: Future<Output = T>, T> Timeout<F, T> {
 impl<F: Future<Output = T>, T> Future for Timeout<F, T> {
     type Output = Result<T, Cancelled>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(d) = this.unbuilt.take() {
-            if let Some(done) = this.run.as_mut().poll_unbuilt(Lazy::Timeout(d), cx) {
-                return done;
-            }
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        let nanos = match this.wait.as_mut().project() {
+            WaitProj::Built => return this.run.poll(cx),
+            WaitProj::After { nanos } => *nanos,
+            _ => return self.poll_timer(cx),
+        };
+        #[cfg(feature = "tracing")]
+        if tracing::span_enabled!(tracing::Level::DEBUG) {
+            return self.build(Lazy::Timeout(nanos), cx);
         }
+        // The first poll of a timeout: a future that completes at once needs no timer.
+        match this.run.poll_unbuilt(Lazy::Timeout(nanos), cx) {
+            Some(Poll::Ready(done)) => {
+                this.wait.set(Wait::Built);
+                Poll::Ready(done)
+            }
+            done => self.settle(done, cx),
+        }
+    }
+}
+
+impl<F: Future<Output = T>, T> Timeout<F, T> {
+    /// A poll with a deadline known and the node not built: the first poll of
+    /// `move_on_at`, or a timeout whose future waits.
+    #[inline(never)]
+    fn poll_timer(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
+        let mut this = self.as_mut().project();
+        if let WaitProj::At { at } = this.wait.as_mut().project() {
+            let at = *at;
+            #[cfg(feature = "tracing")]
+            if tracing::span_enabled!(tracing::Level::DEBUG) {
+                return self.build(Lazy::Deadline(at), cx);
+            }
+            this.wait.set(Wait::Timer {
+                timer: tokio::time::sleep_until(at),
+            });
+            this.run.as_mut().set_unbuilt(Unbuilt::Waiting);
+        }
+        let lazy = match this.wait.as_mut().project() {
+            // The deadline first, as a built node's timer fires before its future is polled.
+            WaitProj::Timer { mut timer } => {
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.wait.set(Wait::Built);
+                    return this.run.expire_unbuilt();
+                }
+                Lazy::Deadline(timer.deadline())
+            }
+            _ => Lazy::Plain,
+        };
+        match this.run.as_mut().poll_unbuilt(lazy, cx) {
+            Some(Poll::Ready(done)) => {
+                this.wait.set(Wait::Built);
+                Poll::Ready(done)
+            }
+            Some(Poll::Pending) if !this.run.is_built() => Poll::Pending,
+            done => self.settle(done, cx),
+        }
+    }
+
+    /// After a poll of the future with the node not built (`Run::poll_unbuilt`'s result):
+    /// still waiting unbuilt (a timeout's timer starts at its first wait), completed, or
+    /// built.
+    #[inline(never)]
+    fn settle(
+        self: Pin<&mut Self>,
+        done: Option<Poll<Result<T, Cancelled>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Cancelled>> {
+        let mut this = self.project();
+        if matches!(done, Some(Poll::Pending)) && !this.run.is_built() {
+            if let WaitProj::After { nanos } = this.wait.as_mut().project() {
+                // The first wait: the timer starts. (A node built during this poll would
+                // have read the clock at its entry, a little earlier: either deadline is
+                // one taken during the first poll.)
+                match Instant::now().checked_add(Duration::from_nanos(*nanos)) {
+                    Some(at) => this.wait.set(Wait::Timer {
+                        timer: tokio::time::sleep_until(at),
+                    }),
+                    None => this.wait.set(Wait::Never),
+                }
+                if let WaitProj::Timer { timer } = this.wait.as_mut().project() {
+                    if timer.poll(cx).is_ready() {
+                        this.wait.set(Wait::Built);
+                        return this.run.expire_unbuilt();
+                    }
+                }
+                this.run.set_unbuilt(Unbuilt::Waiting);
+            }
+            return Poll::Pending;
+        }
+        // Built (during that poll, or just before it), or completed unbuilt.
+        this.wait.set(Wait::Built);
+        this.run.as_mut().set_unbuilt(Unbuilt::No);
+        match done {
+            Some(done) => done,
+            None => this.run.poll(cx),
+        }
+    }
+
+    /// A subscriber wants the cancel scope's span (and the expiry's event in it): the node
+    /// is built at once, and polled the ordinary way.
+    #[cfg(feature = "tracing")]
+    #[cold]
+    fn build(self: Pin<&mut Self>, lazy: Lazy, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
+        let mut this = self.project();
+        this.wait.set(Wait::Built);
+        this.run.as_mut().project().driver.build(lazy.node());
         this.run.poll(cx)
     }
 }
@@ -674,6 +828,7 @@ pin_project! {
 
 impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
     type Output = Option<T>;
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().timeout.poll(cx).map(Result::ok)
     }
@@ -733,6 +888,7 @@ pin_project! {
 
 impl<F: Future<Output = T>, T> Future for FailAfter<F, T> {
     type Output = Result<T, Cancelled>;
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().timeout.poll(cx)
     }

@@ -337,13 +337,17 @@ pub(crate) enum Lazy {
     /// A cancel scope with nothing set (`CancelScope::new().run(..)`).
     Plain,
     /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
-    /// `fail_after`).
-    Timeout(Duration),
+    /// `fail_after`), in nanoseconds. (Not a `Duration`: so that this and `Deadline` fit in
+    /// two words. A longer timeout, over 584 years, is built at creation.)
+    Timeout(u64),
+    /// A cancel scope with a deadline and nothing else (`move_on_at`, `fail_at`, and a
+    /// timeout whose future waits: its deadline is then known).
+    Deadline(Instant),
     /// A scope whose body holds no handle to it (the macros without a handle): only code
     /// that reads the ambient context can reach it.
-    /// (A name by reference to a `&'static str`: so this stays two words, the size of the
-    /// timeout's `Duration`, which every poll of a lazily entered node moves in and out of
-    /// the ambient frame.)
+    /// (A name by reference to a `&'static str`: so this stays two words, the size of a
+    /// deadline, which every poll of a lazily entered node moves in and out of the ambient
+    /// frame.)
     Scope { name: Option<&'static &'static str> },
 }
 
@@ -353,7 +357,11 @@ impl Lazy {
     pub(crate) fn node(self) -> Arc<Node> {
         match self {
             Lazy::Plain => Node::new(Config::default()),
-            Lazy::Timeout(d) => Node::new(Config::timeout_only(d)),
+            Lazy::Timeout(nanos) => Node::new(Config::timeout_only(Duration::from_nanos(nanos))),
+            Lazy::Deadline(at) => Node::new(Config {
+                deadline: Some(at),
+                ..Config::default()
+            }),
             Lazy::Scope { name } => {
                 let node = Node::new(Config {
                     name: name.map(|n| Cow::Borrowed(*n)),
