@@ -175,13 +175,15 @@ pub mod migration;
 /// the call's span is the parent of the scope's span and of everything the scope runs. With
 /// the order swapped, the scope encloses the function's span.
 ///
-/// Without a handle and with no option but `name`, the scope costs only what the body uses:
-/// its node in the cancel tree (an allocation, and locks to enter the tree and to leave it)
-/// is built when code in the body first reads the ambient context (a nested scope or cancel
-/// scope, [`is_cancelled`], [`cancelled`], [`current_deadline`], a snapshot) or when the body
-/// fails or panics; a function that does neither pays for none of it. Every answer is the
-/// one the scope would give with its node built at entry; until it is built the scope does
-/// not appear in a [`snapshot()`] taken elsewhere.
+/// Without a handle, and with no option but `name` and one of `timeout` or `deadline`, the
+/// scope costs only what the body uses: its node in the cancel tree (an allocation, and
+/// locks to enter the tree and to leave it) is built when code in the body first reads the
+/// ambient context (a nested scope or cancel scope, [`is_cancelled`], [`cancelled`],
+/// [`current_deadline`], a snapshot) or when the body fails or panics; a function that does
+/// neither pays for none of it, and a timeout or deadline is then a timer of the function's
+/// own, as in `tokio::time::timeout`. Every answer is the one the scope would give with its
+/// node built at entry; until it is built the scope does not appear in a [`snapshot()`]
+/// taken elsewhere.
 ///
 /// Durations are string literals of a number and a unit (`"250ms"`, `"2s"`, `"1.5s"`,
 /// `"1m"`, `"1h"`; units ns, us, ms, s, m, h), checked at compile time.

@@ -13,36 +13,16 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::{Census, HANG, PAUSED_HANG, Within, rt_test, within};
+use common::{Census, HANG, PAUSED_HANG, Seen, Within, look, rt_test, within};
 use futures_util::FutureExt;
 use taskscope::snapshot::NodeKind;
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, current_deadline, fail_after,
-    is_cancelled, move_on_after, scope, scoped, shield, snapshot,
+    is_cancelled, move_on_after, scope, scoped, shield,
 };
 use tokio::time::{Instant, sleep};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// What a body saw of its scope: the ambient answers, and the tree below the outer scope.
-#[derive(Debug, PartialEq)]
-struct Seen {
-    cancelled: bool,
-    deadline: Option<Instant>,
-    tree: Vec<(usize, NodeKind, Option<String>)>,
-}
-
-fn look() -> Seen {
-    Seen {
-        cancelled: is_cancelled(),
-        deadline: current_deadline(),
-        tree: snapshot()
-            .nodes()
-            .iter()
-            .map(|n| (n.depth, n.kind, n.name.as_deref().map(str::to_owned)))
-            .collect(),
-    }
-}
 
 #[scoped(name = "work")]
 async fn lazy_look() -> Result<Seen, Cancelled> {
@@ -774,208 +754,42 @@ rt_test! {
     }
 }
 
-/// A timeout around `fut` as `fail_after` runs it (a timer of its own, and a node only once
-/// code inside asks for it), or as a cancel scope with the same timeout whose handle was
-/// taken (its node built at entry): the answers must be the same.
-fn timeout<F: Future>(
-    eager: bool,
-    d: Duration,
-    fut: F,
-) -> impl Future<Output = Result<F::Output, Cancelled>> {
-    if eager {
-        let cs = CancelScope::new().timeout(d);
-        let _ = cs.handle();
-        futures_util::future::Either::Left(cs.run(fut))
-    } else {
-        futures_util::future::Either::Right(fail_after(d, fut))
-    }
+#[scoped(name = "b")]
+async fn lazy_b_look() -> Result<Seen, Cancelled> {
+    tokio::task::yield_now().await;
+    Ok(look())
+}
+
+#[scoped(name = "a")]
+async fn lazy_a_polls<F: Future<Output = Result<Result<Seen, Cancelled>, Cancelled>>>(
+    entered_elsewhere: std::pin::Pin<&mut F>,
+) -> Result<(Seen, Seen), Cancelled> {
+    let inner = entered_elsewhere.await??;
+    Ok((inner, look()))
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_waiting_timeout_expires_as_a_built_one_does() {
-    let mut results = Vec::new();
-    for eager in [false, true] {
-        let census = Census::new();
-        let guard = census.guard();
-        let start = Instant::now();
-        let r = timeout(eager, Duration::from_secs(10), async move {
-            let _guard = guard;
-            tokio::task::yield_now().await;
-            std::future::pending::<()>().await;
-        })
-        .within(PAUSED_HANG, "the timeout's expiry")
-        .await;
-        assert_eq!(
-            census.alive(),
-            0,
-            "eager: {eager}: the future outlived the timeout"
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(10), "eager: {eager}");
-        results.push(r);
-    }
-    assert_eq!(results[0], results[1]);
-    let err = results[0].unwrap_err();
-    assert_eq!(err.reason(), CancelReason::DeadlineExceeded);
-    assert_eq!(err.suppressed_errors(), 0);
-}
-
-rt_test! {
-    async fn a_waiting_timeout_fires_on_every_runtime() {
-        for eager in [false, true] {
-            let census = Census::new();
-            let guard = census.guard();
-            let r = timeout(eager, Duration::from_millis(20), async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            })
-            .within(HANG, "the timeout's expiry")
-            .await;
-            assert!(r.unwrap_err().is_deadline(), "eager: {eager}");
-            assert_eq!(census.alive(), 0, "eager: {eager}: the future outlived the timeout");
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn ambient_reads_after_a_wait_see_the_deadline_taken_at_the_first_poll() {
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    for eager in [false, true] {
-        let r = timeout(eager, Duration::from_secs(10), async {
-            sleep(Duration::from_secs(1)).await;
-            look()
-        })
-        .within(PAUSED_HANG, "the timeout's return")
-        .await;
-        seen.push(r.expect("the future returns before the deadline"));
-    }
-    assert_eq!(seen[0].deadline, Some(start + Duration::from_secs(10)));
-    // The eager run started a second later, so its deadline is a second later too.
-    assert_eq!(seen[1].deadline, Some(start + Duration::from_secs(11)));
-    for s in &seen {
-        assert!(!s.cancelled);
-        assert_eq!(s.tree, vec![(0, NodeKind::CancelScope, None)]);
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_scope_opened_after_a_wait_is_bounded_by_the_timeout() {
-    let mut results = Vec::new();
-    for eager in [false, true] {
-        let census = Census::new();
-        let guard = census.guard();
-        let start = Instant::now();
-        let r = timeout(eager, Duration::from_secs(10), async move {
-            sleep(Duration::from_secs(1)).await;
-            scope(async move |s| {
-                s.spawn(async move {
-                    let _guard = guard;
-                    sleep(HOUR).await;
-                });
-                Ok::<_, Cancelled>(())
-            })
-            .await
-        })
-        .within(PAUSED_HANG, "the timeout's expiry")
-        .await;
-        assert_eq!(
-            census.alive(),
-            0,
-            "eager: {eager}: the child outlived the timeout"
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(10), "eager: {eager}");
-        results.push(r);
-    }
-    assert_eq!(results[0], results[1]);
-    assert!(results[0].unwrap_err().is_deadline());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_deadline_due_with_the_future_is_the_one_that_wins() {
-    // The timer and the future are due at the same instant: a node's timer fires before its
-    // future is polled again, and so does the timer of a timeout not built.
-    let mut results = Vec::new();
-    for eager in [false, true] {
-        let r = timeout(eager, Duration::from_secs(10), async {
-            tokio::task::yield_now().await;
-            sleep(Duration::from_secs(10)).await;
-            7
-        })
-        .within(PAUSED_HANG, "the timeout's return")
-        .await;
-        results.push(r);
-    }
-    assert_eq!(results[0], results[1]);
-    assert!(results[0].unwrap_err().is_deadline());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_deadline_already_past_fails_before_the_first_poll() {
-    for eager in [false, true] {
-        let polled = std::cell::Cell::new(false);
-        let at = Instant::now();
-        let fut = async {
-            polled.set(true);
-            7
-        };
-        let r = if eager {
-            let cs = CancelScope::new().deadline(at);
-            let _ = cs.handle();
-            cs.run(fut).await
-        } else {
-            taskscope::fail_at(at, fut).await
-        };
-        assert!(r.unwrap_err().is_deadline(), "eager: {eager}");
-        assert!(!polled.get(), "eager: {eager}: the future was polled");
-    }
-    let r = taskscope::move_on_at(Instant::now() + HOUR, async {
-        sleep(Duration::from_secs(1)).await;
-        current_deadline()
-    })
-    .await;
-    assert_eq!(
-        r,
-        Some(Some(Instant::now() - Duration::from_secs(1) + HOUR))
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_waiting_timeout_goes_with_its_parent_s_cancel() {
-    for eager in [false, true] {
-        let census = Census::new();
-        let guard = census.guard();
-        let start = Instant::now();
-        let r = move_on_after(Duration::from_secs(1), async {
-            timeout(eager, HOUR, async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            })
-            .await
-        })
-        .within(PAUSED_HANG, "the outer timeout's expiry")
-        .await;
-        assert_eq!(r, None, "eager: {eager}");
-        assert_eq!(
-            census.alive(),
-            0,
-            "eager: {eager}: the future outlived the cancel"
-        );
-        assert_eq!(start.elapsed(), Duration::from_secs(1), "eager: {eager}");
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_waiting_timeout_prints_as_active() {
-    let mut waiting = std::pin::pin!(move_on_after(HOUR, std::future::pending::<()>()));
-    assert!(futures_util::poll!(waiting.as_mut()).is_pending());
-    let shown = format!("{waiting:?}");
-    assert!(shown.contains("active: true, finished: false"), "{shown}");
-    let mut done = std::pin::pin!(move_on_after(HOUR, async {
+async fn a_cancel_scope_entered_elsewhere_and_polled_in_an_unbuilt_scope_leaves_it_intact() {
+    // A cancel scope first polled outside any scope, then polled (and finished) in the body
+    // of a scope not built yet; a lazy scope inside the cancel scope builds its own node.
+    // The outer scope, built later, must still be the one its body opened.
+    let cs = CancelScope::new();
+    let _handle = cs.handle();
+    let mut entered_elsewhere = std::pin::pin!(cs.run(async {
         tokio::task::yield_now().await;
-        7
+        lazy_b_look().await
     }));
-    assert!(futures_util::poll!(done.as_mut()).is_pending());
-    assert_eq!(done.as_mut().await, Some(7));
-    let shown = format!("{done:?}");
-    assert!(shown.contains("active: false, finished: true"), "{shown}");
+    assert!(futures_util::poll!(entered_elsewhere.as_mut()).is_pending());
+    let (inner, outer) = lazy_a_polls(entered_elsewhere)
+        .within(PAUSED_HANG, "the outer scope's return")
+        .await
+        .expect("both return their value");
+    assert_eq!(
+        inner.tree,
+        vec![
+            (0, NodeKind::CancelScope, None),
+            (1, NodeKind::Scope, Some("b".into()))
+        ]
+    );
+    assert_eq!(outer.tree, vec![(0, NodeKind::Scope, Some("a".into()))]);
 }

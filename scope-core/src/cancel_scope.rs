@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::driver::{Driver, Step, Teardown, Work};
 use crate::error::{CancelReason, Cancelled, SpawnError};
 use crate::parent::{Hold, Parent};
 use crate::sync::{Arc, OnceLock};
-use crate::tree::{Lazy, Node};
+use crate::timeout::{Lazily, Timeout, lazy_nanos};
+use crate::tree::{Config, Lazy, Limit, Node};
 
 /// A node of the cancel tree around one future: a deadline, a shield, and a handle to
 /// cancel it.
@@ -100,7 +101,8 @@ impl CancelScope {
 
     /// The node, built now if nothing built it yet.
     fn node(&self) -> &Arc<Node> {
-        self.node.get_or_init(|| Lazy::Plain.node())
+        self.node
+            .get_or_init(|| Lazy::CancelScope(Limit::None).node())
     }
 
     /// Cancels the scope `d` after it is entered (its first poll). `Duration::MAX` never
@@ -213,7 +215,7 @@ impl CancelScope {
         match (self.node.into_inner(), self.hold) {
             (None, None) => Run::plain(fut),
             (node, hold) => {
-                let node = node.unwrap_or_else(|| Lazy::Plain.node());
+                let node = node.unwrap_or_else(|| Lazy::CancelScope(Limit::None).node());
                 Run::new(Driver::with_hold(node, hold), fut)
             }
         }
@@ -406,7 +408,7 @@ pin_project! {
     }
 }
 
-/// Whether the node of a cancel scope with nothing set ([`Lazy::Plain`]) is built yet.
+/// Whether the node of a cancel scope with nothing set ([`Lazy::CancelScope(Limit::None)`]) is built yet.
 /// (A timeout's lazy node is its wrapper's: `Timeout`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unbuilt {
@@ -454,7 +456,7 @@ impl<F: Future<Output = T>, T> Run<F, T> {
 
     /// A poll of a cancel scope whose node is not built yet (see `context::enter_lazy`):
     /// the node is built if code under this poll asks for its scope. A cancel scope with
-    /// nothing set ([`Lazy::Plain`]) has nothing of its own to wait for or be cancelled by,
+    /// nothing set ([`Lazy::CancelScope(Limit::None)`]) has nothing of its own to wait for or be cancelled by,
     /// and a timeout waits on a timer of its own (`Timeout`): either stays unbuilt while its
     /// future waits; an ancestor's cancellation is dealt with by the node future further
     /// out, or the task wrapper, that catches it (invariant #8).
@@ -470,6 +472,13 @@ impl<F: Future<Output = T>, T> Run<F, T> {
     ) -> Option<Poll<Result<T, Cancelled>>> {
         let this = self.project();
         let driver = this.driver;
+        #[cfg(feature = "tracing")]
+        if tracing::span_enabled!(tracing::Level::DEBUG) {
+            // A subscriber wants the cancel scope's span (and the events in it): the node
+            // is built at once.
+            driver.build(lazy.node());
+            return None;
+        }
         let mut work = this.work.project();
         let fut = work.fut.as_mut();
         let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
@@ -496,34 +505,15 @@ impl<F: Future<Output = T>, T> Run<F, T> {
         (driver.step() == Step::Run).then_some(Poll::Pending)
     }
 
-    /// Whether (and how) the node is not built yet: what `Debug` shows and `poll` follows.
-    fn set_unbuilt(self: Pin<&mut Self>, unbuilt: Unbuilt) {
-        *self.project().unbuilt = unbuilt;
-    }
-
-    /// The node is built (or was given at creation).
-    fn is_built(&self) -> bool {
-        self.driver.is_built()
-    }
-
-    /// A timeout that expired while its node was not built: nothing was attached below it
-    /// and nothing read it, so its catch is only this: the future is dropped, and the
-    /// result is the cancellation.
-    fn expire_unbuilt(self: Pin<&mut Self>) -> Poll<Result<T, Cancelled>> {
-        let this = self.project();
-        this.driver.finish_unbuilt();
-        *this.unbuilt = Unbuilt::No;
-        this.work.project().fut.set(None);
-        Poll::Ready(Err(Cancelled::new(CancelReason::DeadlineExceeded)))
-    }
-
     /// A poll of a cancel scope with nothing set while its node is not built. Apart from
     /// `poll`, so that a cancel scope built at entry keeps a `poll` small enough to inline
     /// into its caller.
     #[inline(never)]
     fn poll_lazily(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
         if self.unbuilt != Unbuilt::No {
-            let done = self.as_mut().poll_unbuilt(Lazy::Plain, cx);
+            let done = self
+                .as_mut()
+                .poll_unbuilt(Lazy::CancelScope(Limit::None), cx);
             let this = self.as_mut().project();
             *this.unbuilt = match done {
                 Some(Poll::Pending) if !this.driver.is_built() => Unbuilt::Waiting,
@@ -598,187 +588,55 @@ impl<F: Future<Output = T>, T> Work for RunWork<F, T> {
     }
 }
 
-pin_project! {
-    /// A cancel scope with a timeout around one future, whose node is built only when
-    /// needed (the future of [`move_on_after`] and [`fail_after`]): while nothing under it
-    /// asks for its scope, the timeout is a timer of its own, as in `tokio::time::timeout`,
-    /// and no node is built. Code that asks (a nested scope, `is_cancelled()`,
-    /// `current_deadline()`, ...) builds the node with the deadline the timer has, and from
-    /// then on it is an ordinary cancel scope.
-    #[must_use = "futures do nothing unless you `.await` or poll them"]
-    struct Timeout<F, T> {
-        #[pin]
-        wait: Wait,
-        #[pin]
-        run: Run<F, T>,
+impl<F: Future<Output = T>, T> Lazily for Run<F, T> {
+    fn lazy(&self, limit: Limit) -> Lazy {
+        Lazy::CancelScope(limit)
     }
-}
-
-pin_project! {
-    /// Where a [`Timeout`] is.
-    #[project = WaitProj]
-    enum Wait {
-        /// Not polled yet: the timeout, in nanoseconds, starts at the first poll.
-        After { nanos: u64 },
-        /// Not polled yet, with an absolute deadline.
-        At { at: Instant },
-        /// Polled, the node not built, the future waits: on this timer.
-        Timer {
-            #[pin]
-            timer: Sleep,
-        },
-        /// Polled, the node not built, the future waits, with a timeout too long to
-        /// represent: it never fires.
-        Never,
-        /// The node is built, or was given at creation: the cancel scope polls the ordinary
-        /// way.
-        Built,
-    }
-}
-
-impl<F: Future<Output = T>, T> Timeout<F, T> {
-    /// A zero timeout is entered at once: it cancels before the first poll. So is one too
-    /// long for [`Lazy::Timeout`] (which never fires: a deadline that far is not
-    /// representable).
-    fn after(d: Duration, fut: F) -> Self {
-        let nanos = match u64::try_from(d.as_nanos()) {
-            Ok(nanos) if nanos > 0 => nanos,
-            _ => {
-                let node = Node::new(crate::tree::Config::timeout_only(d));
-                return Timeout {
-                    wait: Wait::Built,
-                    run: Run::new(Driver::new(node), fut),
-                };
-            }
-        };
-        Timeout {
-            wait: Wait::After { nanos },
-            run: Run::new(Driver::unbuilt(), fut),
-        }
-    }
-
-    fn at(at: Instant, fut: F) -> Self {
-        Timeout {
-            wait: Wait::At { at },
-            run: Run::new(Driver::unbuilt(), fut),
-        }
-    }
-}
-
-impl<F: Future<Output = T>, T> Future for Timeout<F, T> {
-    type Output = Result<T, Cancelled>;
 
     #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.as_mut().project();
-        let nanos = match this.wait.as_mut().project() {
-            WaitProj::Built => return this.run.poll(cx),
-            WaitProj::After { nanos } => *nanos,
-            _ => return self.poll_timer(cx),
+    fn poll_unbuilt(
+        self: Pin<&mut Self>,
+        lazy: Lazy,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<Result<T, Cancelled>>> {
+        Run::poll_unbuilt(self, lazy, cx)
+    }
+
+    fn is_built(&self) -> bool {
+        self.driver.is_built()
+    }
+
+    fn expire(self: Pin<&mut Self>) -> Result<T, Cancelled> {
+        let this = self.project();
+        this.driver.finish_unbuilt();
+        this.work.project().fut.set(None);
+        Err(Cancelled::new(CancelReason::DeadlineExceeded))
+    }
+
+    fn set_waiting(self: Pin<&mut Self>, waiting: bool) {
+        *self.project().unbuilt = if waiting {
+            Unbuilt::Waiting
+        } else {
+            Unbuilt::No
         };
-        #[cfg(feature = "tracing")]
-        if tracing::span_enabled!(tracing::Level::DEBUG) {
-            return self.build(Lazy::Timeout(nanos), cx);
-        }
-        // The first poll of a timeout: a future that completes at once needs no timer.
-        match this.run.poll_unbuilt(Lazy::Timeout(nanos), cx) {
-            Some(Poll::Ready(done)) => {
-                this.wait.set(Wait::Built);
-                Poll::Ready(done)
-            }
-            done => self.settle(done, cx),
-        }
     }
 }
 
-impl<F: Future<Output = T>, T> Timeout<F, T> {
-    /// A poll with a deadline known and the node not built: the first poll of
-    /// `move_on_at`, or a timeout whose future waits.
-    #[inline(never)]
-    fn poll_timer(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
-        let mut this = self.as_mut().project();
-        if let WaitProj::At { at } = this.wait.as_mut().project() {
-            let at = *at;
-            #[cfg(feature = "tracing")]
-            if tracing::span_enabled!(tracing::Level::DEBUG) {
-                return self.build(Lazy::Deadline(at), cx);
-            }
-            this.wait.set(Wait::Timer {
-                timer: tokio::time::sleep_until(at),
-            });
-            this.run.as_mut().set_unbuilt(Unbuilt::Waiting);
-        }
-        let lazy = match this.wait.as_mut().project() {
-            // The deadline first, as a built node's timer fires before its future is polled.
-            WaitProj::Timer { mut timer } => {
-                if timer.as_mut().poll(cx).is_ready() {
-                    this.wait.set(Wait::Built);
-                    return this.run.expire_unbuilt();
-                }
-                Lazy::Deadline(timer.deadline())
-            }
-            _ => Lazy::Plain,
-        };
-        match this.run.as_mut().poll_unbuilt(lazy, cx) {
-            Some(Poll::Ready(done)) => {
-                this.wait.set(Wait::Built);
-                Poll::Ready(done)
-            }
-            Some(Poll::Pending) if !this.run.is_built() => Poll::Pending,
-            done => self.settle(done, cx),
-        }
+/// A cancel scope with a timeout of `d` around `fut`: built when needed ([`Timeout`]), or
+/// at once for a zero timeout (it cancels before the first poll) and one too long to wait
+/// for lazily.
+fn timeout_after<F: Future<Output = T>, T>(d: Duration, fut: F) -> Timeout<Run<F, T>> {
+    match lazy_nanos(d) {
+        Some(nanos) => Timeout::after(nanos, Run::new(Driver::unbuilt(), fut)),
+        None => Timeout::built(Run::new(
+            Driver::new(Node::new(Config::timeout_only(d))),
+            fut,
+        )),
     }
+}
 
-    /// After a poll of the future with the node not built (`Run::poll_unbuilt`'s result):
-    /// still waiting unbuilt (a timeout's timer starts at its first wait), completed, or
-    /// built.
-    #[inline(never)]
-    fn settle(
-        self: Pin<&mut Self>,
-        done: Option<Poll<Result<T, Cancelled>>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<T, Cancelled>> {
-        let mut this = self.project();
-        if matches!(done, Some(Poll::Pending)) && !this.run.is_built() {
-            if let WaitProj::After { nanos } = this.wait.as_mut().project() {
-                // The first wait: the timer starts. (A node built during this poll would
-                // have read the clock at its entry, a little earlier: either deadline is
-                // one taken during the first poll.)
-                match Instant::now().checked_add(Duration::from_nanos(*nanos)) {
-                    Some(at) => this.wait.set(Wait::Timer {
-                        timer: tokio::time::sleep_until(at),
-                    }),
-                    None => this.wait.set(Wait::Never),
-                }
-                if let WaitProj::Timer { timer } = this.wait.as_mut().project() {
-                    if timer.poll(cx).is_ready() {
-                        this.wait.set(Wait::Built);
-                        return this.run.expire_unbuilt();
-                    }
-                }
-                this.run.set_unbuilt(Unbuilt::Waiting);
-            }
-            return Poll::Pending;
-        }
-        // Built (during that poll, or just before it), or completed unbuilt.
-        this.wait.set(Wait::Built);
-        this.run.as_mut().set_unbuilt(Unbuilt::No);
-        match done {
-            Some(done) => done,
-            None => this.run.poll(cx),
-        }
-    }
-
-    /// A subscriber wants the cancel scope's span (and the expiry's event in it): the node
-    /// is built at once, and polled the ordinary way.
-    #[cfg(feature = "tracing")]
-    #[cold]
-    fn build(self: Pin<&mut Self>, lazy: Lazy, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
-        let mut this = self.project();
-        this.wait.set(Wait::Built);
-        this.run.as_mut().project().driver.build(lazy.node());
-        this.run.poll(cx)
-    }
+fn timeout_at<F: Future<Output = T>, T>(at: Instant, fut: F) -> Timeout<Run<F, T>> {
+    Timeout::at(at, Run::new(Driver::unbuilt(), fut))
 }
 
 /// Runs `fut` with a timeout of `d`; on expiry the future is dropped and `None` returned.
@@ -806,14 +664,14 @@ impl<F: Future<Output = T>, T> Timeout<F, T> {
 /// ```
 pub fn move_on_after<F: Future>(d: Duration, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        timeout: Timeout::after(d, fut),
+        timeout: timeout_after(d, fut),
     }
 }
 
 /// Like [`move_on_after`] with an absolute deadline.
 pub fn move_on_at<F: Future>(at: Instant, fut: F) -> MoveOnAfter<F, F::Output> {
     MoveOnAfter {
-        timeout: Timeout::at(at, fut),
+        timeout: timeout_at(at, fut),
     }
 }
 
@@ -822,7 +680,7 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct MoveOnAfter<F, T> {
         #[pin]
-        timeout: Timeout<F, T>,
+        timeout: Timeout<Run<F, T>>,
     }
 }
 
@@ -837,7 +695,7 @@ impl<F: Future<Output = T>, T> Future for MoveOnAfter<F, T> {
 impl<F, T> fmt::Debug for MoveOnAfter<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MoveOnAfter")
-            .field("run", &self.timeout.run)
+            .field("run", self.timeout.inner())
             .finish()
     }
 }
@@ -866,14 +724,14 @@ impl<F, T> fmt::Debug for MoveOnAfter<F, T> {
 /// ```
 pub fn fail_after<F: Future>(d: Duration, fut: F) -> FailAfter<F, F::Output> {
     FailAfter {
-        timeout: Timeout::after(d, fut),
+        timeout: timeout_after(d, fut),
     }
 }
 
 /// Like [`fail_after`] with an absolute deadline.
 pub fn fail_at<F: Future>(at: Instant, fut: F) -> FailAfter<F, F::Output> {
     FailAfter {
-        timeout: Timeout::at(at, fut),
+        timeout: timeout_at(at, fut),
     }
 }
 
@@ -882,7 +740,7 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct FailAfter<F, T> {
         #[pin]
-        timeout: Timeout<F, T>,
+        timeout: Timeout<Run<F, T>>,
     }
 }
 
@@ -897,7 +755,7 @@ impl<F: Future<Output = T>, T> Future for FailAfter<F, T> {
 impl<F, T> fmt::Debug for FailAfter<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailAfter")
-            .field("run", &self.timeout.run)
+            .field("run", self.timeout.inner())
             .finish()
     }
 }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::error::Cancelled;
 use crate::sync::Arc;
-use crate::tree::{Lazy, Node};
+use crate::tree::{Lazy, Limit, Node};
 
 struct Frame {
     /// The innermost in-task node future being polled (a scope, a cancel scope).
@@ -34,14 +34,19 @@ struct Frame {
     task_root: Option<Arc<Node>>,
     /// Live shields inside the innermost node future being polled (in this task).
     shields: u32,
-    /// A cancel scope entered without its node ([`enter_lazy`]), innermost.
+    /// A node future entered without its node ([`enter_lazy`]), innermost.
     pending: Option<Pending>,
+    /// What the pending node is built from, while it is [`Pending::Unbuilt`]. Not set
+    /// aside by a lend or a nested lazy entry: neither happens while a node is pending
+    /// (both build it first), so only the innermost pending node ever needs it.
+    lazy: Lazy,
 }
 
 /// The state of a node future polled without a node of its own.
 enum Pending {
-    /// Not built: what to build it from. The frame's `node` is still its parent.
-    Unbuilt(Lazy),
+    /// Not built: the frame's `lazy` is what to build it from, and the frame's `node` is
+    /// still its parent.
+    Unbuilt,
     /// Built by [`materialize`] and lent: the frame's `node` is it, and this is the frame's
     /// node before it (the parent, to put back).
     Built(Option<Arc<Node>>),
@@ -49,7 +54,13 @@ enum Pending {
 
 thread_local! {
     static FRAME: RefCell<Frame> = const {
-        RefCell::new(Frame { node: None, task_root: None, shields: 0, pending: None })
+        RefCell::new(Frame {
+            node: None,
+            task_root: None,
+            shields: 0,
+            pending: None,
+            lazy: Lazy::CancelScope(Limit::None),
+        })
     };
 }
 
@@ -107,6 +118,14 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
     let lent = FRAME.try_with(|cell| {
         let saved = {
             let mut frame = cell.borrow_mut();
+            if matches!(frame.pending, Some(Pending::Unbuilt)) {
+                // A node pending further out (this lender was entered elsewhere, or is a
+                // task polled inside another poll): it is built first, so that what is set
+                // aside below is never a node still to build (`Frame::lazy` is not).
+                drop(frame);
+                materialize(cell);
+                frame = cell.borrow_mut();
+            }
             let lent = slot.take();
             match &how {
                 Lend::Node(shields) => Saved {
@@ -199,7 +218,7 @@ pub(crate) fn enter_lazy<R>(
                 let mut frame = cell.borrow_mut();
                 // A lazy node future directly inside another one not built yet: the outer
                 // one is built first, as it is this one's parent.
-                if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
+                if matches!(frame.pending, Some(Pending::Unbuilt)) {
                     drop(frame);
                     materialize(cell);
                     frame = cell.borrow_mut();
@@ -208,7 +227,8 @@ pub(crate) fn enter_lazy<R>(
                 if ambient.is_some_and(|n| n.state().is_hard()) {
                     return None;
                 }
-                let pending = frame.pending.replace(Pending::Unbuilt(lazy));
+                let pending = frame.pending.replace(Pending::Unbuilt);
+                frame.lazy = lazy;
                 let outer = std::mem::replace(&mut frame.shields, *shields);
                 (pending, outer)
             };
@@ -231,10 +251,10 @@ pub(crate) fn enter_lazy<R>(
 fn materialize(frame: &RefCell<Frame>) {
     let (lazy, parent) = {
         let f = frame.borrow();
-        let Some(Pending::Unbuilt(lazy)) = f.pending else {
+        let Some(Pending::Unbuilt) = f.pending else {
             return;
         };
-        (lazy, f.node.clone().or_else(|| f.task_root.clone()))
+        (f.lazy, f.node.clone().or_else(|| f.task_root.clone()))
     };
     // Built and attached outside the frame's borrow: attach takes locks and may wake.
     let node = lazy.node();
@@ -249,7 +269,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
     let mut f = Some(f);
     let r = FRAME.try_with(|cell| {
         let mut frame = cell.borrow();
-        if matches!(frame.pending, Some(Pending::Unbuilt(_))) {
+        if matches!(frame.pending, Some(Pending::Unbuilt)) {
             drop(frame);
             materialize(cell);
             frame = cell.borrow();

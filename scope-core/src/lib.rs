@@ -19,7 +19,8 @@
 //   `handle` (`ScopeHandle`), `future` (`ScopeFuture`: the body, children, result),
 //   `mode` (fail fast or collect errors).
 // - `cancel_scope`: `CancelScope`, `CancelHandle`, `move_on_after`, `fail_after`,
-//   `shield`. `parent`: opening a scope under a given scope (`Parent`).
+//   `shield`. `timeout`: a time limit on a node future not built yet (a timer of its
+//   own). `parent`: opening a scope under a given scope (`Parent`).
 // - Children: `child/` (spawned and blocking children, `TaskHandle`; `registry`: the
 //   abort registry; `limit`: the concurrency limiter), `local` (in-task children),
 //   `background`, `start` (the `start()` handshake), `supervise`, `permit`
@@ -53,6 +54,7 @@ mod spans;
 mod start;
 mod supervise;
 mod sync;
+mod timeout;
 mod tree;
 mod watch;
 

@@ -93,7 +93,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     // Without a closure and with no option but a name, the body takes no `Scope` and the
     // scope builds its node only when something needs it (`ScopeBuilder::ambient`).
     let (run, first, head) = match closure_head {
-        None if options.is_plain() => {
+        None if options.is_lazy() => {
             let (run, _, name) = options.ambient(None, span);
             (run, name, quote!(async ||))
         }

@@ -62,20 +62,20 @@ impl Options {
         }
     }
 
-    /// No option but a name (and the crate path): nothing that needs the scope's node from
-    /// the start.
-    pub(crate) fn is_plain(&self) -> bool {
-        self.timeout.is_none()
-            && self.deadline.is_none()
+    /// No option but a name (and the crate path) and at most one time limit (`timeout` or
+    /// `deadline`): nothing that needs the scope's node from the start.
+    pub(crate) fn is_lazy(&self) -> bool {
+        !(self.timeout.is_some() && self.deadline.is_some())
             && self.grace.is_none()
             && self.limit.is_none()
             && self.supervise.is_none()
             && self.local.is_none()
     }
 
-    /// For a scope whose body takes no handle and that has no option but a name
-    /// (`is_plain`): the paths of `ScopeBuilder::ambient` and `ambient_with`, spanned at
-    /// `span`, and their name argument, `default_name` unless a `name` was given.
+    /// For a scope whose body takes no handle and whose options are `is_lazy`: the paths of
+    /// the `ScopeBuilder` entry and its `_with` form, spanned at `span` (`ambient`, or
+    /// `ambient_after` with a timeout, `ambient_at` with a deadline), and their leading
+    /// arguments: the name (`default_name` unless a `name` was given), then the time limit.
     pub(crate) fn ambient(
         &self,
         default_name: Option<&str>,
@@ -87,10 +87,20 @@ impl Options {
             (None, Some(n)) => quote!(#private::Some(&#n)),
             (None, None) => quote!(#private::None),
         };
+        let (entry, args) = match (&self.timeout, &self.deadline) {
+            (Some((_, t)), _) => {
+                let t = t.to_tokens(&private);
+                ("ambient_after", quote!(#name, #t))
+            }
+            (None, Some((_, d))) => ("ambient_at", quote!(#name, #d)),
+            (None, None) => ("ambient", name),
+        };
+        let run = Ident::new(entry, span);
+        let run_with = Ident::new(&format!("{entry}_with"), span);
         (
-            quote_spanned!(span=> #private::ScopeBuilder::ambient),
-            quote_spanned!(span=> #private::ScopeBuilder::ambient_with),
-            name,
+            quote_spanned!(span=> #private::ScopeBuilder::#run),
+            quote_spanned!(span=> #private::ScopeBuilder::#run_with),
+            args,
         )
     }
 

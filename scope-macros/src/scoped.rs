@@ -228,7 +228,7 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
     // with no option but a name, the body takes no `Scope` and the scope builds its node
     // only when something needs it (`ScopeBuilder::ambient`); otherwise the builder's `run`.
     let (run, run_with, first, head) = match &options.handle {
-        None if options.is_plain() => {
+        None if options.is_lazy() => {
             let (run, run_with, name_arg) = options.ambient(Some(&name), ret_span);
             (run, run_with, name_arg, quote!(async move ||))
         }

@@ -372,3 +372,24 @@ where
         .await
         .expect_err("every child failed")
 }
+
+/// What a body saw of its scope: the ambient answers, and the tree below the outer scope.
+#[derive(Debug, PartialEq)]
+pub struct Seen {
+    pub cancelled: bool,
+    pub deadline: Option<tokio::time::Instant>,
+    pub tree: Vec<(usize, taskscope::snapshot::NodeKind, Option<String>)>,
+}
+
+/// The ambient answers here, and the tree (depth, kind, name) of the root above.
+pub fn look() -> Seen {
+    Seen {
+        cancelled: taskscope::is_cancelled(),
+        deadline: taskscope::current_deadline(),
+        tree: taskscope::snapshot()
+            .nodes()
+            .iter()
+            .map(|n| (n.depth, n.kind, n.name.as_deref().map(str::to_owned)))
+            .collect(),
+    }
+}

@@ -14,7 +14,8 @@ use crate::local::{Flavor, Local, Locals, Queue, Sendable, Supervisor};
 use crate::parent::{Hold, Parent};
 use crate::snapshot::TreeSnapshot;
 use crate::sync::Arc;
-use crate::tree::{Config, Node};
+use crate::timeout::{Timeout, lazy_nanos};
+use crate::tree::{Config, Node, NodeKind};
 use crate::watch::{StuckReport, Watches};
 
 use super::*;
@@ -132,6 +133,88 @@ impl ScopeBuilder {
         E: 'static,
     {
         ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name)
+    }
+
+    /// [`ambient`](Self::ambient) with a timeout (the macros' forms without a handle whose
+    /// only options are a name and `timeout`): while the node is not built, the timeout is
+    /// a timer of the scope future's own, and on expiry with the node not built the body
+    /// is dropped and the scope fails with `E::from(Cancelled)`
+    /// ([`CancelReason::DeadlineExceeded`]), as a scope built at entry would.
+    #[doc(hidden)]
+    pub fn ambient_after<F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        timeout: Duration,
+        body: F,
+    ) -> impl Future<Output = Result<T, E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Cancelled> + 'static,
+    {
+        Self::ambient_after_with(name, timeout, body, E::from)
+    }
+
+    /// [`ambient_after`](Self::ambient_after) with the conversion from [`Cancelled`] given
+    /// explicitly.
+    #[doc(hidden)]
+    pub fn ambient_after_with<F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        timeout: Duration,
+        body: F,
+        from_cancelled: fn(Cancelled) -> E,
+    ) -> impl Future<Output = Result<T, E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        let scope: ScopeFuture<'static, Fut> =
+            ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name);
+        match lazy_nanos(timeout) {
+            Some(nanos) => Timeout::after(nanos, scope),
+            // Zero (it cancels before the first poll) or too long to wait for lazily.
+            None => Timeout::built(scope.built(Config {
+                name: name.map(|n| Cow::Borrowed(*n)),
+                kind: NodeKind::Scope,
+                timeout: Some(timeout),
+                ..Config::default()
+            })),
+        }
+    }
+
+    /// [`ambient`](Self::ambient) with a deadline, as [`ambient_after`](Self::ambient_after)
+    /// with a timeout.
+    #[doc(hidden)]
+    pub fn ambient_at<F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        deadline: Instant,
+        body: F,
+    ) -> impl Future<Output = Result<T, E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Cancelled> + 'static,
+    {
+        Self::ambient_at_with(name, deadline, body, E::from)
+    }
+
+    /// [`ambient_at`](Self::ambient_at) with the conversion from [`Cancelled`] given
+    /// explicitly.
+    #[doc(hidden)]
+    pub fn ambient_at_with<F, Fut, T, E>(
+        name: Option<&'static &'static str>,
+        deadline: Instant,
+        body: F,
+        from_cancelled: fn(Cancelled) -> E,
+    ) -> impl Future<Output = Result<T, E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        let scope: ScopeFuture<'static, Fut> =
+            ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name);
+        Timeout::at(deadline, scope)
     }
 }
 

@@ -16,7 +16,8 @@ use crate::error::{CancelReason, Cancelled};
 use crate::local::{Flavor, Locals, Queued, Sendable};
 use crate::outcome::{Payload, Recorded, Slot};
 use crate::sync::{Arc, Ordering};
-use crate::tree::{Lazy, Node};
+use crate::timeout::Lazily;
+use crate::tree::{Config, Lazy, Limit, Node};
 use crate::watch::Watch;
 
 use super::*;
@@ -158,6 +159,13 @@ where
         });
         f
     }
+
+    /// The same scope future with its node built from `config` now, before its first poll.
+    pub(super) fn built(mut self, config: Config) -> Self {
+        self.unbuilt = None;
+        self.driver.build(Node::new(config));
+        self
+    }
 }
 
 /// Drops the body; the payload if its `Drop` panicked.
@@ -201,7 +209,10 @@ where
     fn poll_lazily(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
         let mut this = self.project();
         if let Some(Unbuilt { name, .. }) = *this.unbuilt {
-            let lazy = Lazy::Scope { name };
+            let lazy = Lazy::Scope {
+                name,
+                limit: Limit::None,
+            };
             if let Some(done) = this
                 .work
                 .as_mut()
@@ -211,6 +222,50 @@ where
             }
         }
         this.driver.poll(this.work, cx).map(M::output)
+    }
+}
+
+impl<Fut, M, K> Lazily for ScopeFuture<'_, Fut, M, K>
+where
+    Fut: Future,
+    Fut::Output: BodyResult,
+    M: Mode<Fut::Output>,
+    K: Flavor,
+{
+    fn lazy(&self, limit: Limit) -> Lazy {
+        Lazy::Scope {
+            name: self.unbuilt.and_then(|u| u.name),
+            limit,
+        }
+    }
+
+    #[inline]
+    fn poll_unbuilt(
+        self: Pin<&mut Self>,
+        lazy: Lazy,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<M::Output>> {
+        let this = self.project();
+        let done = this.work.poll_unbuilt(this.driver, this.unbuilt, lazy, cx);
+        done.map(|p| p.map(M::output))
+    }
+
+    fn is_built(&self) -> bool {
+        self.driver.is_built()
+    }
+
+    fn expire(self: Pin<&mut Self>) -> M::Output {
+        let this = self.project();
+        *this.unbuilt = None;
+        this.driver.finish_unbuilt();
+        let work = this.work.project();
+        // A panic of the body's `Drop` is what the scope would re-raise once everything
+        // finished, over its deadline.
+        if let Some(p) = drop_body(work.body) {
+            resume_unwind(p);
+        }
+        let cancelled = Cancelled::new(CancelReason::DeadlineExceeded);
+        M::output(Err(((work.kind.from_cancelled)(cancelled), Vec::new())))
     }
 }
 
@@ -433,12 +488,12 @@ where
             Ok(Some(Poll::Pending) | None) if !built => return Some(Poll::Pending),
             Ok(Some(Poll::Pending) | None) => {
                 // Built while the body ran, and the body waits: now an ordinary scope that
-                // polled its body once this poll, and waits as one, registered first. (Its
-                // step needs no look: nothing can have cancelled it on its own account, and
-                // an ancestor's hard cancel is the catcher's to deal with.)
+                // polled its body once this poll, and waits as one, registered first. Its
+                // own deadline may have passed by the time it was built: then it catches
+                // that the ordinary way. (An ancestor's hard cancel is the catcher's.)
                 *unbuilt = None;
                 driver.register(cx);
-                return Some(Poll::Pending);
+                return (driver.step() != Step::Catch).then_some(Poll::Pending);
             }
         };
         *unbuilt = None;

@@ -88,4 +88,4 @@ pub(crate) mod node;
 pub(crate) mod slab;
 
 pub use kind::NodeKind;
-pub(crate) use node::{Config, Lazy, Node};
+pub(crate) use node::{Config, Lazy, Limit, Node};

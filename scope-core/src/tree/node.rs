@@ -334,21 +334,40 @@ impl Config {
 /// the node is not built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lazy {
-    /// A cancel scope with nothing set (`CancelScope::new().run(..)`).
-    Plain,
-    /// A cancel scope with a relative timeout and nothing else (`move_on_after`,
-    /// `fail_after`), in nanoseconds. (Not a `Duration`: so that this and `Deadline` fit in
-    /// two words. A longer timeout, over 584 years, is built at creation.)
-    Timeout(u64),
-    /// A cancel scope with a deadline and nothing else (`move_on_at`, `fail_at`, and a
-    /// timeout whose future waits: its deadline is then known).
-    Deadline(Instant),
+    /// A cancel scope with nothing set but its time limit (`CancelScope::new().run(..)`,
+    /// `move_on_after`, `fail_at`, ...).
+    CancelScope(Limit),
     /// A scope whose body holds no handle to it (the macros without a handle): only code
-    /// that reads the ambient context can reach it.
-    /// (A name by reference to a `&'static str`: so this stays two words, the size of a
-    /// deadline, which every poll of a lazily entered node moves in and out of the ambient
-    /// frame.)
-    Scope { name: Option<&'static &'static str> },
+    /// that reads the ambient context can reach it. (Its name by reference to a `&'static
+    /// str`: one word.)
+    Scope {
+        name: Option<&'static &'static str>,
+        limit: Limit,
+    },
+}
+
+/// The time limit of a node not built yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Limit {
+    None,
+    /// A timeout from entry, in nanoseconds. (Not a `Duration`: so that this and `Deadline`
+    /// fit in two words. A longer timeout, over 584 years, is built at creation.)
+    Timeout(u64),
+    /// A deadline: given (`move_on_at`), or a timeout's once its future waited.
+    Deadline(Instant),
+}
+
+impl Limit {
+    fn config(self) -> Config {
+        match self {
+            Limit::None => Config::default(),
+            Limit::Timeout(nanos) => Config::timeout_only(Duration::from_nanos(nanos)),
+            Limit::Deadline(at) => Config {
+                deadline: Some(at),
+                ..Config::default()
+            },
+        }
+    }
 }
 
 impl Lazy {
@@ -356,17 +375,12 @@ impl Lazy {
     /// in (inside the scope future's poll: the runtime it was entered in).
     pub(crate) fn node(self) -> Arc<Node> {
         match self {
-            Lazy::Plain => Node::new(Config::default()),
-            Lazy::Timeout(nanos) => Node::new(Config::timeout_only(Duration::from_nanos(nanos))),
-            Lazy::Deadline(at) => Node::new(Config {
-                deadline: Some(at),
-                ..Config::default()
-            }),
-            Lazy::Scope { name } => {
+            Lazy::CancelScope(limit) => Node::new(limit.config()),
+            Lazy::Scope { name, limit } => {
                 let node = Node::new(Config {
                     name: name.map(|n| Cow::Borrowed(*n)),
                     kind: crate::tree::NodeKind::Scope,
-                    ..Config::default()
+                    ..limit.config()
                 });
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     let _ = node.runtime.set(rt);

@@ -1,8 +1,8 @@
 async fn __f() {
-    ::taskscope::__private::ScopeBuilder::run(
-            ::taskscope::__private::ScopeBuilder::new()
-                .timeout(::taskscope::__private::Duration::from_nanos(1000000000u64)),
-            async |_| {
+    ::taskscope::__private::ScopeBuilder::ambient_after(
+            ::taskscope::__private::None,
+            ::taskscope::__private::Duration::from_nanos(1000000000u64),
+            async || {
                 sleep(Duration::from_secs(5)).await;
                 Ok::<_, Cancelled>(())
             },
