@@ -12,7 +12,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use common::{Census, HANG, PAUSED_HANG, Within, look, rt_test};
+use common::{Census, HANG, PAUSED_HANG, Within, look, rt_test, tree_before_and_after_the_build};
 use futures_util::FutureExt;
 use taskscope::snapshot::NodeKind;
 use taskscope::{
@@ -532,4 +532,47 @@ rt_test! {
         assert_eq!(r, None);
         assert!(start.elapsed() < Duration::from_secs(2), "the timeout waited for nothing");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_timeout_shows_in_the_tree_once_code_inside_asked_for_it() {
+    let (before, after) = tree_before_and_after_the_build(|first, second| async move {
+        let r = move_on_after(HOUR, async move {
+            let _ = first.await;
+            let _ = current_deadline(); // builds the node
+            let _ = second.await;
+        })
+        .await;
+        assert_eq!(r, Some(()));
+        Ok(())
+    })
+    .await;
+    assert_eq!(
+        before,
+        [NodeKind::Scope],
+        "an unbuilt timeout is not in the tree"
+    );
+    assert_eq!(after, [NodeKind::Scope, NodeKind::CancelScope]);
+}
+
+#[scoped(timeout = "1h")]
+async fn lazy_timed_until_told(
+    first: tokio::sync::oneshot::Receiver<()>,
+    second: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), Cancelled> {
+    let _ = first.await;
+    let _ = current_deadline(); // builds the node
+    let _ = second.await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_timed_scope_shows_in_the_tree_once_its_body_asked_for_it() {
+    let (before, after) = tree_before_and_after_the_build(lazy_timed_until_told).await;
+    assert_eq!(
+        before,
+        [NodeKind::Scope],
+        "an unbuilt scope is not in the tree"
+    );
+    assert_eq!(after, [NodeKind::Scope, NodeKind::Scope]);
 }

@@ -182,7 +182,6 @@ impl<W: Lazily> Timeout<W> {
                 this.wait.set(Wait::Built);
                 Poll::Ready(done)
             }
-            Some(Poll::Pending) if !this.inner.is_built() => Poll::Pending,
             done => self.settle(done, cx),
         }
     }

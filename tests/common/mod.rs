@@ -393,3 +393,42 @@ pub fn look() -> Seen {
             .collect(),
     }
 }
+
+/// The kinds of the nodes in a scope's tree while a child runs `inside(first, second)`,
+/// which waits for `first`, then builds its node and waits for `second`: before `first`
+/// and after it. Lazy building is visible from outside in this one way: a snapshot taken
+/// elsewhere shows the node once something built it.
+pub async fn tree_before_and_after_the_build<F, Fut>(
+    inside: F,
+) -> (
+    Vec<taskscope::snapshot::NodeKind>,
+    Vec<taskscope::snapshot::NodeKind>,
+)
+where
+    F: FnOnce(tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Receiver<()>) -> Fut,
+    Fut: Future<Output = Result<(), taskscope::Cancelled>> + Send + 'static,
+{
+    let r: Result<_, taskscope::Cancelled> = taskscope::scope(async |s| {
+        let kinds = || {
+            s.snapshot()
+                .nodes()
+                .iter()
+                .map(|n| n.kind)
+                .collect::<Vec<_>>()
+        };
+        let (tx1, rx1) = tokio::sync::oneshot::channel();
+        let (tx2, rx2) = tokio::sync::oneshot::channel();
+        let child = s.spawn(inside(rx1, rx2));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let before = kinds();
+        let _ = tx1.send(());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let after = kinds();
+        let _ = tx2.send(());
+        child.await?;
+        Ok((before, after))
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    r.expect("the scope ends well")
+}
