@@ -447,62 +447,11 @@ impl<F: Future<Output = T>, T> Run<F, T> {
     }
 
     /// A cancel scope with nothing set around `fut`, whose node is built only when needed
-    /// (see [`Run::poll_unbuilt`]).
+    /// (see `Lazily::poll_unbuilt`).
     fn plain(fut: F) -> Self {
         let mut run = Run::new(Driver::unbuilt(), fut);
         run.unbuilt = Unbuilt::Fresh;
         run
-    }
-
-    /// A poll of a cancel scope whose node is not built yet (see `context::enter_lazy`):
-    /// the node is built if code under this poll asks for its scope. A cancel scope with
-    /// nothing set ([`Lazy::CancelScope(Limit::None)`]) has nothing of its own to wait for or be cancelled by,
-    /// and a timeout waits on a timer of its own (`Timeout`): either stays unbuilt while its
-    /// future waits; an ancestor's cancellation is dealt with by the node future further
-    /// out, or the task wrapper, that catches it (invariant #8).
-    ///
-    /// `Some` with the poll's result: `Pending` (the node built during the poll, or still
-    /// not built: see [`is_built`](Self::is_built)), or the future's value if it completed
-    /// without building the node. `None`: the node is built; poll the ordinary way now.
-    #[inline]
-    fn poll_unbuilt(
-        self: Pin<&mut Self>,
-        lazy: Lazy,
-        cx: &mut Context<'_>,
-    ) -> Option<Poll<Result<T, Cancelled>>> {
-        let this = self.project();
-        let driver = this.driver;
-        #[cfg(feature = "tracing")]
-        if tracing::span_enabled!(tracing::Level::DEBUG) {
-            // A subscriber wants the cancel scope's span (and the events in it): the node
-            // is built at once.
-            driver.build(lazy.node());
-            return None;
-        }
-        let mut work = this.work.project();
-        let fut = work.fut.as_mut();
-        let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
-        else {
-            // The ambient node is hard-cancelled (then the ordinary way does not poll the
-            // future), or there is no frame (thread teardown): enter the ordinary way.
-            driver.build(lazy.node());
-            return None;
-        };
-        if let Some(Poll::Ready(v)) = polled {
-            work.fut.set(None);
-            if !built {
-                driver.finish_unbuilt();
-                return Some(Poll::Ready(Ok(v)));
-            }
-            *work.out = Some(v);
-            return None;
-        }
-        if !built {
-            return Some(Poll::Pending);
-        }
-        // Now an ordinary cancel scope whose future was polled and waits.
-        driver.register(cx);
-        (driver.step() == Step::Run).then_some(Poll::Pending)
     }
 
     /// A poll of a cancel scope with nothing set while its node is not built. Apart from
@@ -511,14 +460,10 @@ impl<F: Future<Output = T>, T> Run<F, T> {
     #[inline(never)]
     fn poll_lazily(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Cancelled>> {
         if self.unbuilt != Unbuilt::No {
-            let done = self
-                .as_mut()
-                .poll_unbuilt(Lazy::CancelScope(Limit::None), cx);
-            let this = self.as_mut().project();
-            *this.unbuilt = match done {
-                Some(Poll::Pending) if !this.driver.is_built() => Unbuilt::Waiting,
-                _ => Unbuilt::No,
-            };
+            let lazy = self.lazy(Limit::None);
+            let done = self.as_mut().poll_unbuilt(lazy, cx);
+            let waiting = matches!(done, Some(Poll::Pending)) && !self.is_built();
+            self.as_mut().set_waiting(waiting);
             if let Some(done) = done {
                 return done;
             }
@@ -593,13 +538,51 @@ impl<F: Future<Output = T>, T> Lazily for Run<F, T> {
         Lazy::CancelScope(limit)
     }
 
+    /// A poll of a cancel scope whose node is not built yet (see `context::enter_lazy`):
+    /// the node is built if code under this poll asks for its scope. A cancel scope with
+    /// nothing set has nothing of its own to wait for or be cancelled by, and a timeout
+    /// waits on a timer of its own (`Timeout`): either stays unbuilt while its future
+    /// waits; an ancestor's cancellation is dealt with by the node future further out, or
+    /// the task wrapper, that catches it (invariant #8).
     #[inline]
     fn poll_unbuilt(
         self: Pin<&mut Self>,
         lazy: Lazy,
         cx: &mut Context<'_>,
     ) -> Option<Poll<Result<T, Cancelled>>> {
-        Run::poll_unbuilt(self, lazy, cx)
+        let this = self.project();
+        let driver = this.driver;
+        #[cfg(feature = "tracing")]
+        if tracing::span_enabled!(tracing::Level::DEBUG) {
+            // A subscriber wants the cancel scope's span (and the events in it): the node
+            // is built at once.
+            driver.build(lazy.node());
+            return None;
+        }
+        let mut work = this.work.project();
+        let fut = work.fut.as_mut();
+        let Some((polled, built)) = driver.poll_lazy(lazy, || fut.as_pin_mut().map(|f| f.poll(cx)))
+        else {
+            // The ambient node is hard-cancelled (then the ordinary way does not poll the
+            // future), or there is no frame (thread teardown): enter the ordinary way.
+            driver.build(lazy.node());
+            return None;
+        };
+        if let Some(Poll::Ready(v)) = polled {
+            work.fut.set(None);
+            if !built {
+                driver.finish_unbuilt();
+                return Some(Poll::Ready(Ok(v)));
+            }
+            *work.out = Some(v);
+            return None;
+        }
+        if !built {
+            return Some(Poll::Pending);
+        }
+        // Now an ordinary cancel scope whose future was polled and waits.
+        driver.register(cx);
+        (driver.step() == Step::Run).then_some(Poll::Pending)
     }
 
     fn is_built(&self) -> bool {

@@ -206,21 +206,14 @@ where
     /// A poll of a scope whose node was not built yet. Apart from `poll`, so that a scope
     /// built at entry keeps a `poll` small enough to inline into its caller.
     #[inline(never)]
-    fn poll_lazily(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
-        let mut this = self.project();
-        if let Some(Unbuilt { name, .. }) = *this.unbuilt {
-            let lazy = Lazy::Scope {
-                name,
-                limit: Limit::None,
-            };
-            if let Some(done) = this
-                .work
-                .as_mut()
-                .poll_unbuilt(this.driver, this.unbuilt, lazy, cx)
-            {
-                return done.map(M::output);
+    fn poll_lazily(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        if self.unbuilt.is_some() {
+            let lazy = self.lazy(Limit::None);
+            if let Some(done) = self.as_mut().poll_unbuilt(lazy, cx) {
+                return done;
             }
         }
+        let this = self.project();
         this.driver.poll(this.work, cx).map(M::output)
     }
 }
