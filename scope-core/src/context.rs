@@ -10,11 +10,12 @@
 //! a hard-cancelled node knows to keep polling until its shields finished (`docs/design.md`,
 //! 4.11 Shields).
 //!
-//! A node future that nothing but its ancestors can cancel (a scope whose body holds no
-//! handle, a cancel scope with nothing set; `move_on_after` and `fail_after` for their
-//! first poll) lends no node, only a *pending* one ([`enter_lazy`]); the first read of the
-//! frame under it builds and attaches the node ([`materialize`]), so every reader sees what
-//! an eager node would give, and a future that completes without reading costs no node.
+//! A node future that nothing but its ancestors and its own timer can cancel (a scope
+//! whose body holds no handle, a cancel scope with nothing set but a time limit:
+//! `move_on_after`, `fail_after`; see `crate::timeout`) lends no node, only a *pending*
+//! one ([`enter_lazy`]); the first read of the frame under it builds and attaches the node
+//! ([`materialize`]), so every reader sees what an eager node would give, and a future that
+//! completes without reading costs no node.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -173,9 +174,9 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
     lend(root, Lend::TaskRoot, f)
 }
 
-/// Runs `f`, a poll of a node future whose node is not built yet (the first poll of
-/// `move_on_after` and `fail_after`; every poll of a scope whose body holds no handle,
-/// until something builds it): the node is built from `lazy` and attached below the
+/// Runs `f`, a poll of a node future whose node is not built yet (every poll of a scope
+/// whose body holds no handle or of a cancel scope with nothing set but a time limit, until
+/// something builds it): the node is built from `lazy` and attached below the
 /// ambient node only if code under `f` asks for its scope (`current()`, `is_cancelled()`,
 /// a nested scope or child, `cancelled()`, a snapshot: everything goes through
 /// [`with_current`]). A future that completes without asking costs no node, no lock and no

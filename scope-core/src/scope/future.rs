@@ -23,7 +23,7 @@ use crate::watch::Watch;
 use super::*;
 
 /// A scope whose body holds no handle, while its node is not built: its name (what
-/// [`Lazy::Scope`] builds the node with), and whether it was polled.
+/// `Lazy::Scope` builds the node with), and whether it was polled.
 #[derive(Clone, Copy)]
 struct Unbuilt {
     name: Option<&'static &'static str>,
