@@ -273,3 +273,30 @@ fn races_debug_their_stagger() {
         "Race { stagger: Some(250ms) }"
     );
 }
+
+#[tokio::test]
+async fn scope_handles_debug_the_scope_they_point_to() {
+    let h = Scope::builder()
+        .name("jobs")
+        .run(async |s| {
+            let h = s.handle();
+            assert_eq!(
+                format!("{h:?}"),
+                "ScopeHandle { name: Some(\"jobs\"), reason: None, deadline: None, closed: false }"
+            );
+            s.cancel();
+            assert_eq!(
+                format!("{h:?}"),
+                "ScopeHandle { name: Some(\"jobs\"), reason: Some(Explicit), deadline: None, \
+                 closed: false }"
+            );
+            Ok::<_, Cancelled>(h)
+        })
+        .within(HANG, "the scope's return of its handle")
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{h:?}"),
+        "ScopeHandle { name: Some(\"jobs\"), reason: Some(Explicit), deadline: None, closed: true }"
+    );
+}
