@@ -300,3 +300,23 @@ async fn scope_handles_debug_the_scope_they_point_to() {
         "ScopeHandle { name: Some(\"jobs\"), reason: Some(Explicit), deadline: None, closed: true }"
     );
 }
+
+#[tokio::test]
+async fn completions_debug_their_scope_and_how_many_results_are_left() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("fan-out")
+        .run(async |s| {
+            let mut c = taskscope::combinators::Completions::new(s.handle());
+            c.spawn(async { Ok(1) }).expect("the scope is running");
+            c.spawn(async { Ok(2) }).expect("the scope is running");
+            assert_eq!(
+                format!("{c:?}"),
+                "Completions { scope: ScopeHandle { name: Some(\"fan-out\"), reason: None, \
+                 deadline: None, closed: false }, len: 2 }"
+            );
+            Ok(())
+        })
+        .within(HANG, "the scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
