@@ -370,7 +370,7 @@ impl<T, E> Completions<T, E> {
         E: Send + 'static,
     {
         let id = self.next_id;
-        self.next_id = id + 1;
+        self.next_id += 1;
         let wrapped = Reported::<F, Done<T, E>>::new(self.channel.clone(), id, fut);
         match self.scope.spawn(wrapped) {
             Ok(_handle) => {
