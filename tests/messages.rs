@@ -320,3 +320,46 @@ async fn completions_debug_their_scope_and_how_many_results_are_left() {
         .await;
     assert_eq!(r, Ok(()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_debugs_its_name_reason_and_deadline() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("batch")
+        .timeout(Duration::from_secs(2))
+        .run(async |s| {
+            let shown = format!("{s:?}");
+            assert!(
+                shown.starts_with("Scope { name: Some(\"batch\"), reason: None, deadline: Some("),
+                "{shown}"
+            );
+            assert!(shown.ends_with("), closed: false }"), "{shown}");
+            s.cancel();
+            let shown = format!("{s:?}");
+            assert!(shown.contains("reason: Some(Explicit)"), "{shown}");
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn local_handles_debug_whether_the_child_finished() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = s.spawn_local(async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        assert_eq!(format!("{h:?}"), "LocalHandle { finished: false }");
+        tx.send(()).unwrap();
+        while !h.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(format!("{h:?}"), "LocalHandle { finished: true }");
+        h.await
+    })
+    .within(HANG, "the scope's return after its local child")
+    .await;
+    assert_eq!(r, Ok(()));
+}
