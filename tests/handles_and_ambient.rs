@@ -124,3 +124,34 @@ fn cancelled_is_an_error_and_converts_into_io_error() {
     let boxed: Box<dyn std::error::Error + Send + Sync> = c.into();
     assert!(boxed.downcast_ref::<Cancelled>().is_some());
 }
+
+rt_test! {
+    async fn a_scope_handle_counts_and_cancels_the_children_and_reads_the_scope_state() {
+        let mut kept = None;
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let h = s.handle();
+            kept = Some(h.clone());
+            let a = s.spawn(pending::<Result<(), Cancelled>>());
+            let b = s.spawn(pending::<Result<(), Cancelled>>());
+            tokio::task::yield_now().await;
+            assert_eq!(h.running_children(), 2);
+            h.cancel_children();
+            for child in [a, b] {
+                let r = child
+                    .within(HANG, "a child's end after the handle cancelled the children")
+                    .await;
+                assert_eq!(r.unwrap_err().reason(), CancelReason::ParentCancelled);
+            }
+            assert_eq!(h.running_children(), 0);
+            assert!(!h.is_cancelled(), "the scope itself is not cancelled");
+            assert!(!h.is_closed(), "the scope runs");
+            s.cancel();
+            assert!(h.is_cancelled());
+            Ok(())
+        })
+        .within(HANG, "the scope's return")
+        .await;
+        assert_eq!(r, Ok(()));
+        assert!(kept.unwrap().is_closed(), "the scope finished");
+    }
+}

@@ -1596,3 +1596,120 @@ async fn local_childs_error_wins_over_the_error_of_a_task_awaiting_its_handle() 
         "{wrong} of 2000 scopes returned the awaiting child's error"
     );
 }
+
+/// Counts the polls of `inner`.
+async fn counting_polls<F: Future + Unpin>(mut inner: F, polls: Counter) -> F::Output {
+    std::future::poll_fn(|cx| {
+        polls.inc();
+        Pin::new(&mut inner).poll(cx)
+    })
+    .await
+}
+
+/// A scope polls its body and its local children again only when one of them was woken:
+/// each is polled once at the start and once after its wake-up.
+#[tokio::test]
+async fn the_body_and_a_local_child_are_polled_once_per_wake_up() {
+    let (body_polls, child_polls) = (Counter::new(), Counter::new());
+    let (body_tx, body_rx) = oneshot::channel::<()>();
+    let (child_tx, child_rx) = oneshot::channel::<()>();
+    let run = scope(async |s| {
+        let child = s.spawn_local(async {
+            counting_polls(child_rx, child_polls.clone()).await.unwrap();
+            Ok(())
+        });
+        counting_polls(body_rx, body_polls.clone()).await.unwrap();
+        child.await
+    });
+    let wake = async {
+        tokio::task::yield_now().await;
+        assert_eq!((body_polls.get(), child_polls.get()), (1, 1), "first polls");
+        body_tx.send(()).unwrap();
+        tokio::task::yield_now().await;
+        child_tx.send(()).unwrap();
+    };
+    let (r, ()) = async { tokio::join!(run, wake) }
+        .within(HANG, "the scope's return once both were woken")
+        .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!((body_polls.get(), child_polls.get()), (2, 2));
+}
+
+rt_test! {
+    /// A handle keeps the waker of its last poll: one awaited in the body first and then in
+    /// a spawned child is woken there.
+    async fn a_local_handle_awaited_from_another_task_is_woken_there() {
+        let r: Result<u32, Cancelled> = scope(async |s| {
+            let (go_tx, go_rx) = oneshot::channel::<()>();
+            let (waiting_tx, waiting_rx) = oneshot::channel::<()>();
+            let mut h = s.spawn_local(async move {
+                let _ = go_rx.await;
+                Ok(7)
+            });
+            assert!(futures_util::poll!(&mut h).is_pending());
+            let reader = s.spawn(async move {
+                assert!(futures_util::poll!(&mut h).is_pending());
+                let _ = waiting_tx.send(());
+                h.await
+            });
+            waiting_rx
+                .within(HANG, "the reader's first poll in its own task")
+                .await
+                .unwrap();
+            go_tx.send(()).unwrap();
+            reader
+                .within(HANG, "the reader's result, once it was woken in its task")
+                .await
+        })
+        .within(HANG, "the scope's return")
+        .await;
+        assert_eq!(r, Ok(7));
+    }
+}
+
+/// Logs its name into a slot when dropped.
+struct Logged(&'static str, Slot<&'static str>);
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.1.push(self.0);
+    }
+}
+
+/// Ready at once with a `Logged` value; logs its own drop.
+struct ReadyWith {
+    value: Option<Logged>,
+    log: Slot<&'static str>,
+}
+
+impl Future for ReadyWith {
+    type Output = Result<Logged, Cancelled>;
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(self.value.take().expect("polled once")))
+    }
+}
+
+impl Drop for ReadyWith {
+    fn drop(&mut self) {
+        self.log.push("future");
+    }
+}
+
+/// Nobody can take the value of a local child whose handle was dropped: it is dropped as the
+/// child completes, before the child's future is.
+#[tokio::test]
+async fn a_local_childs_value_without_a_handle_is_dropped_as_it_completes() {
+    let log = Slot::default();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        drop(s.spawn_local(ReadyWith {
+            value: Some(Logged("value", log.clone())),
+            log: log.clone(),
+        }));
+        Ok(())
+    })
+    .within(HANG, "the scope's return after its local child")
+    .await;
+    assert_eq!(r, Ok(()));
+    assert_eq!(log.get(), ["value", "future"]);
+}

@@ -273,3 +273,93 @@ fn races_debug_their_stagger() {
         "Race { stagger: Some(250ms) }"
     );
 }
+
+#[tokio::test]
+async fn scope_handles_debug_the_scope_they_point_to() {
+    let h = Scope::builder()
+        .name("jobs")
+        .run(async |s| {
+            let h = s.handle();
+            assert_eq!(
+                format!("{h:?}"),
+                "ScopeHandle { name: Some(\"jobs\"), reason: None, deadline: None, closed: false }"
+            );
+            s.cancel();
+            assert_eq!(
+                format!("{h:?}"),
+                "ScopeHandle { name: Some(\"jobs\"), reason: Some(Explicit), deadline: None, \
+                 closed: false }"
+            );
+            Ok::<_, Cancelled>(h)
+        })
+        .within(HANG, "the scope's return of its handle")
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{h:?}"),
+        "ScopeHandle { name: Some(\"jobs\"), reason: Some(Explicit), deadline: None, closed: true }"
+    );
+}
+
+#[tokio::test]
+async fn completions_debug_their_scope_and_how_many_results_are_left() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("fan-out")
+        .run(async |s| {
+            let mut c = taskscope::combinators::Completions::new(s.handle());
+            c.spawn(async { Ok(1) }).expect("the scope is running");
+            c.spawn(async { Ok(2) }).expect("the scope is running");
+            assert_eq!(
+                format!("{c:?}"),
+                "Completions { scope: ScopeHandle { name: Some(\"fan-out\"), reason: None, \
+                 deadline: None, closed: false }, len: 2 }"
+            );
+            Ok(())
+        })
+        .within(HANG, "the scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_debugs_its_name_reason_and_deadline() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("batch")
+        .timeout(Duration::from_secs(2))
+        .run(async |s| {
+            let shown = format!("{s:?}");
+            assert!(
+                shown.starts_with("Scope { name: Some(\"batch\"), reason: None, deadline: Some("),
+                "{shown}"
+            );
+            assert!(shown.ends_with("), closed: false }"), "{shown}");
+            s.cancel();
+            let shown = format!("{s:?}");
+            assert!(shown.contains("reason: Some(Explicit)"), "{shown}");
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the scope's return")
+        .await;
+    assert_eq!(r, Ok(()));
+}
+
+#[tokio::test]
+async fn local_handles_debug_whether_the_child_finished() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = s.spawn_local(async move {
+            let _ = rx.await;
+            Ok(())
+        });
+        assert_eq!(format!("{h:?}"), "LocalHandle { finished: false }");
+        tx.send(()).unwrap();
+        while !h.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(format!("{h:?}"), "LocalHandle { finished: true }");
+        h.await
+    })
+    .within(HANG, "the scope's return after its local child")
+    .await;
+    assert_eq!(r, Ok(()));
+}

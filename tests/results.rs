@@ -411,6 +411,94 @@ async fn a_refused_spawn_leaves_the_results_of_earlier_children() {
     assert_eq!(c.try_join_next(), None);
 }
 
+/// A spawn refused because the scope's future was dropped while an earlier child still
+/// runs (in a shield) yields nothing: the next result is that child's, when it finishes.
+#[tokio::test(start_paused = true)]
+async fn a_spawn_refused_while_an_earlier_child_runs_yields_nothing_for_it() {
+    let t0 = Instant::now();
+    let r: Result<(), Cancelled> = scope(async |_| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let dropped = scope(async |s| {
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let mut c = Completions::new(s.handle());
+            c.spawn(async {
+                shield(async {
+                    let _ = started_tx.send(());
+                    sleep(secs(1)).await;
+                })
+                .await;
+                Ok(1)
+            })
+            .expect("the scope is running");
+            started_rx.await.unwrap();
+            let _ = tx.send(c);
+            pending::<Result<(), Cancelled>>().await
+        });
+        let mut c = tokio::select! {
+            _ = dropped => unreachable!("the scope's body never returns"),
+            c = rx => c.unwrap(),
+        };
+        // The scope's future is gone: it accepts no child, and its child runs on.
+        assert_eq!(c.spawn(async { Ok(2) }), Err(SpawnError::Closed));
+        assert_eq!(c.len(), 1);
+        let first = c
+            .join_next()
+            .within(PAUSED_HANG, "the result of the child that runs")
+            .await;
+        assert_eq!(first, Some(Ok(1)), "the child ran on to its value");
+        assert_eq!(
+            t0.elapsed(),
+            secs(1),
+            "the first result is the running child's"
+        );
+        assert_eq!(c.join_next().await, None);
+        Ok(())
+    })
+    .within(PAUSED_HANG, "the scope's return")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+rt_test! {
+    /// The set keeps the waker of the last poll: a reader that moved to another task after
+    /// a first poll is woken there.
+    async fn a_reader_polled_from_another_task_is_woken_there() {
+        let r: Result<u32, Cancelled> = scope(async |s| {
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel::<()>();
+            let mut c = Completions::new(s.handle());
+            c.spawn(async move {
+                let _ = go_rx.await;
+                Ok(7)
+            })
+            .expect("the scope is running");
+            {
+                let mut next = std::pin::pin!(c.join_next());
+                assert!(futures_util::poll!(next.as_mut()).is_pending());
+            }
+            let reader = s.spawn(async move {
+                {
+                    let mut next = std::pin::pin!(c.join_next());
+                    assert!(futures_util::poll!(next.as_mut()).is_pending());
+                }
+                let _ = waiting_tx.send(());
+                c.join_next().await.expect("one child to yield")
+            });
+            waiting_rx
+                .within(HANG, "the reader's first poll in its own task")
+                .await
+                .unwrap();
+            go_tx.send(()).unwrap();
+            reader
+                .within(HANG, "the reader's result, once it was woken in its task")
+                .await
+        })
+        .within(HANG, "the scope's return")
+        .await;
+        assert_eq!(r, Ok(7));
+    }
+}
+
 rt_test! {
     async fn ten_thousand_children_are_all_yielded() {
         const N: usize = 10_000;

@@ -6,7 +6,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{HANG, PAUSED_HANG, Within, ms, secs};
+use common::{HANG, PAUSED_HANG, Within, ms, rt_test, secs};
 use taskscope::snapshot::{NodeKind, NodeState, TreeSnapshot};
 use taskscope::{CancelReason, CancelScope, Cancelled, Scope, cancelled, snapshot};
 use tokio::sync::oneshot;
@@ -336,4 +336,118 @@ async fn a_limited_scope_shows_its_waiting_children_and_a_finished_scope_is_done
         kept.unwrap().snapshot().to_string(),
         "scope \"short\" [done]\n"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_indexes_a_subtree_by_name() {
+    let tree = three_levels().await;
+    assert!(!tree.is_empty());
+    let api = tree.position("api").expect("api is in the tree");
+    assert_eq!(tree.nodes()[api].name.as_deref(), Some("api"));
+    let backend = tree
+        .position("backend-a")
+        .expect("backend-a is in the tree");
+    assert!(api > 0 && backend > api);
+    assert_eq!(tree.children(api).collect::<Vec<_>>(), vec![backend]);
+    assert_eq!(tree.children(backend).count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_past_its_deadline_in_its_grace_period_shows_the_deadline_passed() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("late")
+        .timeout(secs(1))
+        .grace(secs(10))
+        .run(async |s| {
+            tokio::time::sleep(secs(2)).await;
+            let tree = s.snapshot();
+            assert_eq!(tree.nodes()[0].time_left, Some(Duration::ZERO));
+            let text = tree.to_string();
+            let first = text.lines().next().unwrap();
+            assert!(first.starts_with("scope \"late\" [cancelling: "), "{text}");
+            assert!(first.ends_with("] deadline passed"), "{text}");
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the late scope's return")
+        .await;
+    assert!(r.is_err());
+}
+
+/// A blocking child that polls its cancel token, bounded so that a bug cannot hang the test.
+fn blocking_until_cancelled() -> Result<(), Cancelled> {
+    for _ in 0..10_000 {
+        if taskscope::is_cancelled() {
+            return Ok(());
+        }
+        std::thread::sleep(ms(1));
+    }
+    Ok(())
+}
+
+rt_test! {
+    async fn blocking_children_are_counted_on_a_line_after_the_tasks() {
+        let r: Result<(), Cancelled> = Scope::builder()
+            .name("mixed")
+            .run(async |s| {
+                let first = s.spawn(pending::<Result<(), Cancelled>>()).id().unwrap();
+                let second = s.spawn(pending::<Result<(), Cancelled>>()).id().unwrap();
+                s.spawn_blocking(blocking_until_cancelled);
+                s.spawn_blocking(blocking_until_cancelled);
+                let text = s.snapshot().to_string();
+                s.cancel();
+                assert_eq!(
+                    text,
+                    format!(
+                        "scope \"mixed\" [running]\n\
+                         ├─ task {first}\n\
+                         ├─ task {second}\n\
+                         └─ 2 blocking or starting\n"
+                    )
+                );
+                Ok(())
+            })
+            .within(HANG, "the scope's return after cancelling its children")
+            .await;
+        assert_eq!(r, Ok(()), "the body completed: its value is kept");
+    }
+}
+
+rt_test! {
+    async fn a_dropped_scope_whose_blocking_child_still_runs_is_done_with_children_handed_up() {
+        let r: Result<(), Cancelled> = Scope::builder()
+            .name("outer")
+            .run(async |_| {
+                let (handle_tx, handle_rx) = oneshot::channel();
+                let (started_tx, started_rx) = oneshot::channel();
+                let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+                let dropped = Scope::builder().name("dropped").run(async |s| {
+                    let _ = handle_tx.send(s.handle());
+                    s.spawn_blocking(move || {
+                        let _ = started_tx.send(());
+                        // Not cancellable: it waits for the test.
+                        let _ = release_rx.recv_timeout(HANG);
+                        Ok(())
+                    });
+                    pending::<()>().await;
+                    Ok::<(), Cancelled>(())
+                });
+                tokio::select! {
+                    _ = dropped => unreachable!("the scope's body never returns"),
+                    r = started_rx => r.unwrap(),
+                }
+                // The scope's future is gone; its blocking child is handed up to "outer".
+                let h = handle_rx.await.unwrap();
+                let text = h.snapshot().to_string();
+                release_tx.send(()).unwrap();
+                assert_eq!(
+                    text,
+                    "scope \"dropped\" [done, children handed up]\n\
+                     └─ 1 blocking or starting\n"
+                );
+                Ok(())
+            })
+            .within(HANG, "the outer scope's return after the blocking child")
+            .await;
+        assert!(r.is_ok());
+    }
 }

@@ -644,3 +644,22 @@ impl<T> fmt::Debug for LocalHandle<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `LocalChild` is public only as the boxed task of `Accepts`, which no caller sees, so
+    /// its `Debug` is checked here.
+    #[test]
+    fn a_local_child_debugs_as_its_name() {
+        let child = LocalChild {
+            fut: std::future::ready(Ok::<(), Cancelled>(())),
+            slot: None,
+            done: DoneGuard {
+                shared: LocalHandle::<()>::new().shared,
+            },
+        };
+        assert_eq!(format!("{child:?}"), "LocalChild");
+    }
+}

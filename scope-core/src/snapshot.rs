@@ -242,8 +242,9 @@ impl fmt::Display for TreeSnapshot {
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lines = self.layout();
-        // For each depth, whether the ancestor at that depth has lines still to come below
-        // its parent (draw a `│` through it).
+        // For each depth `d` from 1, at `d - 1`: whether the ancestor at that depth has lines
+        // still to come below its parent (draw a `│` through it). (The root's entry, at 0,
+        // is truncated away by the next line.)
         let mut open: Vec<bool> = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
             open.truncate(n.depth.saturating_sub(1));
@@ -277,9 +278,7 @@ impl fmt::Display for TreeSnapshot {
                 None => {}
             }
             writeln!(f)?;
-            if n.depth > 0 {
-                open.push(!last);
-            }
+            open.push(!last);
             // Its tasks that run no node of their own come after its child nodes: they are
             // written when its last descendant was (see `layout`).
             for &k in &lines[i].tails {
@@ -381,7 +380,8 @@ fn write_prefix(
     if depth == 0 {
         return Ok(());
     }
-    for &o in open.iter().take(depth - 1) {
+    // `open` holds one entry per ancestor between the root and this line (`depth - 1`).
+    for &o in open {
         f.write_str(if o { "│  " } else { "   " })?;
     }
     f.write_str(if last { "└─ " } else { "├─ " })
