@@ -412,17 +412,17 @@ async fn lazy_zero(polled: &std::cell::Cell<bool>) -> Result<(), Cancelled> {
     Ok(())
 }
 
-#[scoped(timeout = Duration::MAX)]
-async fn lazy_forever() -> Result<Option<Instant>, Cancelled> {
+#[scoped(name = "forever", timeout = Duration::MAX)]
+async fn lazy_forever() -> Result<common::Seen, Cancelled> {
     tokio::task::yield_now().await;
-    Ok(current_deadline())
+    Ok(look())
 }
 
-#[scoped(s, timeout = Duration::MAX)]
-async fn eager_forever() -> Result<Option<Instant>, Cancelled> {
+#[scoped(s, name = "forever", timeout = Duration::MAX)]
+async fn eager_forever() -> Result<common::Seen, Cancelled> {
     let _ = &s;
     tokio::task::yield_now().await;
-    Ok(current_deadline())
+    Ok(look())
 }
 
 #[tokio::test(start_paused = true)]
@@ -430,11 +430,16 @@ async fn zero_and_unrepresentable_timeouts_answer_as_a_built_scope() {
     let polled = std::cell::Cell::new(false);
     assert!(lazy_zero(&polled).await.unwrap_err().is_deadline());
     assert!(!polled.get(), "a zero timeout cancels before the body runs");
-    assert_eq!(lazy_forever().await, eager_forever().await);
+    // Too long to keep lazily: built at creation, as the scope it is (its kind, its name).
+    let lazy = lazy_forever().await.expect("no deadline to miss");
+    assert_eq!(lazy, eager_forever().await.expect("no deadline to miss"));
     assert_eq!(
-        lazy_forever().await,
-        Ok(None),
+        lazy.deadline, None,
         "a deadline too far to represent is none"
+    );
+    assert_eq!(
+        lazy.tree,
+        vec![(0, NodeKind::Scope, Some("forever".into()))]
     );
 }
 
