@@ -581,3 +581,36 @@ async fn a_waiting_timed_scope_shows_in_the_tree_once_its_body_asked_for_it() {
     );
     assert_eq!(after, [NodeKind::Scope, NodeKind::Scope]);
 }
+
+#[scoped(timeout = "10s", grace = "1s")]
+async fn cleans_up_in_its_grace(cleaned: &std::cell::Cell<bool>) -> Result<(), Cancelled> {
+    taskscope::cancelled().await;
+    sleep(Duration::from_millis(500)).await; // cleanup, within the grace period
+    cleaned.set(true);
+    Ok(())
+}
+
+#[scoped(timeout = "10s", deadline = deadline)]
+async fn the_earlier_limit_wins(deadline: Instant) -> Result<(), Cancelled> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn options_beyond_a_name_and_one_time_limit_keep_their_meaning() {
+    // A grace period: the scope's deadline is a soft cancel, and the body cleans up.
+    let cleaned = std::cell::Cell::new(false);
+    let start = Instant::now();
+    let r = cleans_up_in_its_grace(&cleaned).await;
+    assert!(r.unwrap_err().is_deadline());
+    assert!(
+        cleaned.get(),
+        "the body was dropped without its grace period"
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(10_500));
+    // Both a timeout and a deadline: the earlier one.
+    let start = Instant::now();
+    let r = the_earlier_limit_wins(start + Duration::from_secs(2)).await;
+    assert!(r.unwrap_err().is_deadline());
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
