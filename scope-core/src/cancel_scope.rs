@@ -408,8 +408,8 @@ pin_project! {
     }
 }
 
-/// Whether the node of a cancel scope with nothing set ([`Lazy::CancelScope(Limit::None)`]) is built yet.
-/// (A timeout's lazy node is its wrapper's: `Timeout`.)
+/// Whether the node of a cancel scope with nothing set is built yet. (A timeout's wrapper,
+/// `Timeout`, keeps its own state and sets `Waiting` here only for `Debug`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Unbuilt {
     /// It is, or it was given at creation.
