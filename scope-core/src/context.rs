@@ -118,15 +118,10 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
     let mut f = Some(f);
     let lent = FRAME.try_with(|cell| {
         let saved = {
-            let mut frame = cell.borrow_mut();
-            if matches!(frame.pending, Some(Pending::Unbuilt)) {
-                // A node pending further out (this lender was entered elsewhere, or is a
-                // task polled inside another poll): it is built first, so that what is set
-                // aside below is never a node still to build (`Frame::lazy` is not).
-                drop(frame);
-                materialize(cell);
-                frame = cell.borrow_mut();
-            }
+            // A node pending further out (this lender was entered elsewhere, or is a task
+            // polled inside another poll) is built first, so that what is set aside below
+            // is never a node still to build (`Frame::lazy` is not).
+            let mut frame = built(cell);
             let lent = slot.take();
             match &how {
                 Lend::Node(shields) => Saved {
@@ -216,14 +211,9 @@ pub(crate) fn enter_lazy<R>(
     FRAME
         .try_with(|cell| {
             let saved = {
-                let mut frame = cell.borrow_mut();
                 // A lazy node future directly inside another one not built yet: the outer
                 // one is built first, as it is this one's parent.
-                if matches!(frame.pending, Some(Pending::Unbuilt)) {
-                    drop(frame);
-                    materialize(cell);
-                    frame = cell.borrow_mut();
-                }
+                let mut frame = built(cell);
                 let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
                 if ambient.is_some_and(|n| n.state().is_hard()) {
                     return None;
@@ -245,6 +235,18 @@ pub(crate) fn enter_lazy<R>(
         })
         .ok()
         .flatten()
+}
+
+/// The frame, borrowed mutably, once a node pending in it is built ([`materialize`]).
+#[inline]
+fn built(cell: &RefCell<Frame>) -> std::cell::RefMut<'_, Frame> {
+    let frame = cell.borrow_mut();
+    if !matches!(frame.pending, Some(Pending::Unbuilt)) {
+        return frame;
+    }
+    drop(frame);
+    materialize(cell);
+    cell.borrow_mut()
 }
 
 /// Builds the lazily entered node future's node of the frame, if it has one not built yet,

@@ -62,7 +62,9 @@ impl Parse for Input {
 /// )
 /// .await
 /// ```
-/// `scope!({ body })` (no option but a name): `ScopeBuilder::ambient(None, async || { body })`.
+/// `scope!({ body })` (no option but a name and at most one time limit):
+/// `ScopeBuilder::ambient(None, async || { body })` (`ambient_after(None, <duration>, ..)`
+/// with a `timeout`, `ambient_at` with a `deadline`).
 /// With `local`: `{ let __taskscope_scope = run(new().local(), ..); __taskscope_scope.await }`.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     let parsed = match Input::parse.parse2(input) {
@@ -90,8 +92,9 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     }
     let private = options.private();
     let span = body.span();
-    // Without a closure and with no option but a name, the body takes no `Scope` and the
-    // scope builds its node only when something needs it (`ScopeBuilder::ambient`).
+    // Without a closure and with no option but a name and at most one time limit, the body
+    // takes no `Scope` and the scope builds its node only when something needs it
+    // (`ScopeBuilder::ambient` and its timed forms).
     let (run, first, head) = match closure_head {
         None if options.is_lazy() => {
             let (run, _, name) = options.ambient(None, span);

@@ -192,9 +192,10 @@ fn validate(f: &FnItem, options: &mut Options, errors: &mut Errors) {
 ///     .await
 /// }
 /// ```
-/// Without a handle and with no option but a name (`#[scoped]`):
-/// `ScopeBuilder::ambient(Some(&"fetch"), async move || ..)`, a scope that builds its node
-/// only when something needs it.
+/// Without a handle and with no option but a name and at most one time limit (`#[scoped]`,
+/// `#[scoped(timeout = "2s")]`): `ScopeBuilder::ambient(Some(&"fetch"), async move || ..)`
+/// (`ambient_after(Some(&"fetch"), <duration>, ..)`, `ambient_at(.., <deadline>, ..)`), a
+/// scope that builds its node only when something needs it.
 /// `Option<T>` and other return types run the body in an inner `async move` block (so
 /// `return` still leaves only the body) under a scope whose error type is `Cancelled`.
 /// With `local`, the builder ends in `.local()` and the scope future is bound before it is
@@ -224,9 +225,10 @@ fn expand_fn(f: FnItem, options: &Options, after_errors: bool) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
     let nameable = !contains_impl(ret_ty.clone());
-    // What runs the scope, its first argument and the closure's head. Without a handle and
-    // with no option but a name, the body takes no `Scope` and the scope builds its node
-    // only when something needs it (`ScopeBuilder::ambient`); otherwise the builder's `run`.
+    // What runs the scope, its first arguments and the closure's head. Without a handle and
+    // with no option but a name and at most one time limit (`Options::is_lazy`), the body
+    // takes no `Scope` and the scope builds its node only when something needs it
+    // (`ScopeBuilder::ambient` and its timed forms); otherwise the builder's `run`.
     let (run, run_with, first, head) = match &options.handle {
         None if options.is_lazy() => {
             let (run, run_with, name_arg) = options.ambient(Some(&name), ret_span);

@@ -97,7 +97,8 @@ impl ScopeBuilder {
     }
 
     /// The scope of the macros' forms without a handle and with no option but a name
-    /// (`#[scoped]`, `scope!({ .. })`): the body takes no [`Scope`], so only code that reads
+    /// (`#[scoped]`, `scope!({ .. })`; with a time limit too: [`ambient_after`](Self::ambient_after),
+    /// [`ambient_at`](Self::ambient_at)): the body takes no [`Scope`], so only code that reads
     /// the ambient context can reach the scope, and its node (an allocation, two locks to
     /// enter the tree and two to leave it) is built only when such code asks for it (a
     /// nested scope or cancel scope, `is_cancelled()`, `cancelled()`, `current_deadline()`,
