@@ -3,13 +3,16 @@
 
 mod common;
 
-use std::future::pending;
+use std::future::{Future, pending};
+use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use common::{Census, Counter, HANG, Within, rt_test};
+use common::{Census, Counter, CountingWaker, HANG, Within, rt_test};
 use futures_util::FutureExt;
 use taskscope::{
-    CancelReason, Cancelled, cancelled, checkpoint, current_deadline, is_cancelled, scope,
+    CancelReason, CancelScope, Cancelled, cancelled, checkpoint, current_deadline, is_cancelled,
+    scope,
 };
 
 rt_test! {
@@ -103,6 +106,47 @@ async fn ambient_functions_outside_any_scope_are_harmless() {
     // In a blocking thread.
     let r = tokio::task::spawn_blocking(is_cancelled).await.unwrap();
     assert!(!r);
+}
+
+/// A `cancelled()` future dropped while it waits leaves no waker with its node: the node
+/// neither keeps it (a `select!` loop that drops a `cancelled()` each turn would pile them
+/// up until the cancel) nor wakes it at the cancel.
+#[tokio::test]
+async fn a_dropped_cancelled_future_leaves_no_waker_behind() {
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let counting = CountingWaker::new();
+    let c = counting.clone();
+    let r = cs
+        .run(async move {
+            let waker = Waker::from(c.clone());
+            let mut wait = Box::pin(cancelled());
+            assert!(
+                wait.as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending(),
+                "nothing is cancelled yet"
+            );
+            drop(waker);
+            assert_eq!(
+                Arc::strong_count(&c),
+                3,
+                "the node holds the waiting future's waker"
+            );
+            drop(wait);
+            assert_eq!(
+                Arc::strong_count(&c),
+                2,
+                "the dropped future's waker is still with the node"
+            );
+            h.cancel();
+            assert_eq!(c.wakes(), 0, "the cancel woke the dropped future");
+            checkpoint().await
+        })
+        .within(HANG, "the cancelled cancel scope's return")
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(counting.wakes(), 0);
 }
 
 #[test]

@@ -7,9 +7,9 @@ mod common;
 use std::future::{Future, pending};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Waker};
 
-use common::{Census, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs, within};
+use common::{Census, CountingWaker, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs, within};
 use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
 use tokio::time::{Instant, sleep};
 
@@ -138,16 +138,6 @@ async fn a_dropped_wait_children_future_is_forgotten() {
     assert_eq!(r, Ok(()));
 }
 
-/// Counts its wakes; the test keeps one `Arc` of it and reads the strong count to see
-/// whether anything else still holds a clone of the waker.
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
 /// A `wait_children` future dropped while it waits leaves no waker with the scope: the
 /// scope neither keeps it (a loop of timed-out `wait_children` would pile them up until the
 /// children end) nor wakes it when the children end.
@@ -159,7 +149,7 @@ async fn a_dropped_wait_children_future_leaves_no_waker_behind() {
             let _ = rx.await;
             Ok(())
         });
-        let counting = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let counting = CountingWaker::new();
         let waker = Waker::from(counting.clone());
         let mut wait = Box::pin(s.wait_children());
         assert!(
@@ -182,7 +172,7 @@ async fn a_dropped_wait_children_future_leaves_no_waker_behind() {
         );
         tx.send(()).unwrap();
         child.within(HANG, "the child's end once released").await?;
-        assert_eq!(counting.0.load(SeqCst), 0, "the dropped future was woken");
+        assert_eq!(counting.wakes(), 0, "the dropped future was woken");
         Ok(())
     })
     .within(HANG, "the scope's end")
@@ -201,8 +191,8 @@ async fn wait_children_wakes_the_waker_of_its_latest_poll() {
             let _ = rx.await;
             Ok(())
         });
-        let first = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let latest = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let first = CountingWaker::new();
+        let latest = CountingWaker::new();
         let mut wait = Box::pin(s.wait_children());
         for waker in [Waker::from(first.clone()), Waker::from(latest.clone())] {
             assert!(
@@ -216,7 +206,7 @@ async fn wait_children_wakes_the_waker_of_its_latest_poll() {
         within(
             HANG,
             async {
-                while latest.0.load(SeqCst) == 0 {
+                while latest.wakes() == 0 {
                     tokio::task::yield_now().await;
                 }
             },
@@ -224,7 +214,7 @@ async fn wait_children_wakes_the_waker_of_its_latest_poll() {
         )
         .await;
         assert_eq!(
-            (first.0.load(SeqCst), latest.0.load(SeqCst)),
+            (first.wakes(), latest.wakes()),
             (0, 1),
             "only the latest poll's waker is woken"
         );

@@ -6,9 +6,10 @@
 
 mod common;
 
-use std::future::pending;
+use std::future::{Future, pending, poll_fn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
+use std::task::Poll;
 use std::time::Duration;
 
 use common::{Census, Counter, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs};
@@ -214,6 +215,65 @@ async fn s1_shielded_work_completes_then_next_checkpoint_fails() {
     assert_eq!(shielded.get(), vec![(Ok(4), secs(1))]);
     assert_eq!(after_checkpoint.get(), 0);
     assert_eq!(census.alive(), 0);
+}
+
+/// A shield counts in the node future it started in. One moved out of there and dropped
+/// while another cancel scope is polled takes nothing from that scope's count: the scope,
+/// hard-cancelled, still sees its own live shield and waits for it.
+#[tokio::test(start_paused = true)]
+async fn a_shield_dropped_under_an_unrelated_node_leaves_that_node_s_count_alone() {
+    // A shield started (polled once) in one cancel scope, then moved out of it.
+    let mut moved = None;
+    CancelScope::new()
+        .run(async {
+            let mut s = Box::pin(shield(pending::<()>()));
+            poll_fn(|cx| {
+                assert!(s.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            moved = Some(s);
+        })
+        .await
+        .unwrap();
+
+    let t0 = Instant::now();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let shielded: Slot<Duration> = Slot::default();
+    let after_checkpoint = Counter::new();
+    let r = {
+        let (sh, ac, h) = (shielded.clone(), after_checkpoint.clone(), h.clone());
+        cs.run(async move {
+            let own = shield(async {
+                sleep(secs(1)).await;
+                sh.push(t0.elapsed());
+            });
+            // Polled after `own` started: the other shield ends here, then the scope is
+            // hard-cancelled (no grace period) while its own shield runs.
+            let other = async {
+                drop(moved);
+                h.cancel();
+            };
+            tokio::join!(own, other);
+            let _ = checkpoint().await;
+            ac.inc();
+        })
+        .within(
+            PAUSED_HANG,
+            "the hard-cancelled cancel scope's return once its own shield finished",
+        )
+        .await
+    };
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(
+        shielded.get(),
+        vec![secs(1)],
+        "its own shield ran to its end"
+    );
+    assert_eq!(t0.elapsed(), secs(1));
+    assert_eq!(after_checkpoint.get(), 0);
+    assert!(h.cancelled_caught());
 }
 
 #[tokio::test(start_paused = true)]

@@ -432,3 +432,26 @@ where
     .await;
     r.expect("the scope ends well")
 }
+
+/// A waker that counts its wakes. A test keeps one `Arc` of it and reads
+/// [`Arc::strong_count`] to see whether the code under test still holds a clone of the
+/// waker (`Waker::from(counting.clone())`).
+#[derive(Default)]
+pub struct CountingWaker(AtomicUsize);
+
+impl CountingWaker {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// How many times a clone of it was woken.
+    pub fn wakes(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
