@@ -45,12 +45,18 @@ struct Frame {
 
 /// The state of a node future polled without a node of its own.
 enum Pending {
-    /// Not built: the frame's `lazy` is what to build it from, and the frame's `node` is
-    /// still its parent.
+    /// Not built: the frame's `lazy` is what to build it from, and the frame's `node` and
+    /// `shields` are still its parent's (a node future with no node has no shield inside:
+    /// a shield attaches below its ambient node, which builds it first).
     Unbuilt,
-    /// Built by [`materialize`] and lent: the frame's `node` is it, and this is the frame's
-    /// node before it (the parent, to put back).
-    Built(Option<Arc<Node>>),
+    /// Built by [`materialize`] and lent: the frame's `node` is it.
+    Built {
+        /// The frame's node before this one (the parent, to put back).
+        parent: Option<Arc<Node>>,
+        /// The frame's count of live shields before this node was built; the frame's
+        /// count is this node's since.
+        shields: u32,
+    },
 }
 
 thread_local! {
@@ -65,88 +71,57 @@ thread_local! {
     };
 }
 
-/// What a lender puts into the frame, and gets back.
-enum Lend<'a> {
-    /// A node future inside a task: its node, and its count of live shields inside it,
-    /// whose change is added to the enclosing frame's count so that every enclosing node
-    /// future knows about a shield inside it.
-    Node(&'a mut u32),
-    /// A spawned child's task wrapper (or a blocking child): the scope it runs under.
-    TaskRoot,
-}
-
-fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -> R {
-    struct Saved {
-        node: Option<Arc<Node>>,
-        /// `None` when the lender leaves the task root alone (a node future).
-        task_root: Option<Option<Arc<Node>>>,
-        shields: u32,
-        /// A lazily entered cancel scope further out: not the one code under this lender
-        /// runs in, so it is set aside.
-        pending: Option<Pending>,
-    }
+/// Lends a node future's node to the frame while `f` runs, with the node future's count of
+/// live shields inside it: the change of that count while lent (shields started or ended
+/// under `f`) is added to the enclosing frame's count too, so that every enclosing node
+/// future knows about a shield inside it.
+///
+/// A node pending further out (this node future was entered elsewhere, or is polled inside
+/// a lazily entered one) is built first: it is this node's ambient parent while lent, and
+/// what stays in the frame's `pending` is then never a node still to build (nothing under
+/// the lend reads a built one: a nested lazy entry sets it aside and puts it back).
+#[inline]
+pub(crate) fn enter_node<R>(
+    slot: &mut Option<Arc<Node>>,
+    shields: &mut u32,
+    f: impl FnOnce() -> R,
+) -> R {
     /// Puts the frame back, also on unwind. It holds the frame itself: one thread-local
     /// lookup for the lend and its return.
-    struct Guard<'a, 'b> {
+    struct Guard<'a> {
         frame: &'a RefCell<Frame>,
         slot: &'a mut Option<Arc<Node>>,
-        how: Lend<'b>,
-        saved: Option<Saved>,
+        shields: &'a mut u32,
+        /// The frame's node and shield count before the lend.
+        outer: Option<Arc<Node>>,
+        outer_shields: u32,
     }
-    impl Drop for Guard<'_, '_> {
+    impl Drop for Guard<'_> {
         fn drop(&mut self) {
-            let Some(saved) = self.saved.take() else {
-                return;
-            };
             let mut frame = self.frame.borrow_mut();
-            let node = std::mem::replace(&mut frame.node, saved.node);
-            let now = std::mem::replace(&mut frame.shields, saved.shields);
-            frame.pending = saved.pending;
-            match &mut self.how {
-                Lend::Node(shields) => {
-                    *self.slot = node;
-                    frame.shields = saved.shields.wrapping_add(now.wrapping_sub(**shields));
-                    **shields = now;
-                }
-                Lend::TaskRoot => {
-                    let outer = saved.task_root.flatten();
-                    *self.slot = std::mem::replace(&mut frame.task_root, outer);
-                }
-            }
+            *self.slot = std::mem::replace(&mut frame.node, self.outer.take());
+            let now = frame.shields;
+            frame.shields = self
+                .outer_shields
+                .wrapping_add(now.wrapping_sub(*self.shields));
+            *self.shields = now;
         }
     }
     let mut f = Some(f);
     let lent = FRAME.try_with(|cell| {
-        let saved = {
-            // A node pending further out (this lender was entered elsewhere, or is a task
-            // polled inside another poll) is built first, so that what is set aside below
-            // is never a node still to build (`Frame::lazy` is not).
+        let (outer, outer_shields) = {
             let mut frame = built(cell);
-            let lent = slot.take();
-            match &how {
-                Lend::Node(shields) => Saved {
-                    node: std::mem::replace(&mut frame.node, lent),
-                    task_root: None,
-                    shields: std::mem::replace(&mut frame.shields, **shields),
-                    pending: frame.pending.take(),
-                },
-                Lend::TaskRoot => Saved {
-                    node: frame.node.take(),
-                    task_root: Some(std::mem::replace(&mut frame.task_root, lent)),
-                    shields: std::mem::replace(&mut frame.shields, 0),
-                    pending: frame.pending.take(),
-                },
-            }
+            let node = std::mem::replace(&mut frame.node, slot.take());
+            (node, std::mem::replace(&mut frame.shields, *shields))
         };
-        let guard = Guard {
+        let _guard = Guard {
             frame: cell,
             slot,
-            how,
-            saved: Some(saved),
+            shields,
+            outer,
+            outer_shields,
         };
-        let r = (f.take().expect("called once"))();
-        drop(guard);
-        r
+        (f.take().expect("called once"))()
     });
     match lent {
         Ok(r) => r,
@@ -155,18 +130,51 @@ fn lend<R>(slot: &mut Option<Arc<Node>>, how: Lend<'_>, f: impl FnOnce() -> R) -
     }
 }
 
-/// Lends a node future's node (and its shield count) to the frame while `f` runs.
-pub(crate) fn enter_node<R>(
-    node: &mut Option<Arc<Node>>,
-    shields: &mut u32,
-    f: impl FnOnce() -> R,
-) -> R {
-    lend(node, Lend::Node(shields), f)
-}
-
-/// Lends a spawned child's scope to the frame, as the task's root, while `f` runs.
+/// Lends a spawned child's scope to the frame, as the task's root, while `f` runs (a
+/// spawned child's task wrapper, or a blocking child): code under `f` is under no node
+/// future of its own, with no shield counted yet. A node pending further out (a task polled
+/// inside another poll) is built first, as for [`enter_node`].
+#[inline]
 pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R) -> R {
-    lend(root, Lend::TaskRoot, f)
+    /// Puts the frame back, also on unwind (see [`enter_node`]).
+    struct Guard<'a> {
+        frame: &'a RefCell<Frame>,
+        slot: &'a mut Option<Arc<Node>>,
+        /// The frame's node, task root and shield count before the lend.
+        outer: (Option<Arc<Node>>, Option<Arc<Node>>, u32),
+    }
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let mut frame = self.frame.borrow_mut();
+            let (node, task_root, shields) =
+                (self.outer.0.take(), self.outer.1.take(), self.outer.2);
+            frame.node = node;
+            frame.shields = shields;
+            *self.slot = std::mem::replace(&mut frame.task_root, task_root);
+        }
+    }
+    let mut f = Some(f);
+    let lent = FRAME.try_with(|cell| {
+        let outer = {
+            let mut frame = built(cell);
+            (
+                frame.node.take(),
+                std::mem::replace(&mut frame.task_root, root.take()),
+                std::mem::replace(&mut frame.shields, 0),
+            )
+        };
+        let _guard = Guard {
+            frame: cell,
+            slot: root,
+            outer,
+        };
+        (f.take().expect("called once"))()
+    });
+    match lent {
+        Ok(r) => r,
+        // No frame (the thread is being torn down): nothing to lend to.
+        Err(_) => (f.take().expect("called once"))(),
+    }
 }
 
 /// Runs `f`, a poll of a node future whose node is not built yet (every poll of a scope
@@ -180,8 +188,8 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
 /// Returns `None` without running `f` if the ambient node is hard-cancelled (the scope
 /// must not poll its future then) or there is no frame (thread teardown): the caller
 /// enters the ordinary way. Otherwise `f`'s result; the node, if it was built, is in
-/// `slot` (also on unwind), entered and attached. `shields` is the scope's count of live
-/// shields inside it, as for [`enter_node`].
+/// `slot` (also on unwind), entered and attached, and `shields` is its count of live
+/// shields inside it (as for [`enter_node`]; none before the build, see [`Pending`]).
 pub(crate) fn enter_lazy<R>(
     lazy: Lazy,
     slot: &mut Option<Arc<Node>>,
@@ -193,24 +201,27 @@ pub(crate) fn enter_lazy<R>(
         frame: &'a RefCell<Frame>,
         slot: &'a mut Option<Arc<Node>>,
         shields: &'a mut u32,
-        /// The frame's `pending` and `shields` before this scope.
-        saved: (Option<Pending>, u32),
+        /// The frame's `pending` before this node future.
+        outer: Option<Pending>,
     }
     impl Drop for Guard<'_> {
         fn drop(&mut self) {
             let mut frame = self.frame.borrow_mut();
-            let (pending, outer) = (self.saved.0.take(), self.saved.1);
-            let now = std::mem::replace(&mut frame.shields, outer);
-            frame.shields = outer.wrapping_add(now.wrapping_sub(*self.shields));
-            *self.shields = now;
-            if let Some(Pending::Built(parent)) = std::mem::replace(&mut frame.pending, pending) {
+            let pending = std::mem::replace(&mut frame.pending, self.outer.take());
+            if let Some(Pending::Built { parent, shields }) = pending {
+                // Built under `f`: the node goes to its future, with the count of shields
+                // inside it, which the enclosing frame's count includes (as for
+                // `enter_node`, from a count of zero at the build).
                 *self.slot = std::mem::replace(&mut frame.node, parent);
+                let now = frame.shields;
+                frame.shields = shields.wrapping_add(now);
+                *self.shields = now;
             }
         }
     }
     FRAME
         .try_with(|cell| {
-            let saved = {
+            let outer = {
                 // A lazy node future directly inside another one not built yet: the outer
                 // one is built first, as it is this one's parent.
                 let mut frame = built(cell);
@@ -218,16 +229,16 @@ pub(crate) fn enter_lazy<R>(
                 if ambient.is_some_and(|n| n.state().is_hard()) {
                     return None;
                 }
-                let pending = frame.pending.replace(Pending::Unbuilt);
+                let outer = frame.pending.replace(Pending::Unbuilt);
                 frame.lazy = lazy;
-                let outer = std::mem::replace(&mut frame.shields, *shields);
-                (pending, outer)
+                outer
             };
+            debug_assert_eq!(*shields, 0, "a node future with no node has no shield");
             let guard = Guard {
                 frame: cell,
                 slot,
                 shields,
-                saved,
+                outer,
             };
             let r = f();
             drop(guard);
@@ -264,7 +275,8 @@ fn materialize(frame: &RefCell<Frame>) {
     node.attach(parent.as_ref());
     let mut f = frame.borrow_mut();
     let parent = f.node.replace(node);
-    f.pending = Some(Pending::Built(parent));
+    let shields = std::mem::replace(&mut f.shields, 0);
+    f.pending = Some(Pending::Built { parent, shields });
 }
 
 /// Runs `f` with the ambient node (if any).
