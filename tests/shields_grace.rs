@@ -276,6 +276,40 @@ async fn a_shield_dropped_under_an_unrelated_node_leaves_that_node_s_count_alone
     assert!(h.cancelled_caught());
 }
 
+/// A shield started in a cancel scope and dropped inside a `move_on_after` within it (whose
+/// node is never built: nothing in it reads the ambient context) is no longer counted in
+/// that cancel scope: hard-cancelled, the scope catches at once instead of polling on for
+/// a shield that is gone.
+#[tokio::test(start_paused = true)]
+async fn a_shield_dropped_inside_a_lazy_timeout_leaves_its_scope_s_count() {
+    let t0 = Instant::now();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let r = {
+        let h = h.clone();
+        cs.run(async move {
+            let mut started = Box::pin(shield(pending::<()>()));
+            poll_fn(|cx| {
+                assert!(started.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            let r = move_on_after(secs(1), async move { drop(started) }).await;
+            assert_eq!(r, Some(()), "the timeout did not expire");
+            h.cancel(); // no grace: hard, and nothing shielded is left
+            pending::<()>().await;
+        })
+        .within(
+            PAUSED_HANG,
+            "the hard-cancelled cancel scope's return with no shield left",
+        )
+        .await
+    };
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert!(h.cancelled_caught());
+}
+
 #[tokio::test(start_paused = true)]
 async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires() {
     let t0 = Instant::now();
