@@ -52,6 +52,17 @@ enum Armed {
 }
 
 /// Where the driver is: the node future's side of the node's life.
+/// A scope spawns its children on the runtime it was entered in, unless it has one already
+/// (given to its builder, or current when it was created).
+fn capture_runtime(node: &Node) {
+    if node.runtime.get().is_some() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let _ = node.runtime.set(rt);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Not polled yet (or a lazily entered node not built yet).
@@ -273,10 +284,8 @@ impl Driver {
     fn enter_tree(&mut self, with_runtime: bool) {
         self.phase = Phase::Entered;
         let node = self.node().clone();
-        if with_runtime && node.runtime.get().is_none() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let _ = node.runtime.set(rt);
-            }
+        if with_runtime {
+            capture_runtime(&node);
         }
         let parent = match &self.hold {
             Some(hold) => Some(hold.node().clone()),
@@ -329,10 +338,11 @@ impl Driver {
                 // An ancestor's hard cancel: whoever catches it drops this future, with what
                 // runs under it (invariant #8).
                 Step::Outer => {
+                    // No need to read the step again after registering: an ancestor's hard
+                    // cancel is for good (invariant #1), and only this future's own polls
+                    // change its shield count or hold, so the step stays `Outer`.
                     if work.as_mut().is_busy() {
-                        if self.before_wait(&mut registered, work.as_mut(), cx)
-                            && self.step() == Step::Outer
-                        {
+                        if self.before_wait(&mut registered, work.as_mut(), cx) {
                             return Poll::Pending;
                         }
                         continue;
