@@ -111,6 +111,32 @@ async fn futures_debug_whether_they_started_and_finished() {
         format!("{fut:?}"),
         "ScopeFuture { started: false, finished: false, .. }"
     );
+    // Built at entry (a handle taken, the body holds one): started once entered.
+    let cs = CancelScope::new();
+    let _h = cs.handle();
+    let mut run = Box::pin(cs.run(tokio::task::yield_now()));
+    assert!(futures_util::poll!(run.as_mut()).is_pending());
+    assert_eq!(
+        format!("{run:?}"),
+        "Run { active: true, finished: false, .. }"
+    );
+    let mut fut = Box::pin(scope(async |_s| {
+        tokio::task::yield_now().await;
+        Ok::<_, Cancelled>(())
+    }));
+    assert!(futures_util::poll!(fut.as_mut()).is_pending());
+    assert_eq!(
+        format!("{fut:?}"),
+        "ScopeFuture { started: true, finished: false, .. }"
+    );
+    fut.as_mut()
+        .within(PAUSED_HANG, "the scope's end")
+        .await
+        .unwrap();
+    assert_eq!(
+        format!("{fut:?}"),
+        "ScopeFuture { started: true, finished: true, .. }"
+    );
 
     let shield = taskscope::shield(async {});
     assert_eq!(

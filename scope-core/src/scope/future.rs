@@ -107,7 +107,9 @@ where
         f.debug_struct("ScopeFuture")
             .field(
                 "started",
-                &(self.driver.is_active() || self.unbuilt.is_some_and(|u| u.polled)),
+                &(self.driver.is_active()
+                    || self.driver.is_finished()
+                    || self.unbuilt.is_some_and(|u| u.polled)),
             )
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
