@@ -197,6 +197,22 @@ rt_test! {
     }
 }
 
+/// A scope future created outside any runtime takes the runtime it is first polled in:
+/// its children are spawned there.
+#[test]
+fn a_scope_created_outside_any_runtime_spawns_on_the_one_it_runs_in() {
+    for flavor in FLAVORS {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let fut = scope(async |s| {
+            let child = s.spawn(async { Ok::<_, Cancelled>(7) });
+            child.await
+        });
+        let rt = runtime(flavor);
+        let r = rt.block_on(fut.within(HANG, "the scope's return"));
+        assert_eq!(r, Ok(7), "{flavor:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // R2: scope future dropped outside any runtime, or after the runtime shut down
 // ---------------------------------------------------------------------------------------
