@@ -310,6 +310,52 @@ async fn a_shield_dropped_inside_a_lazy_timeout_leaves_its_scope_s_count() {
     assert!(h.cancelled_caught());
 }
 
+/// A hard-cancelled cancel scope drops the future it caught only once everything below it
+/// finished: a nested scope's child that runs a shield keeps the nested scope's body (and
+/// what it holds) alive until the shield ends, as if nothing had been caught early.
+#[tokio::test(start_paused = true)]
+async fn a_caught_future_is_dropped_only_after_its_subtree_finished() {
+    let t0 = Instant::now();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let body_dropped: Slot<Duration> = Slot::default();
+    let shield_ended: Slot<Duration> = Slot::default();
+    let r = {
+        let (bd, se) = (body_dropped.clone(), shield_ended.clone());
+        cs.run(async move {
+            let _ = scope(async move |s| {
+                let _in_body = DropTime::new(t0, &bd);
+                s.spawn(shield(async move {
+                    sleep(secs(1)).await;
+                    se.push(t0.elapsed());
+                }));
+                pending::<()>().await;
+                Ok::<_, Cancelled>(())
+            })
+            .await;
+        })
+    };
+    let canceller = tokio::spawn(async move {
+        sleep(ms(100)).await;
+        h.cancel(); // no grace: hard
+    });
+    let r = r
+        .within(PAUSED_HANG, "the hard-cancelled cancel scope's return")
+        .await;
+    canceller
+        .within(PAUSED_HANG, "the canceller task's end")
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(shield_ended.get(), vec![secs(1)]);
+    assert_eq!(
+        body_dropped.get(),
+        vec![secs(1)],
+        "the caught future went before the shielded child below it finished"
+    );
+    assert_eq!(t0.elapsed(), secs(1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires() {
     let t0 = Instant::now();
