@@ -711,6 +711,72 @@ async fn r7_spawn_racing_last_child_stress() {
     common::spawn_vs_close_race(10_000, "R7").await;
 }
 
+/// Two threads spawn at the same moment into an idle nested scope, round after round: the
+/// nested scope is one unit of its parent's count while it has children, however its first
+/// two spawns interleave, so the parent counts nothing once the nested scope returned.
+#[test]
+fn simultaneous_first_spawns_into_an_idle_nested_scope_count_once_in_its_parent() {
+    const ROUNDS: u64 = 1024;
+    /// Spins until `flag` is set, yielding the thread now and then (the machine may have
+    /// fewer cores than spinning threads).
+    fn await_flag(flag: &AtomicBool) {
+        let mut n = 0u32;
+        while !flag.load(SeqCst) {
+            std::hint::spin_loop();
+            n += 1;
+            if n % 1024 == 0 {
+                std::thread::yield_now();
+            }
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let spawned = Counter::new();
+    let r: Result<(), Cancelled> = rt.block_on(
+        scope(async |outer| {
+            let parent = Parent::from(&outer.handle());
+            for i in 0..ROUNDS {
+                scope(async |inner| {
+                    let (ready, go) = (Counter::new(), AtomicBool::new(false));
+                    std::thread::scope(|threads| {
+                        // The delays sweep the offset between the two spawns.
+                        for delay in [i % 32, (i / 32) % 32] {
+                            let (h, ready, go, spawned) = (inner.handle(), &ready, &go, &spawned);
+                            threads.spawn(move || {
+                                ready.inc();
+                                await_flag(go);
+                                spin(delay);
+                                h.spawn(async { Ok(()) }).expect("the nested scope runs");
+                                spawned.inc();
+                            });
+                        }
+                        while ready.get() < 2 {
+                            std::thread::yield_now();
+                        }
+                        go.store(true, SeqCst);
+                    });
+                    Ok(())
+                })
+                .await?;
+                assert_eq!(
+                    parent.snapshot().nodes()[0].live_children,
+                    0,
+                    "round {i}: the nested scope returned, and its parent still counts it"
+                );
+            }
+            Ok(())
+        })
+        .within(
+            HANG,
+            "the outer scope's return after its nested scopes' simultaneous spawns",
+        ),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(spawned.get() as u64, 2 * ROUNDS);
+}
+
 // ---------------------------------------------------------------------------------------
 // R8: spawning into an already-cancelled scope
 // ---------------------------------------------------------------------------------------

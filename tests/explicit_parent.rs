@@ -359,6 +359,61 @@ async fn a_scope_catching_its_own_cancel_still_awaits_scopes_opened_under_it_els
     );
 }
 
+/// Records its name in a [`Slot`] when dropped.
+struct Dropped(&'static str, Slot<&'static str>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.1.push(self.0);
+    }
+}
+
+/// The same with a spawned child still running a shield past the deadline: the scope keeps
+/// its body (and the builder) while more than the builder's unit keeps it busy, and the
+/// child's end, which leaves only that unit, wakes it to drop the body and return.
+#[tokio::test(start_paused = true)]
+async fn a_scope_catching_its_own_cancel_drops_a_held_builder_once_its_shielded_child_ended() {
+    let order: Slot<&'static str> = Slot::default();
+    let (body_mark, child_mark) = (
+        Dropped("body", order.clone()),
+        Dropped("child", order.clone()),
+    );
+    let t0 = tokio::time::Instant::now();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .timeout(secs(1))
+        .run(async |server| {
+            let _mark = body_mark;
+            let request = Scope::builder()
+                .parent(server.handle())
+                .expect("the parent runs");
+            server.spawn(async move {
+                let _mark = child_mark;
+                taskscope::shield(tokio::time::sleep(secs(2))).await;
+                tokio::task::yield_now().await; // the cancellation lands here
+                Ok(())
+            });
+            tokio::time::sleep(secs(5)).await; // the deadline fires here
+            drop(request);
+            Ok(())
+        })
+        .within(
+            PAUSED_HANG,
+            "the scope's return once its shielded child ended, with a builder held in its body",
+        )
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+    assert_eq!(
+        order.get(),
+        vec!["child", "body"],
+        "the body went once only the builder's unit kept the scope busy"
+    );
+    assert_eq!(
+        t0.elapsed(),
+        secs(2),
+        "the scope returned as the shielded child ended"
+    );
+}
+
 /// A cancel scope opened under a scope as explicit parent, run by one of that scope's local
 /// children: the scope, cancelled from another task while parked, catches; its local
 /// children are no longer polled, so the one holding the request goes (with the body) as

@@ -91,6 +91,41 @@ rt_test! {
     }
 }
 
+rt_test! {
+    /// `is_finished` (and the handle's `Debug`) says whether the child ended: `false` while
+    /// it runs, `true` once it ended (before the handle is awaited), and `true` for a child
+    /// never started (spawned into a cancelled scope).
+    async fn a_task_handle_says_whether_its_child_finished() {
+        let r: Result<(), Cancelled> = scope(async |s| {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let h = s.spawn(async move {
+                rx.await.ok();
+                Ok(5)
+            });
+            assert!(!h.is_finished(), "the child waits");
+            assert_eq!(format!("{h:?}"), "TaskHandle { finished: false }");
+            tx.send(()).unwrap();
+            async {
+                while !h.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            .within(HANG, "the handle's report of the child's end")
+            .await;
+            assert_eq!(format!("{h:?}"), "TaskHandle { finished: true }");
+            assert_eq!(h.await, Ok(5));
+            s.cancel();
+            let refused = s.spawn(async { Ok(()) });
+            assert_eq!(refused.id(), None, "never started");
+            assert!(refused.is_finished(), "a child never started is finished");
+            Ok(())
+        })
+        .within(HANG, "the scope's return after its child ended")
+        .await;
+        assert_eq!(r, Ok(()));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn ambient_functions_outside_any_scope_are_harmless() {
     assert!(!is_cancelled());

@@ -227,6 +227,111 @@ async fn wait_children_wakes_the_waker_of_its_latest_poll() {
     assert_eq!(r, Ok(()));
 }
 
+/// A `wait_children` future woken by its children's end but polled only after a new child
+/// was spawned waits for that child too, and is woken when it ends.
+#[tokio::test]
+async fn wait_children_polled_after_a_new_spawn_waits_for_the_new_child() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let (next_tx, next_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = s.spawn(async move {
+            let _ = first_rx.await;
+            Ok(())
+        });
+        let counting = CountingWaker::new();
+        let waker = Waker::from(counting.clone());
+        let mut wait = Box::pin(s.wait_children());
+        assert!(
+            wait.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending(),
+            "the first child still runs"
+        );
+        first_tx.send(()).unwrap();
+        first
+            .within(HANG, "the first child's end once released")
+            .await?;
+        assert_eq!(counting.wakes(), 1, "the first child's end woke it");
+        let next = s.spawn(async move {
+            let _ = next_rx.await;
+            Ok(())
+        });
+        assert!(
+            wait.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending(),
+            "the next child still runs"
+        );
+        next_tx.send(()).unwrap();
+        next.within(HANG, "the next child's end once released")
+            .await?;
+        assert_eq!(counting.wakes(), 2, "the next child's end woke it");
+        wait.within(HANG, "wait_children's end once the next child ended")
+            .await;
+        Ok(())
+    })
+    .within(HANG, "the scope's end")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
+/// A `wait_children` future dropped after its children's end woke it, unpolled since, does
+/// not take away the registration of another one waiting for a child spawned after.
+#[tokio::test]
+async fn a_woken_wait_children_future_dropped_leaves_a_later_one_registered() {
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let (next_tx, next_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = s.spawn(async move {
+            let _ = first_rx.await;
+            Ok(())
+        });
+        let (early, later) = (CountingWaker::new(), CountingWaker::new());
+        let early_waker = Waker::from(early.clone());
+        let mut early_wait = Box::pin(s.wait_children());
+        assert!(
+            early_wait
+                .as_mut()
+                .poll(&mut Context::from_waker(&early_waker))
+                .is_pending(),
+            "the first child still runs"
+        );
+        first_tx.send(()).unwrap();
+        first
+            .within(HANG, "the first child's end once released")
+            .await?;
+        assert_eq!(early.wakes(), 1, "the first child's end woke it");
+        let next = s.spawn(async move {
+            let _ = next_rx.await;
+            Ok(())
+        });
+        let later_waker = Waker::from(later.clone());
+        let mut later_wait = Box::pin(s.wait_children());
+        assert!(
+            later_wait
+                .as_mut()
+                .poll(&mut Context::from_waker(&later_waker))
+                .is_pending(),
+            "the next child still runs"
+        );
+        drop(early_wait);
+        next_tx.send(()).unwrap();
+        next.within(HANG, "the next child's end once released")
+            .await?;
+        assert_eq!(later.wakes(), 1, "the next child's end woke the later one");
+        later_wait
+            .within(
+                HANG,
+                "the later wait_children's end once the next child ended",
+            )
+            .await;
+        Ok(())
+    })
+    .within(HANG, "the scope's end")
+    .await;
+    assert_eq!(r, Ok(()));
+}
+
 /// The `Debug` of a `wait_children` future says whether the scope's children are all done.
 #[tokio::test]
 async fn a_wait_children_future_shows_whether_the_children_are_done() {

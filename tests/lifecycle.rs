@@ -5,7 +5,7 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Counter, HANG, PAUSED_HANG, Within, rt_test};
+use common::{Census, Counter, HANG, PAUSED_HANG, Within, counting_polls, rt_test, yields};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, move_on_after, scope,
 };
@@ -293,6 +293,179 @@ async fn l6_body_returns_while_child_sleeps_scope_exits_when_child_done() {
         1,
         "the child ran to completion, it was not cancelled"
     );
+}
+
+/// A scope waiting for its children is woken by the end of the last one, not by the end of
+/// each: the first of two children ending leaves it parked.
+#[tokio::test]
+async fn a_scope_waiting_for_its_children_is_woken_by_the_last_ones_end_only() {
+    let (polls, ended) = (Counter::new(), Counter::new());
+    let (first_tx, first_rx) = oneshot::channel::<()>();
+    let (last_tx, last_rx) = oneshot::channel::<()>();
+    let (e1, e2) = (ended.clone(), ended.clone());
+    let run = tokio::spawn(counting_polls(
+        Box::pin(scope(async move |s| {
+            s.spawn(async move {
+                first_rx.await.ok();
+                e1.inc();
+                Ok(())
+            });
+            s.spawn(async move {
+                last_rx.await.ok();
+                e2.inc();
+                Ok(())
+            });
+            Ok::<_, Cancelled>("body done")
+        })),
+        polls.clone(),
+    ));
+    yields(5).await;
+    assert_eq!(polls.get(), 1, "the scope ran its body and waits");
+    first_tx.send(()).unwrap();
+    yields(5).await;
+    assert_eq!(ended.get(), 1, "the first child ended");
+    assert_eq!(
+        polls.get(),
+        1,
+        "the scope still waits for the other child, unwoken"
+    );
+    last_tx.send(()).unwrap();
+    let r = run
+        .within(HANG, "the scope's return once its last child ended")
+        .await
+        .unwrap();
+    assert_eq!(r, Ok("body done"));
+    assert_eq!(ended.get(), 2);
+    assert_eq!(polls.get(), 2, "woken once, by the last child's end");
+}
+
+/// A child spawned into a scope through its handle, from another task, does not wake the
+/// scope: it has nothing to do until that child (or its body) ends.
+#[tokio::test]
+async fn a_spawn_through_a_handle_does_not_wake_the_scope() {
+    let polls = Counter::new();
+    let (handle_tx, handle_rx) = oneshot::channel();
+    let (body_tx, body_rx) = oneshot::channel::<()>();
+    let (child_tx, child_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(counting_polls(
+        Box::pin(scope(async move |s| {
+            handle_tx.send(s.handle()).ok();
+            body_rx.await.ok();
+            Ok::<_, Cancelled>("body done")
+        })),
+        polls.clone(),
+    ));
+    let h = handle_rx.within(HANG, "the scope's handle").await.unwrap();
+    yields(5).await;
+    assert_eq!(polls.get(), 1, "the scope ran its body, which waits");
+    h.spawn(async move {
+        child_rx.await.ok();
+        Ok(())
+    })
+    .expect("the scope runs");
+    yields(5).await;
+    assert_eq!(polls.get(), 1, "the spawn did not wake the scope");
+    child_tx.send(()).unwrap();
+    body_tx.send(()).unwrap();
+    let r = run
+        .within(HANG, "the scope's return once its body and child ended")
+        .await
+        .unwrap();
+    assert_eq!(r, Ok("body done"));
+}
+
+/// The same one level down: a child spawned into a scope nested in the body of another (from
+/// another task, while both wait) makes both busy and wakes neither.
+#[tokio::test]
+async fn a_spawn_into_a_nested_scope_does_not_wake_the_scope_around_it() {
+    let polls = Counter::new();
+    let (handle_tx, handle_rx) = oneshot::channel();
+    let (body_tx, body_rx) = oneshot::channel::<()>();
+    let (child_tx, child_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(counting_polls(
+        Box::pin(scope(async move |_outer| {
+            scope(async move |inner| {
+                handle_tx.send(inner.handle()).ok();
+                body_rx.await.ok();
+                Ok::<_, Cancelled>(())
+            })
+            .await?;
+            Ok::<_, Cancelled>("body done")
+        })),
+        polls.clone(),
+    ));
+    let h = handle_rx
+        .within(HANG, "the nested scope's handle")
+        .await
+        .unwrap();
+    yields(5).await;
+    assert_eq!(polls.get(), 1, "the scopes ran their bodies, which wait");
+    h.spawn(async move {
+        child_rx.await.ok();
+        Ok(())
+    })
+    .expect("the nested scope runs");
+    yields(5).await;
+    assert_eq!(polls.get(), 1, "the spawn did not wake the scopes");
+    child_tx.send(()).unwrap();
+    body_tx.send(()).unwrap();
+    let r = run
+        .within(HANG, "the scope's return once the nested scope returned")
+        .await
+        .unwrap();
+    assert_eq!(r, Ok("body done"));
+}
+
+/// A scope whose child task runs a nested scope: the nested scope's child ending (the nested
+/// scope becomes idle, while its task goes on) does not wake the scope above, which waits
+/// for that task anyway.
+#[tokio::test]
+async fn a_nested_scope_in_a_child_becoming_idle_does_not_wake_the_scope_above() {
+    let polls = Counter::new();
+    let (handle_tx, handle_rx) = oneshot::channel();
+    let (body_tx, body_rx) = oneshot::channel::<()>();
+    let (task_tx, task_rx) = oneshot::channel::<()>();
+    let (child_tx, child_rx) = oneshot::channel::<()>();
+    let run = tokio::spawn(counting_polls(
+        Box::pin(scope(async move |s| {
+            s.spawn(async move {
+                scope(async move |nested| {
+                    handle_tx.send(nested.handle()).ok();
+                    task_rx.await.ok();
+                    Ok(())
+                })
+                .await
+            });
+            body_rx.await.ok();
+            Ok::<_, Cancelled>("body done")
+        })),
+        polls.clone(),
+    ));
+    let h = handle_rx
+        .within(HANG, "the nested scope's handle")
+        .await
+        .unwrap();
+    h.spawn(async move {
+        child_rx.await.ok();
+        Ok(())
+    })
+    .expect("the nested scope runs");
+    yields(5).await;
+    let before = polls.get();
+    child_tx.send(()).unwrap();
+    yields(5).await;
+    assert_eq!(
+        polls.get(),
+        before,
+        "the nested scope's child ended without waking the scope above"
+    );
+    task_tx.send(()).unwrap();
+    body_tx.send(()).unwrap();
+    let r = run
+        .within(HANG, "the scope's return once its child task ended")
+        .await
+        .unwrap();
+    assert_eq!(r, Ok("body done"));
 }
 
 rt_test! {

@@ -20,7 +20,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::{
-    Census, Counter, Error, Gauge, HANG, PAUSED_HANG, Slot, Within, ms, rt_test, secs, yields,
+    Census, Counter, Error, Gauge, HANG, PAUSED_HANG, Slot, Within, counting_polls, ms, rt_test,
+    secs, yields,
 };
 use futures_util::FutureExt;
 use taskscope::flavor::Local;
@@ -1595,15 +1596,6 @@ async fn local_childs_error_wins_over_the_error_of_a_task_awaiting_its_handle() 
         wrong, 0,
         "{wrong} of 2000 scopes returned the awaiting child's error"
     );
-}
-
-/// Counts the polls of `inner`.
-async fn counting_polls<F: Future + Unpin>(mut inner: F, polls: Counter) -> F::Output {
-    std::future::poll_fn(|cx| {
-        polls.inc();
-        Pin::new(&mut inner).poll(cx)
-    })
-    .await
 }
 
 /// A scope polls its body and its local children again only when one of them was woken:

@@ -195,6 +195,35 @@ rt_test! {
     }
 }
 
+rt_test! {
+    /// The handle of a child that panicked in `Drop` when the hard cancel dropped it says
+    /// `ChildPanicked` (the runtime kept the payload), not `ParentCancelled`.
+    async fn a_child_panicking_in_drop_after_a_hard_cancel_reports_the_panic_to_its_handle() {
+        let started = Counter::new();
+        let mut handle = None;
+        let caught = AssertUnwindSafe(scope(async |s| {
+            let (bomb, st) = (PanicOnDrop(11), started.clone());
+            handle = Some(s.spawn(async move {
+                let _bomb = bomb;
+                st.inc();
+                pending::<Result<(), Cancelled>>().await
+            }));
+            until("the child started", || started.get() == 1).await;
+            s.cancel();
+            pending::<Result<(), Cancelled>>().await
+        }))
+        .catch_unwind()
+        .within(HANG, "the scope's re-raise of its child's Drop panic")
+        .await;
+        assert!(caught.is_err(), "the scope re-raised the child's panic");
+        let out = handle
+            .expect("the body spawned the child")
+            .within(HANG, "the handle of the child that panicked in Drop")
+            .await;
+        assert_eq!(out.unwrap_err().reason(), CancelReason::ChildPanicked);
+    }
+}
+
 /// A secondary error (a child failing after its scope was cancelled) is dropped by the scope;
 /// if that `Drop` panics, the panic is reported like any other (re-raised by the scope).
 #[derive(Debug)]

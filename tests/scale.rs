@@ -149,6 +149,54 @@ fn r12_million_short_children_complete_and_memory_is_freed() {
     );
 }
 
+/// Live children spawned into one scope: each spawn costs the same however many are alive
+/// (the scope's list of children is swept of finished ones only when it has doubled).
+const MANY_LIVE: usize = 100_000;
+/// Far above the time `MANY_LIVE` spawns take in a debug build on 2 cores (under a second);
+/// a spawn whose cost grows with the live children (quadratic in all) takes minutes.
+const MANY_LIVE_BOUND: Duration = Duration::from_secs(30);
+
+#[test]
+fn spawning_among_many_live_children_costs_the_same_each_time() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let census = Census::new();
+    let r: Result<(), Cancelled> = rt.block_on(
+        scope(async |s| {
+            let start = Instant::now();
+            for i in 0..MANY_LIVE {
+                let g = census.guard();
+                s.spawn(async move {
+                    let _g = g;
+                    pending::<()>().await;
+                    Ok(())
+                });
+                if i % 1024 == 0 {
+                    assert!(
+                        start.elapsed() < MANY_LIVE_BOUND,
+                        "{i} spawns among live children took {:?}",
+                        start.elapsed()
+                    );
+                }
+            }
+            eprintln!("{MANY_LIVE} live children spawned in {:?}", start.elapsed());
+            assert_eq!(s.running_children(), MANY_LIVE);
+            s.cancel_children();
+            Ok(())
+        })
+        .within(
+            SCALE_HANG,
+            "the scope's return once its many live children were cancelled",
+        ),
+    );
+    assert_eq!(r, Ok(()));
+    assert_eq!(census.alive(), 0);
+}
+
 // ---------------------------------------------------------------------------------------
 // R13: a chain of 10,000 nested spawned scopes, cancelled at the root, on a small stack
 // ---------------------------------------------------------------------------------------

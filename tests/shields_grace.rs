@@ -356,6 +356,46 @@ async fn a_caught_future_is_dropped_only_after_its_subtree_finished() {
     assert_eq!(t0.elapsed(), secs(1));
 }
 
+/// A child in nested shields is shielded from its scope's hard cancel until the outermost
+/// shield ends: an inner shield that ended before the cancel leaves the outer one in force.
+#[tokio::test(start_paused = true)]
+async fn a_child_stays_shielded_until_its_outermost_shield_ends() {
+    let t0 = Instant::now();
+    let shielded: Slot<Duration> = Slot::default();
+    let after_shield = Counter::new();
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let (sh, after) = (shielded.clone(), after_shield.clone());
+        s.spawn(async move {
+            shield(async {
+                shield(sleep(ms(10))).await; // ends before the cancel
+                sleep(secs(1)).await;
+                sh.push(t0.elapsed());
+            })
+            .await;
+            let _ = checkpoint().await; // the cancellation lands here
+            after.inc();
+            Ok(())
+        });
+        sleep(ms(100)).await;
+        s.cancel();
+        pending::<()>().await;
+        Ok(())
+    })
+    .within(
+        PAUSED_HANG,
+        "the hard-cancelled scope's return once the outer shield finished",
+    )
+    .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(
+        shielded.get(),
+        vec![ms(1010)],
+        "the outer shield's work ran to its end after the inner one ended"
+    );
+    assert_eq!(after_shield.get(), 0, "dropped at the first checkpoint");
+    assert_eq!(t0.elapsed(), ms(1010));
+}
+
 #[tokio::test(start_paused = true)]
 async fn s2_cancel_scope_inside_shield_still_cancels_and_shield_deadline_fires() {
     let t0 = Instant::now();

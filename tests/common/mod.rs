@@ -212,6 +212,18 @@ pub fn spin(n: u64) {
     }
 }
 
+/// Counts the polls of `inner`: how often the task awaiting it was woken (or polled it).
+pub async fn counting_polls<F: std::future::Future + Unpin>(
+    mut inner: F,
+    polls: Counter,
+) -> F::Output {
+    std::future::poll_fn(|cx| {
+        polls.inc();
+        std::pin::Pin::new(&mut inner).poll(cx)
+    })
+    .await
+}
+
 /// Yields to the runtime `n` times.
 pub async fn yields(n: usize) {
     for _ in 0..n {

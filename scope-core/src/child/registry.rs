@@ -64,7 +64,9 @@ impl Node {
     }
 
     /// `true` once every registered child is marked complete by the runtime (its output
-    /// stored, or dropped). Sweeps the finished ones out.
+    /// stored, or dropped). Sweeps the finished ones out. Called once the scope is closed,
+    /// when only the registrations of spawns admitted before (a spawner preempted before it
+    /// registered) can follow: the threshold of the next sweep no longer matters.
     pub(crate) fn tasks_settled(&self) -> bool {
         if !self.has_tasks.load(Ordering::Acquire) {
             // No task ever registered. A task registering only now (its spawner was
@@ -74,7 +76,6 @@ impl Node {
         }
         let mut reg = lock(&self.tasks);
         reg.handles.retain(|h| !h.is_finished());
-        reg.sweep_at = (reg.handles.len() * 2).max(MIN_SWEEP);
         reg.handles.is_empty()
     }
 
