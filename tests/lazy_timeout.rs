@@ -428,11 +428,21 @@ async fn eager_forever() -> Result<common::Seen, Cancelled> {
 #[tokio::test(start_paused = true)]
 async fn zero_and_unrepresentable_timeouts_answer_as_a_built_scope() {
     let polled = std::cell::Cell::new(false);
-    assert!(lazy_zero(&polled).await.unwrap_err().is_deadline());
+    let r = lazy_zero(&polled)
+        .within(PAUSED_HANG, "the zero timeout")
+        .await;
+    assert!(r.unwrap_err().is_deadline());
     assert!(!polled.get(), "a zero timeout cancels before the body runs");
     // Too long to keep lazily: built at creation, as the scope it is (its kind, its name).
-    let lazy = lazy_forever().await.expect("no deadline to miss");
-    assert_eq!(lazy, eager_forever().await.expect("no deadline to miss"));
+    let lazy = lazy_forever()
+        .within(PAUSED_HANG, "the lazily kept scope's return")
+        .await
+        .expect("no deadline to miss");
+    let eager = eager_forever()
+        .within(PAUSED_HANG, "the eager scope's return")
+        .await
+        .expect("no deadline to miss");
+    assert_eq!(lazy, eager);
     assert_eq!(
         lazy.deadline, None,
         "a deadline too far to represent is none"
@@ -601,7 +611,9 @@ async fn options_beyond_a_name_and_one_time_limit_keep_their_meaning() {
     // A grace period: the scope's deadline is a soft cancel, and the body cleans up.
     let cleaned = std::cell::Cell::new(false);
     let start = Instant::now();
-    let r = cleans_up_in_its_grace(&cleaned).await;
+    let r = cleans_up_in_its_grace(&cleaned)
+        .within(PAUSED_HANG, "the end of the grace period after the timeout")
+        .await;
     assert!(r.unwrap_err().is_deadline());
     assert!(
         cleaned.get(),
@@ -610,7 +622,9 @@ async fn options_beyond_a_name_and_one_time_limit_keep_their_meaning() {
     assert_eq!(start.elapsed(), Duration::from_millis(10_500));
     // Both a timeout and a deadline: the earlier one.
     let start = Instant::now();
-    let r = the_earlier_limit_wins(start + Duration::from_secs(2)).await;
+    let r = the_earlier_limit_wins(start + Duration::from_secs(2))
+        .within(PAUSED_HANG, "the earlier deadline")
+        .await;
     assert!(r.unwrap_err().is_deadline());
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
