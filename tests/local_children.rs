@@ -1207,6 +1207,64 @@ rt_test! {
     }
 }
 
+/// A local child queued from another task while the scope is parked, and the scope then
+/// cancelled (hard: no grace) before it polls again: the scope catches its cancellation and
+/// closes with the child still queued. The child is dropped with the scope, never run, and
+/// its handle resolves to `ParentCancelled`. (The scope future runs on a thread of its own,
+/// so that a scope stuck in its poll fails the test instead of hanging it.)
+#[test]
+fn a_local_child_queued_before_the_scope_s_own_hard_cancel_is_dropped_not_run() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let census = Census::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (ran2, guard) = (ran.clone(), census.guard());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(async move {
+            let (handle_tx, handle_rx) = oneshot::channel();
+            let r = scope(async |s: Scope<'static, Cancelled>| {
+                let (s2, canceller) = (s.clone(), s.cancel_handle());
+                tokio::spawn(async move {
+                    // The body waits below: the child is queued, not taken over yet.
+                    let h = s2.spawn_local(async move {
+                        let _guard = guard;
+                        ran2.store(true, SeqCst);
+                        Ok(1u32)
+                    });
+                    canceller.cancel();
+                    let _ = handle_tx.send(h.await);
+                });
+                pending::<()>().await;
+                Ok(())
+            })
+            .await;
+            let handle = handle_rx.within(HANG, "the local child's handle").await;
+            (r, handle)
+        });
+        let _ = tx.send(r);
+    });
+    let (r, handle) = rx
+        .recv_timeout(HANG)
+        .expect("hang: the scope cancelled with a local child queued did not return");
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert!(
+        !ran.load(SeqCst),
+        "the child queued before the cancel was run"
+    );
+    assert_eq!(
+        census.alive(),
+        0,
+        "the queued child was dropped with the scope"
+    );
+    assert_eq!(
+        handle.expect("the handle's task ran").unwrap_err().reason(),
+        CancelReason::ParentCancelled
+    );
+}
+
 /// A local child spawned from another task through a `'static` `Scope` clone, after the
 /// scope parked (body done, waiting for that task): `spawn_local` wakes the scope, which
 /// takes the child over and awaits it. (The racy variant is

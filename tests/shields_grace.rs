@@ -894,3 +894,62 @@ rt_test! {
         assert_eq!(steps.get(), ["setup done"]);
     }
 }
+
+/// A nested scope whose body already returned, waiting only for a child, when an enclosing
+/// cancel scope is hard-cancelled while a shield beside it keeps that cancel scope polling
+/// its future: the child is cancelled and the nested scope returns the body's value as soon
+/// as the child is gone, not only when the shield ends (nothing of it is left to drop).
+#[tokio::test(start_paused = true)]
+async fn a_nested_scope_whose_body_returned_ends_under_a_hard_cancel_while_a_shield_runs_beside_it()
+{
+    let t0 = Instant::now();
+    let outer = CancelScope::new();
+    let ho = outer.handle();
+    let nested: Slot<(Result<u32, Cancelled>, Duration)> = Slot::default();
+    let shielded: Slot<Duration> = Slot::default();
+    let canceller = tokio::spawn(async move {
+        sleep(secs(1)).await;
+        ho.cancel();
+    });
+    let r = {
+        let (nested, shielded) = (nested.clone(), shielded.clone());
+        outer
+            .run(async move {
+                tokio::join!(
+                    async {
+                        shield(sleep(secs(2))).await;
+                        shielded.push(t0.elapsed());
+                    },
+                    async {
+                        let v = scope(async |s: Scope<'_, Cancelled>| {
+                            s.spawn(pending::<Result<(), Cancelled>>());
+                            Ok(5)
+                        })
+                        .await;
+                        nested.push((v, t0.elapsed()));
+                    },
+                );
+            })
+            .within(
+                PAUSED_HANG,
+                "the cancel scope's return once its shield ended",
+            )
+            .await
+    };
+    canceller
+        .within(PAUSED_HANG, "the canceller task's end")
+        .await
+        .unwrap();
+    assert_eq!(
+        nested.get(),
+        vec![(Ok(5), secs(1))],
+        "the nested scope returned once its cancelled child was gone"
+    );
+    assert_eq!(shielded.get(), vec![secs(2)], "the shield ran to its end");
+    assert_eq!(
+        r,
+        Ok(()),
+        "the cancel scope's future completed before it was caught"
+    );
+    assert_eq!(t0.elapsed(), secs(2));
+}

@@ -255,3 +255,56 @@ fn further_panics_swallowed_by_the_re_raise_are_reported_with_their_count() {
         "no swallowed panics, no report: {events:?}"
     );
 }
+
+/// Drops the future of a scope named "dropper" after its first poll, in which the body
+/// spawned `children` children that wait forever and then waited itself; returns the
+/// events.
+fn drop_scope_future_with_children(children: usize) -> Vec<Captured> {
+    let capture = Capture::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(capture.clone(), || {
+        rt.block_on(async {
+            let scope = Scope::builder().name("dropper").run(async move |s| {
+                for _ in 0..children {
+                    s.spawn(std::future::pending::<Result<(), taskscope::Cancelled>>());
+                }
+                std::future::pending::<()>().await;
+                Ok::<(), taskscope::Cancelled>(())
+            });
+            // The timeout drops the scope future at its first expiry.
+            let r = tokio::time::timeout(Duration::from_millis(1), scope).await;
+            assert!(r.is_err(), "the body never returns");
+        })
+    });
+    let events = capture.0.lock().unwrap().clone();
+    events
+}
+
+/// A scope future dropped while its children run (they are cancelled and left to the
+/// nearest live ancestor scope) says so in a debug event naming the scope; dropped with no
+/// child running, it says nothing of children.
+#[test]
+fn a_scope_future_dropped_while_children_run_says_so_in_an_event() {
+    let handed_over = |events: &[Captured]| -> Vec<Captured> {
+        events
+            .iter()
+            .filter(|e| e.message.contains("dropped while children run"))
+            .cloned()
+            .collect()
+    };
+    let events = drop_scope_future_with_children(2);
+    let said = handed_over(&events);
+    assert_eq!(said.len(), 1, "one event for the dropped scope: {events:?}");
+    assert_eq!(said[0].level, Level::DEBUG);
+    assert_eq!(said[0].scope.as_deref(), Some("dropper"));
+
+    let events = drop_scope_future_with_children(0);
+    assert!(
+        handed_over(&events).is_empty(),
+        "no child ran when the scope future was dropped: {events:?}"
+    );
+}

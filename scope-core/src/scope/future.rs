@@ -360,10 +360,10 @@ where
     fn has_stopped_inner(self: Pin<&mut Self>, driver: &Driver) -> bool {
         let this = self.project();
         match this.out {
-            BodyOut::Running => false,
             BodyOut::Caught(_) => this.body.is_some() || this.locals.is_busy(),
-            // The body is done; its local children stop being polled once the node is
-            // hard-cancelled on its own account.
+            // The body is done (the driver asks only once the inner work completed or was
+            // caught, never while the body runs); its local children stop being polled once
+            // the node is hard-cancelled on its own account.
             _ => driver.step() == Step::Catch && this.locals.is_busy(),
         }
     }
