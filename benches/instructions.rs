@@ -151,6 +151,8 @@ enum Case {
     PlainFn,
     ScopedTimeoutFn,
     TokioTimeoutFn,
+    ScopedCallsScoped,
+    PlainCallsPlain,
     ScopeOneChild,
     TokioSpawn,
     JoinSetSpawn,
@@ -165,11 +167,13 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 15] = [
+    const ALL: [Case; 17] = [
         Case::ScopedFn,
         Case::PlainFn,
         Case::ScopedTimeoutFn,
         Case::TokioTimeoutFn,
+        Case::ScopedCallsScoped,
+        Case::PlainCallsPlain,
         Case::ScopeOneChild,
         Case::TokioSpawn,
         Case::JoinSetSpawn,
@@ -189,6 +193,8 @@ impl Case {
             Case::PlainFn => "plain_fn",
             Case::ScopedTimeoutFn => "scoped_timeout_fn",
             Case::TokioTimeoutFn => "tokio_timeout_fn",
+            Case::ScopedCallsScoped => "scoped_calls_scoped",
+            Case::PlainCallsPlain => "plain_calls_plain",
             Case::ScopeOneChild => "scope_one_child",
             Case::TokioSpawn => "tokio_spawn",
             Case::JoinSetSpawn => "joinset_spawn",
@@ -224,7 +230,7 @@ struct Row {
     goal: Option<f64>,
 }
 
-const ROWS: [Row; 8] = [
+const ROWS: [Row; 9] = [
     Row {
         name: "scoped",
         ours: Case::ScopedFn,
@@ -235,6 +241,12 @@ const ROWS: [Row; 8] = [
         name: "scoped_timeout",
         ours: Case::ScopedTimeoutFn,
         peer: Case::TokioTimeoutFn,
+        goal: Some(1.2),
+    },
+    Row {
+        name: "scoped_nested",
+        ours: Case::ScopedCallsScoped,
+        peer: Case::PlainCallsPlain,
         goal: Some(1.2),
     },
     Row {
@@ -299,6 +311,17 @@ async fn plain_fn(x: u64) -> Result<u64, Cancelled> {
     Ok(x)
 }
 
+/// `#[scoped]` on a function that calls another (`scoped_fn`): the call chain of a library
+/// whose every async fn has the attribute.
+#[scoped]
+async fn scoped_calls_scoped(x: u64) -> Result<u64, Cancelled> {
+    Ok(scoped_fn(x).await? + 1)
+}
+
+async fn plain_calls_plain(x: u64) -> Result<u64, Cancelled> {
+    Ok(plain_fn(x).await? + 1)
+}
+
 /// The future of `cancel_scope` and `move_on_after_yield`: polled twice.
 async fn yield_once(x: u64) -> u64 {
     tokio::task::yield_now().await;
@@ -352,6 +375,16 @@ fn run_case(rt: &Runtime, case: Case, n: usize) {
                 for i in 0..n {
                     let r = tokio::time::timeout(BUDGET, plain_fn(input(i))).await;
                     black_box(r.expect("no timeout").expect("no error"));
+                }
+            }
+            Case::ScopedCallsScoped => {
+                for i in 0..n {
+                    black_box(scoped_calls_scoped(input(i)).await.expect("no timeout"));
+                }
+            }
+            Case::PlainCallsPlain => {
+                for i in 0..n {
+                    black_box(plain_calls_plain(input(i)).await.expect("no timeout"));
                 }
             }
             Case::ScopeOneChild => {

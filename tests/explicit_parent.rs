@@ -507,3 +507,52 @@ async fn a_parent_reports_whether_its_scope_is_cancelled_or_closed() {
         "Parent { name: Some(\"server\"), reason: Some(Explicit), closed: true }"
     );
 }
+
+/// A scope under an explicit parent catches the parent's hard cancel itself (no node future
+/// further out in its task belongs to the tree), then waits for a shielded child, during
+/// which its own deadline passes: it fails with the cancellation it caught,
+/// `ParentCancelled`, not with the later deadline.
+#[tokio::test(start_paused = true)]
+async fn a_scope_that_caught_its_parent_s_cancel_reports_it_over_a_later_deadline() {
+    let t0 = tokio::time::Instant::now();
+    let (result_tx, result_rx) = oneshot::channel();
+    let r: Result<(), Cancelled> = scope(async |server| {
+        let request = Scope::builder()
+            .timeout(secs(2))
+            .parent(server.handle())
+            .expect("the parent runs");
+        tokio::spawn(async move {
+            let r = request
+                .run(async |s: Scope<'_, Cancelled>| {
+                    s.spawn(async {
+                        taskscope::shield(tokio::time::sleep(secs(3))).await;
+                        Ok(())
+                    });
+                    std::future::pending::<()>().await;
+                    Ok(())
+                })
+                .await;
+            let _ = result_tx.send((r, t0.elapsed()));
+        });
+        tokio::time::sleep(secs(1)).await;
+        server.cancel(); // hard: no grace
+        Ok(())
+    })
+    .within(PAUSED_HANG, "the server scope's return")
+    .await;
+    assert_eq!(
+        r,
+        Ok(()),
+        "the body cancelled its own scope and returned a value"
+    );
+    let (r, at) = result_rx
+        .within(PAUSED_HANG, "the request scope's result")
+        .await
+        .expect("the request task sent its result");
+    assert_eq!(
+        at,
+        secs(3),
+        "the request scope waited for its shielded child"
+    );
+    assert_eq!(r.unwrap_err().reason(), CancelReason::ParentCancelled);
+}

@@ -17,6 +17,7 @@ use common::{
     Census, HANG, PAUSED_HANG, Seen, Within, look, rt_test, tree_before_and_after_the_build, within,
 };
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use taskscope::snapshot::NodeKind;
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, current_deadline, fail_after,
@@ -613,9 +614,9 @@ rt_test! {
     async fn a_body_that_panics_as_it_is_dropped_after_its_value_is_re_raised() {
         for eager in [false, true] {
             let fut = if eager {
-                taskscope::__private::ScopeBuilder::new().run(|_| PanicsOnDrop)
+                Either::Left(taskscope::__private::ScopeBuilder::new().run(|_| PanicsOnDrop))
             } else {
-                taskscope::__private::ScopeBuilder::ambient(None, || PanicsOnDrop)
+                Either::Right(taskscope::__private::ScopeBuilder::ambient(None, || PanicsOnDrop))
             };
             let caught = AssertUnwindSafe(fut)
                 .catch_unwind()
@@ -760,4 +761,207 @@ async fn a_cancel_scope_entered_elsewhere_and_polled_in_an_unbuilt_scope_leaves_
         ]
     );
     assert_eq!(outer.tree, vec![(0, NodeKind::Scope, Some("a".into()))]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Nested scopes without a handle (an attributed function calling another): the one further
+// out is built only when one further in is, and then first, as its parent.
+// ---------------------------------------------------------------------------------------
+
+#[scoped(name = "middle")]
+async fn lazy_middle_look() -> Result<Seen, Cancelled> {
+    lazy_look().await
+}
+
+#[scoped(s, name = "middle")]
+async fn eager_middle_look() -> Result<Seen, Cancelled> {
+    let _ = &s;
+    eager_look().await
+}
+
+#[scoped(name = "top")]
+async fn lazy_top_look() -> Result<Seen, Cancelled> {
+    lazy_middle_look().await
+}
+
+#[scoped(s, name = "top")]
+async fn eager_top_look() -> Result<Seen, Cancelled> {
+    let _ = &s;
+    eager_middle_look().await
+}
+
+rt_test! {
+    async fn reads_under_nested_unbuilt_scopes_see_the_chain_built_scopes_show() {
+        // Three scopes without a handle, one inside the other; the innermost reads after a
+        // wait. Its read builds all three, outermost first: the answers and the tree are
+        // those of three scopes built at entry.
+        let deadline = Instant::now() + HOUR;
+        let r: Result<(Seen, Seen), Cancelled> = Scope::builder()
+            .name("outer")
+            .deadline(deadline)
+            .run(async |_| Ok((lazy_top_look().await?, eager_top_look().await?)))
+            .within(HANG, "the outer scope's return")
+            .await;
+        let (lazy, eager) = r.expect("every body returns its value");
+        assert_eq!(lazy, eager);
+        assert_eq!(
+            lazy,
+            Seen {
+                cancelled: false,
+                deadline: Some(deadline),
+                tree: vec![
+                    (0, NodeKind::Scope, Some("outer".into())),
+                    (1, NodeKind::Scope, Some("top".into())),
+                    (2, NodeKind::Scope, Some("middle".into())),
+                    (3, NodeKind::Scope, Some("work".into())),
+                ],
+            }
+        );
+        // At the root: no enclosing scope.
+        let (lazy, eager) = (
+            lazy_top_look().within(HANG, "the lazy chain's return").await,
+            eager_top_look().within(HANG, "the eager chain's return").await,
+        );
+        assert_eq!(lazy, eager);
+        assert_eq!(lazy.expect("no cancel").tree.len(), 3);
+    }
+}
+
+#[scoped(name = "now")]
+async fn lazy_look_now() -> Result<Seen, Cancelled> {
+    Ok(look())
+}
+
+#[scoped(name = "middle")]
+async fn lazy_middle_reads_then_calls() -> Result<(Seen, Seen), Cancelled> {
+    // Builds this scope, then enters one more without a handle in the same poll, which
+    // reads at once: built below this one.
+    let here = look();
+    let inner = lazy_look_now().await?;
+    Ok((here, inner))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_entered_in_the_poll_that_built_the_one_around_it_is_built_below_it() {
+    let (here, inner) = Scope::builder()
+        .name("outer")
+        .run(async |_| lazy_middle_reads_then_calls().await)
+        .within(PAUSED_HANG, "the outer scope's return")
+        .await
+        .expect("both bodies return their value");
+    let outer_and = |rest: &[(usize, &str)]| {
+        let mut tree = vec![(0, NodeKind::Scope, Some("outer".to_owned()))];
+        tree.extend(
+            rest.iter()
+                .map(|&(d, n)| (d, NodeKind::Scope, Some(n.to_owned()))),
+        );
+        tree
+    };
+    assert_eq!(here.tree, outer_and(&[(1, "middle")]));
+    assert_eq!(inner.tree, outer_and(&[(1, "middle"), (2, "now")]));
+}
+
+#[scoped]
+async fn lazy_calls_until_told(
+    first: tokio::sync::oneshot::Receiver<()>,
+    second: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), Cancelled> {
+    lazy_until_told(first, second).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_scopes_show_in_the_tree_only_once_the_innermost_asked() {
+    let (before, after) = tree_before_and_after_the_build(lazy_calls_until_told).await;
+    assert_eq!(
+        before,
+        [NodeKind::Scope],
+        "a scope around an unbuilt one is not built for it"
+    );
+    assert_eq!(after, [NodeKind::Scope, NodeKind::Scope, NodeKind::Scope]);
+}
+
+#[scoped]
+async fn lazy_calls_waits_forever(census: &Census) -> Result<(), Cancelled> {
+    lazy_waits_forever(census).await
+}
+
+rt_test! {
+    async fn nested_unbuilt_scopes_waiting_are_dropped_with_their_parent_s_cancel() {
+        let census = Census::new();
+        let r = fail_after(Duration::from_millis(20), async {
+            let outer: Result<(), Cancelled> =
+                scope(async |_| lazy_calls_waits_forever(&census).await).await;
+            outer
+        })
+        .within(HANG, "the timed-out scope's return")
+        .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+        assert_eq!(census.made(), 1);
+        assert_eq!(census.alive(), 0, "the waiting body outlived the cancel");
+    }
+}
+
+#[scoped]
+async fn lazy_calls_sets(polled: &std::cell::Cell<bool>) -> Result<(), Cancelled> {
+    lazy_sets(polled).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_unbuilt_scopes_under_a_hard_cancelled_node_are_not_polled() {
+    let polled = std::cell::Cell::new(false);
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let r = cs
+        .run(async {
+            h.cancel();
+            let guarded = shield(async {
+                tokio::task::yield_now().await;
+            });
+            let _ = tokio::join!(guarded, lazy_calls_sets(&polled));
+        })
+        .within(PAUSED_HANG, "the hard-cancelled cancel scope's return")
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert!(
+        !polled.get(),
+        "the inner scope's body was polled under a hard cancel"
+    );
+}
+
+#[scoped(timeout = "1h", name = "timed")]
+async fn lazy_timed_calls_look() -> Result<Seen, Cancelled> {
+    lazy_look().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_under_an_unbuilt_scope_inside_an_unbuilt_timed_one_sees_its_deadline() {
+    let t0 = Instant::now();
+    let seen = lazy_timed_calls_look()
+        .within(PAUSED_HANG, "the timed scope's return")
+        .await
+        .expect("no timeout");
+    assert_eq!(seen.deadline, Some(t0 + HOUR));
+    assert_eq!(
+        seen.tree,
+        vec![
+            (0, NodeKind::Scope, Some("timed".into())),
+            (1, NodeKind::Scope, Some("work".into())),
+        ]
+    );
+}
+
+#[scoped(name = "fails")]
+async fn lazy_calls_fails() -> Result<u8, Cancelled> {
+    lazy_fails().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_from_a_nested_unbuilt_scope_is_returned_through_the_one_around_it() {
+    let r = lazy_calls_fails()
+        .within(PAUSED_HANG, "the scopes' return")
+        .await;
+    let eager: Result<u8, Cancelled> = scope(async |_| eager_fails().await)
+        .within(PAUSED_HANG, "the eager scope's return")
+        .await;
+    assert_eq!(r, eager);
 }

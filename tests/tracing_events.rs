@@ -280,8 +280,7 @@ fn drop_scope_future_with_children(children: usize) -> Vec<Captured> {
             assert!(r.is_err(), "the body never returns");
         })
     });
-    let events = capture.0.lock().unwrap().clone();
-    events
+    capture.0.lock().unwrap().clone()
 }
 
 /// A scope future dropped while its children run (they are cancelled and left to the

@@ -15,7 +15,9 @@
 //! `move_on_after`, `fail_after`; see `crate::timeout`) lends no node, only a *pending*
 //! one ([`enter_lazy`]); the first read of the frame under it builds and attaches the node
 //! ([`materialize`]), so every reader sees what an eager node would give, and a future that
-//! completes without reading costs no node.
+//! completes without reading costs no node. Pending nodes nest (an attributed function that
+//! calls another): the frame keeps a stack of them, and a read under the innermost builds
+//! every one not built yet, outermost first, each below the one further out.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -26,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::error::Cancelled;
 use crate::sync::Arc;
-use crate::tree::{Lazy, Limit, Node};
+use crate::tree::{Lazy, Node};
 
 struct Frame {
     /// The innermost in-task node future being polled (a scope, a cancel scope).
@@ -35,21 +37,20 @@ struct Frame {
     task_root: Option<Arc<Node>>,
     /// Live shields inside the innermost node future being polled (in this task).
     shields: u32,
-    /// A node future entered without its node ([`enter_lazy`]), innermost.
-    pending: Option<Pending>,
-    /// What the pending node is built from, while it is [`Pending::Unbuilt`]. Not set
-    /// aside by a lend or a nested lazy entry: neither happens while a node is pending
-    /// (both build it first), so only the innermost pending node ever needs it.
-    lazy: Lazy,
+    /// The node futures entered without their node ([`enter_lazy`]) whose polls are under
+    /// way, outermost first. The entries not built yet are always the last ones: a build
+    /// builds every one of them ([`materialize`]), and only a lazy entry pushes one.
+    pending: Vec<Pending>,
 }
 
 /// The state of a node future polled without a node of its own.
 enum Pending {
-    /// Not built: the frame's `lazy` is what to build it from, and the frame's `node` and
-    /// `shields` are still its parent's (a node future with no node has no shield inside:
-    /// a shield attaches below its ambient node, which builds it first).
-    Unbuilt,
-    /// Built by [`materialize`] and lent: the frame's `node` is it.
+    /// Not built: what to build it from. The frame's `node` and `shields` are still those
+    /// of the nearest built node future further out (a node future with no node has no
+    /// shield inside: a shield attaches below its ambient node, which builds it first).
+    Unbuilt(Lazy),
+    /// Built by [`materialize`]: the frame's `node` is it, or a node below it while one
+    /// pending further in is built too.
     Built {
         /// The frame's node before this one (the parent, to put back).
         parent: Option<Arc<Node>>,
@@ -65,8 +66,7 @@ thread_local! {
             node: None,
             task_root: None,
             shields: 0,
-            pending: None,
-            lazy: Lazy::CancelScope(Limit::None),
+            pending: Vec::new(),
         })
     };
 }
@@ -179,36 +179,39 @@ pub(crate) fn enter_task<R>(root: &mut Option<Arc<Node>>, f: impl FnOnce() -> R)
 
 /// Runs `f`, a poll of a node future whose node is not built yet (every poll of a scope
 /// whose body holds no handle or of a cancel scope with nothing set but a time limit, until
-/// something builds it): the node is built from `lazy` and attached below the
-/// ambient node only if code under `f` asks for its scope (`current()`, `is_cancelled()`,
-/// a nested scope or child, `cancelled()`, a snapshot: everything goes through
-/// [`with_current`]). A future that completes without asking costs no node, no lock and no
-/// clock reading.
+/// something builds it): the node is built from `lazy` and attached below the ambient node
+/// only if code under `f` asks for its scope (`current()`, `is_cancelled()`, a nested scope
+/// or child, `cancelled()`, a snapshot: everything goes through [`with_current`]). A future
+/// that completes without asking costs no node, no lock and no clock reading. Lazily
+/// entered node futures nest without building each other: the one further out is built
+/// only when one further in is (it is that one's parent).
 ///
 /// Returns `None` without running `f` if the ambient node is hard-cancelled (the scope
 /// must not poll its future then) or there is no frame (thread teardown): the caller
 /// enters the ordinary way. Otherwise `f`'s result; the node, if it was built, is in
 /// `slot` (also on unwind), entered and attached, and `shields` is its count of live
 /// shields inside it (as for [`enter_node`]; none before the build, see [`Pending`]).
+#[inline(always)]
 pub(crate) fn enter_lazy<R>(
     lazy: Lazy,
     slot: &mut Option<Arc<Node>>,
     shields: &mut u32,
     f: impl FnOnce() -> R,
 ) -> Option<R> {
-    /// Puts the frame back, also on unwind; holds the frame (one thread-local lookup).
+    /// Takes this node future's entry off the frame, also on unwind; holds the frame (one
+    /// thread-local lookup).
     struct Guard<'a> {
         frame: &'a RefCell<Frame>,
         slot: &'a mut Option<Arc<Node>>,
         shields: &'a mut u32,
-        /// The frame's `pending` before this node future.
-        outer: Option<Pending>,
     }
     impl Drop for Guard<'_> {
+        #[inline]
         fn drop(&mut self) {
             let mut frame = self.frame.borrow_mut();
-            let pending = std::mem::replace(&mut frame.pending, self.outer.take());
-            if let Some(Pending::Built { parent, shields }) = pending {
+            // The last entry is this node future's: the entries of those polled under `f`
+            // were taken off by their own guards.
+            if let Some(Pending::Built { parent, shields }) = frame.pending.pop() {
                 // Built under `f`: the node goes to its future, with the count of shields
                 // inside it, which the enclosing frame's count includes (as for
                 // `enter_node`, from a count of zero at the build).
@@ -219,26 +222,24 @@ pub(crate) fn enter_lazy<R>(
             }
         }
     }
+    debug_assert_eq!(*shields, 0, "a node future with no node has no shield");
     FRAME
         .try_with(|cell| {
-            let outer = {
-                // A lazy node future directly inside another one not built yet: the outer
-                // one is built first, as it is this one's parent.
-                let mut frame = built(cell);
+            {
+                let mut frame = cell.borrow_mut();
+                // The nearest built node further out: a node pending further out is not
+                // cancelled on its own account (nothing but its ancestors and its timer
+                // can cancel it, and its timer ends its future, not its node).
                 let ambient = frame.node.as_ref().or(frame.task_root.as_ref());
                 if ambient.is_some_and(|n| n.state().is_hard()) {
                     return None;
                 }
-                let outer = frame.pending.replace(Pending::Unbuilt);
-                frame.lazy = lazy;
-                outer
-            };
-            debug_assert_eq!(*shields, 0, "a node future with no node has no shield");
+                frame.pending.push(Pending::Unbuilt(lazy));
+            }
             let guard = Guard {
                 frame: cell,
                 slot,
                 shields,
-                outer,
             };
             let r = f();
             drop(guard);
@@ -248,11 +249,17 @@ pub(crate) fn enter_lazy<R>(
         .flatten()
 }
 
-/// The frame, borrowed mutably, once a node pending in it is built ([`materialize`]).
+/// `true` if a node pending in the frame is not built yet.
+#[inline]
+fn has_unbuilt(frame: &Frame) -> bool {
+    matches!(frame.pending.last(), Some(Pending::Unbuilt(_)))
+}
+
+/// The frame, borrowed mutably, once every node pending in it is built ([`materialize`]).
 #[inline]
 fn built(cell: &RefCell<Frame>) -> std::cell::RefMut<'_, Frame> {
     let frame = cell.borrow_mut();
-    if !matches!(frame.pending, Some(Pending::Unbuilt)) {
+    if !has_unbuilt(&frame) {
         return frame;
     }
     drop(frame);
@@ -260,23 +267,34 @@ fn built(cell: &RefCell<Frame>) -> std::cell::RefMut<'_, Frame> {
     cell.borrow_mut()
 }
 
-/// Builds the lazily entered node future's node of the frame, if it has one not built yet,
-/// and makes it the frame's node (see [`enter_lazy`]).
+/// Builds the lazily entered node futures' nodes of the frame that are not built yet,
+/// outermost first, each attached below the one further out, and makes the innermost the
+/// frame's node (see [`enter_lazy`]).
 fn materialize(frame: &RefCell<Frame>) {
-    let (lazy, parent) = {
-        let f = frame.borrow();
-        let Some(Pending::Unbuilt) = f.pending else {
-            return;
+    loop {
+        let (at, lazy, parent) = {
+            let f = frame.borrow();
+            // The first entry not built (they are the last ones).
+            let Some(at) = f
+                .pending
+                .iter()
+                .position(|p| matches!(p, Pending::Unbuilt(_)))
+            else {
+                return;
+            };
+            let Pending::Unbuilt(lazy) = f.pending[at] else {
+                unreachable!("found as unbuilt")
+            };
+            (at, lazy, f.node.clone().or_else(|| f.task_root.clone()))
         };
-        (f.lazy, f.node.clone().or_else(|| f.task_root.clone()))
-    };
-    // Built and attached outside the frame's borrow: attach takes locks and may wake.
-    let node = lazy.node();
-    node.attach(parent.as_ref());
-    let mut f = frame.borrow_mut();
-    let parent = f.node.replace(node);
-    let shields = std::mem::replace(&mut f.shields, 0);
-    f.pending = Some(Pending::Built { parent, shields });
+        // Built and attached outside the frame's borrow: attach takes locks and may wake.
+        let node = lazy.node();
+        node.attach(parent.as_ref());
+        let mut f = frame.borrow_mut();
+        let parent = f.node.replace(node);
+        let shields = std::mem::replace(&mut f.shields, 0);
+        f.pending[at] = Pending::Built { parent, shields };
+    }
 }
 
 /// Runs `f` with the ambient node (if any).
@@ -284,7 +302,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<Node>>) -> R) -> R {
     let mut f = Some(f);
     let r = FRAME.try_with(|cell| {
         let mut frame = cell.borrow();
-        if matches!(frame.pending, Some(Pending::Unbuilt)) {
+        if has_unbuilt(&frame) {
             drop(frame);
             materialize(cell);
             frame = cell.borrow();

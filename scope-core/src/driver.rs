@@ -244,6 +244,19 @@ impl Driver {
         r.map(|r| (r, built))
     }
 
+    /// A driver for a node built and attached while its future was polled with the node
+    /// pending (`context::enter_lazy`), with the count of live shields inside it since.
+    pub(crate) fn lazily_built(node: Arc<Node>, shields: u32) -> Self {
+        let mut d = Driver::new(node);
+        d.phase = Phase::Entered;
+        d.shields = shields;
+        #[cfg(feature = "tracing")]
+        {
+            d.span = crate::spans::enter_node(d.node(), d.node().parent());
+        }
+        d
+    }
+
     /// A driver for a node that is already in the tree (a scope's background node): it only
     /// keeps the node's timer (the end of its grace period) and leaves the tree at `finish`.
     pub(crate) fn adopt(node: Arc<Node>) -> Self {

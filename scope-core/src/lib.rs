@@ -88,6 +88,8 @@ pub mod future {
     pub use crate::context::WaitForCancel;
     pub use crate::permit::{HandleReserve, Reserve};
     pub use crate::race::Race;
+    #[doc(hidden)]
+    pub use crate::scope::AmbientFuture;
     pub use crate::scope::ScopeFuture;
     pub use crate::start::Start;
 }

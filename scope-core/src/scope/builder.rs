@@ -111,7 +111,7 @@ impl ScopeBuilder {
     pub fn ambient<'env, F, Fut, T, E>(
         name: Option<&'static &'static str>,
         body: F,
-    ) -> ScopeFuture<'env, Fut>
+    ) -> AmbientFuture<'env, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -127,13 +127,13 @@ impl ScopeBuilder {
         name: Option<&'static &'static str>,
         body: F,
         from_cancelled: fn(Cancelled) -> E,
-    ) -> ScopeFuture<'env, Fut>
+    ) -> AmbientFuture<'env, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: 'static,
     {
-        ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name)
+        AmbientFuture::new(body(), ErrorOps::new(from_cancelled), name)
     }
 
     /// [`ambient`](Self::ambient) with a timeout (the macros' forms without a handle whose
@@ -169,8 +169,8 @@ impl ScopeBuilder {
         Fut: Future<Output = Result<T, E>>,
         E: 'static,
     {
-        let scope: ScopeFuture<'static, Fut> =
-            ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name);
+        let scope: AmbientFuture<'static, Fut> =
+            AmbientFuture::new(body(), ErrorOps::new(from_cancelled), name);
         match lazy_nanos(timeout) {
             Some(nanos) => Timeout::after(nanos, scope),
             // Zero (it cancels before the first poll) or too long to wait for lazily.
@@ -213,8 +213,8 @@ impl ScopeBuilder {
         Fut: Future<Output = Result<T, E>>,
         E: 'static,
     {
-        let scope: ScopeFuture<'static, Fut> =
-            ScopeFuture::unbuilt(body(), ErrorOps::new(from_cancelled), name);
+        let scope: AmbientFuture<'static, Fut> =
+            AmbientFuture::new(body(), ErrorOps::new(from_cancelled), name);
         Timeout::at(deadline, scope)
     }
 }

@@ -1,5 +1,6 @@
 //! [`ScopeFuture`]: drives the body, the children and the node, and decides the scope's
-//! result once everything below it finished.
+//! result once everything below it finished. [`ScopeWork`] is what the driver runs under
+//! the node, for it and for the scope built lazily (`super::ambient`).
 
 use std::fmt;
 use std::future::Future;
@@ -16,19 +17,10 @@ use crate::error::{CancelReason, Cancelled};
 use crate::local::{Flavor, Locals, Queued, Sendable};
 use crate::outcome::{Payload, Recorded, Slot};
 use crate::sync::{Arc, Ordering};
-use crate::timeout::Lazily;
-use crate::tree::{Config, Lazy, Limit, Node};
+use crate::tree::Node;
 use crate::watch::Watch;
 
 use super::*;
-
-/// A scope whose body holds no handle, while its node is not built: its name (what
-/// `Lazy::Scope` builds the node with), and whether it was polled.
-#[derive(Clone, Copy)]
-struct Unbuilt {
-    name: Option<&'static &'static str>,
-    polled: bool,
-}
 
 /// What became of the body.
 pub(super) enum BodyOut<T, E> {
@@ -39,6 +31,47 @@ pub(super) enum BodyOut<T, E> {
     Suppressed,
     Panicked,
     Caught(Cancelled),
+}
+
+/// A scope's state besides its body and its driver: its local and background children and
+/// what the body left.
+pub(super) struct Rest<'env, T, E, K: Flavor> {
+    kind: ErrorOps<E>,
+    locals: Locals<'env, K>,
+    // Boxed: most scopes have no background children, and a whole driver inline would
+    // make every scope future larger (moved by value until it is pinned).
+    background: Option<Box<Driver>>,
+    watch: Option<Box<Watch>>,
+    out: BodyOut<T, E>,
+    _marker: PhantomData<Invariant<'env>>,
+}
+
+/// How a body whose result is `R` ended: with its result, or panicking.
+pub(super) type Ended<R> = Result<Result<<R as BodyResult>::Ok, <R as BodyResult>::Err>, Payload>;
+
+/// The [`Rest`] of a scope whose body is `Fut`.
+pub(super) type RestOf<'env, Fut, K> = Rest<
+    'env,
+    <<Fut as Future>::Output as BodyResult>::Ok,
+    <<Fut as Future>::Output as BodyResult>::Err,
+    K,
+>;
+
+impl<'env, T, E, K: Flavor> Rest<'env, T, E, K> {
+    pub(super) fn new(
+        kind: ErrorOps<E>,
+        locals: Locals<'env, K>,
+        watch: Option<Box<Watch>>,
+    ) -> Self {
+        Rest {
+            kind,
+            locals,
+            background: None,
+            watch,
+            out: BodyOut::Running,
+            _marker: PhantomData,
+        }
+    }
 }
 
 pin_project! {
@@ -54,11 +87,9 @@ pin_project! {
         K: Flavor,
     {
         driver: Driver,
-        // A scope whose body holds no handle, while its node is not built (see
-        // `ScopeWork::poll_unbuilt`).
-        unbuilt: Option<Unbuilt>,
         #[pin]
-        work: ScopeWork<'env, Fut, K>,
+        body: Option<Fut>,
+        rest: RestOf<'env, Fut, K>,
         _marker: PhantomData<M>,
     }
 
@@ -70,31 +101,25 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            this.driver.drop_work(this.work);
+            let mut work = ScopeWork {
+                body: this.body,
+                rest: this.rest,
+            };
+            this.driver.drop_work(Pin::new(&mut work));
         }
     }
 }
 
-pin_project! {
-    /// What a scope runs under its node: the body, its local and background children, and
-    /// what the body left.
-    struct ScopeWork<'env, Fut, K>
-    where
-        Fut: Future,
-        Fut::Output: BodyResult,
-        K: Flavor,
-    {
-        kind: ErrorOps<<Fut::Output as BodyResult>::Err>,
-        #[pin]
-        body: Option<Fut>,
-        locals: Locals<'env, K>,
-        // Boxed: most scopes have no background children, and a whole driver inline would
-        // make every scope future larger (moved by value until it is pinned).
-        background: Option<Box<Driver>>,
-        watch: Option<Box<Watch>>,
-        out: BodyOut<<Fut::Output as BodyResult>::Ok, <Fut::Output as BodyResult>::Err>,
-        _marker: PhantomData<Invariant<'env>>,
-    }
+/// What a scope runs under its node, as its driver sees it: the body, pinned where the
+/// scope's future keeps it, and the rest of the scope's state.
+pub(super) struct ScopeWork<'a, 'env, Fut, K>
+where
+    Fut: Future,
+    Fut::Output: BodyResult,
+    K: Flavor,
+{
+    pub(super) body: Pin<&'a mut Option<Fut>>,
+    pub(super) rest: &'a mut RestOf<'env, Fut, K>,
 }
 
 impl<Fut, M, K> fmt::Debug for ScopeFuture<'_, Fut, M, K>
@@ -107,9 +132,7 @@ where
         f.debug_struct("ScopeFuture")
             .field(
                 "started",
-                &(self.driver.is_active()
-                    || self.driver.is_finished()
-                    || self.unbuilt.is_some_and(|u| u.polled)),
+                &(self.driver.is_active() || self.driver.is_finished()),
             )
             .field("finished", &self.driver.is_finished())
             .finish_non_exhaustive()
@@ -132,46 +155,15 @@ where
     ) -> Self {
         ScopeFuture {
             driver,
-            unbuilt: None,
-            work: ScopeWork {
-                watch,
-                kind,
-                body: Some(body),
-                locals,
-                background: None,
-                out: BodyOut::Running,
-                _marker: PhantomData,
-            },
+            body: Some(body),
+            rest: Rest::new(kind, locals, watch),
             _marker: PhantomData,
         }
-    }
-
-    /// A scope future about to run `body`, which holds no handle to the scope, with its
-    /// node (named `name`) built only once something needs it (see
-    /// `ScopeWork::poll_unbuilt`).
-    pub(super) fn unbuilt(
-        body: Fut,
-        kind: ErrorOps<<Fut::Output as BodyResult>::Err>,
-        name: Option<&'static &'static str>,
-    ) -> Self {
-        let mut f = ScopeFuture::new(body, Locals::none(), None, kind, Driver::unbuilt());
-        f.unbuilt = Some(Unbuilt {
-            name,
-            polled: false,
-        });
-        f
-    }
-
-    /// The same scope future with its node built from `config` now, before its first poll.
-    pub(super) fn built(mut self, config: Config) -> Self {
-        self.unbuilt = None;
-        self.driver.build(Node::new(config));
-        self
     }
 }
 
 /// Drops the body; the payload if its `Drop` panicked.
-fn drop_body<Fut>(body: Pin<&mut Option<Fut>>) -> Option<Payload> {
+pub(super) fn drop_body<Fut>(body: Pin<&mut Option<Fut>>) -> Option<Payload> {
     let mut body = body;
     if body.is_none() {
         return None;
@@ -190,92 +182,40 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
-        if self.unbuilt.is_some() {
-            return self.poll_lazily(cx);
-        }
         let this = self.project();
-        this.driver.poll(this.work, cx).map(M::output)
+        let mut work = ScopeWork {
+            body: this.body,
+            rest: this.rest,
+        };
+        this.driver.poll(Pin::new(&mut work), cx).map(M::output)
     }
 }
 
-impl<Fut, M, K> ScopeFuture<'_, Fut, M, K>
+impl<Fut, K> ScopeWork<'_, '_, Fut, K>
 where
     Fut: Future,
     Fut::Output: BodyResult,
-    M: Mode<Fut::Output>,
     K: Flavor,
 {
-    /// A poll of a scope whose node was not built yet. Apart from `poll`, so that a scope
-    /// built at entry keeps a `poll` small enough to inline into its caller.
-    #[inline(never)]
-    fn poll_lazily(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
-        if self.unbuilt.is_some() {
-            let lazy = self.lazy(Limit::None);
-            if let Some(done) = self.as_mut().poll_unbuilt(lazy, cx) {
-                return done;
-            }
-        }
-        let this = self.project();
-        this.driver.poll(this.work, cx).map(M::output)
+    /// The body ended (with its result, or panicking) before the node was built: recorded
+    /// with the node built since (see `super::ambient`).
+    pub(super) fn settle(&mut self, node: &Arc<Node>, ended: Ended<Fut::Output>) {
+        settle(self.body.as_mut(), &mut self.rest.out, node, ended);
     }
 }
 
-impl<Fut, M, K> Lazily for ScopeFuture<'_, Fut, M, K>
-where
-    Fut: Future,
-    Fut::Output: BodyResult,
-    M: Mode<Fut::Output>,
-    K: Flavor,
-{
-    fn lazy(&self, limit: Limit) -> Lazy {
-        Lazy::Scope {
-            name: self.unbuilt.and_then(|u| u.name),
-            limit,
-        }
-    }
-
-    #[inline]
-    fn poll_unbuilt(
-        self: Pin<&mut Self>,
-        lazy: Lazy,
-        cx: &mut Context<'_>,
-    ) -> Option<Poll<M::Output>> {
-        let this = self.project();
-        let done = this.work.poll_unbuilt(this.driver, this.unbuilt, lazy, cx);
-        done.map(|p| p.map(M::output))
-    }
-
-    fn is_built(&self) -> bool {
-        self.driver.is_built()
-    }
-
-    fn expire(self: Pin<&mut Self>) -> M::Output {
-        let this = self.project();
-        *this.unbuilt = None;
-        this.driver.finish_unbuilt();
-        let work = this.work.project();
-        // A panic of the body's `Drop` is what the scope would re-raise once everything
-        // finished, over its deadline.
-        if let Some(p) = drop_body(work.body) {
-            resume_unwind(p);
-        }
-        let cancelled = Cancelled::new(CancelReason::DeadlineExceeded);
-        M::output(Err(((work.kind.from_cancelled)(cancelled), Vec::new())))
-    }
-}
-
-impl<Fut, K> Teardown for ScopeWork<'_, Fut, K>
+impl<Fut, K> Teardown for ScopeWork<'_, '_, Fut, K>
 where
     Fut: Future,
     Fut::Output: BodyResult,
     K: Flavor,
 {
     fn drop_inner(self: Pin<&mut Self>, node: &Arc<Node>) {
-        let this = self.project();
-        if let Some(p) = drop_body(this.body) {
+        let this = self.get_mut();
+        if let Some(p) = drop_body(this.body.as_mut()) {
             node.record_panic(p);
         }
-        if let Err(p) = this.locals.drop_all() {
+        if let Err(p) = this.rest.locals.drop_all() {
             node.record_panic(p);
         }
     }
@@ -286,7 +226,7 @@ where
         // child is gone (invariant #6).
         node.cancel_now(CancelReason::ScopeDropped);
         node.close();
-        self.project().locals.close();
+        self.get_mut().rest.locals.close();
         #[cfg(feature = "tracing")]
         if !node.is_idle() {
             tracing::debug!(
@@ -300,11 +240,11 @@ where
     fn leave(self: Pin<&mut Self>, node: &Arc<Node>) {
         // After the node left: a background spawn racing a drop either set its node before
         // the take below or is refused.
-        leave_background(self.project().background, node);
+        leave_background(&mut self.get_mut().rest.background, node);
     }
 }
 
-impl<Fut, K> Work for ScopeWork<'_, Fut, K>
+impl<Fut, K> Work for ScopeWork<'_, '_, Fut, K>
 where
     Fut: Future,
     Fut::Output: BodyResult,
@@ -315,24 +255,25 @@ where
     const SPAWNS: bool = true;
 
     fn is_running(self: Pin<&mut Self>) -> bool {
-        matches!(self.out, BodyOut::Running)
+        matches!(self.rest.out, BodyOut::Running)
     }
 
     fn is_busy(self: Pin<&mut Self>) -> bool {
-        let this = self.project();
-        matches!(this.out, BodyOut::Running) || this.locals.is_busy()
+        let rest = &mut *self.get_mut().rest;
+        matches!(rest.out, BodyOut::Running) || rest.locals.is_busy()
     }
 
     fn has_queued(self: Pin<&mut Self>) -> bool {
-        self.project().locals.has_queued()
+        self.rest.locals.has_queued()
     }
 
     #[inline]
     fn poll_run(self: Pin<&mut Self>, driver: &mut Driver, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        let running = matches!(this.out, BodyOut::Running);
+        let this = self.get_mut();
+        let rest = &mut *this.rest;
+        let running = matches!(rest.out, BodyOut::Running);
         let body = this.body.as_mut();
-        let locals = &mut *this.locals;
+        let locals = &mut rest.locals;
         let (polled, locals_polled) = driver.poll_inner(|| {
             let polled = running
                 .then(|| catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx)))));
@@ -341,12 +282,12 @@ where
         let node = driver.node();
         match polled {
             Some(Ok(Some(Poll::Ready(r)))) => {
-                settle(this.body.as_mut(), this.out, node, Ok(r.into_result()));
+                settle(this.body.as_mut(), &mut rest.out, node, Ok(r.into_result()));
             }
-            Some(Err(payload)) => settle(this.body.as_mut(), this.out, node, Err(payload)),
+            Some(Err(payload)) => settle(this.body.as_mut(), &mut rest.out, node, Err(payload)),
             Some(Ok(Some(Poll::Pending) | None)) | None => {}
         }
-        if matches!(this.out, BodyOut::Running) || locals_polled.is_pending() {
+        if matches!(rest.out, BodyOut::Running) || locals_polled.is_pending() {
             Poll::Pending
         } else {
             Poll::Ready(())
@@ -354,28 +295,28 @@ where
     }
 
     fn catch(self: Pin<&mut Self>, caught: Cancelled) {
-        *self.project().out = BodyOut::Caught(caught);
+        self.get_mut().rest.out = BodyOut::Caught(caught);
     }
 
     fn has_stopped_inner(self: Pin<&mut Self>, driver: &Driver) -> bool {
-        let this = self.project();
-        match this.out {
-            BodyOut::Caught(_) => this.body.is_some() || this.locals.is_busy(),
+        let this = self.get_mut();
+        match this.rest.out {
+            BodyOut::Caught(_) => this.body.is_some() || this.rest.locals.is_busy(),
             // The body is done (the driver asks only once the inner work completed or was
             // caught, never while the body runs); its local children stop being polled once
             // the node is hard-cancelled on its own account.
-            _ => driver.step() == Step::Catch && this.locals.is_busy(),
+            _ => driver.step() == Step::Catch && this.rest.locals.is_busy(),
         }
     }
 
     fn observe(self: Pin<&mut Self>, node: &Arc<Node>, cx: &mut Context<'_>) {
-        if let Some(watch) = self.project().watch.as_mut() {
+        if let Some(watch) = self.get_mut().rest.watch.as_mut() {
             watch.poll(node, cx);
         }
     }
 
     fn poll_wind_down(self: Pin<&mut Self>, node: &Arc<Node>, cx: &mut Context<'_>) -> Poll<()> {
-        poll_background(self.project().background, node, cx)
+        poll_background(&mut self.get_mut().rest.background, node, cx)
     }
 
     fn close(self: Pin<&mut Self>, driver: &Driver) -> bool {
@@ -386,13 +327,16 @@ where
             Queued::Drop
         };
         let node = driver.node();
-        self.project().locals.try_close(queued, || node.try_close())
+        self.get_mut()
+            .rest
+            .locals
+            .try_close(queued, || node.try_close())
     }
 
     fn output(self: Pin<&mut Self>, node: &Arc<Node>) -> Self::Output {
-        let this = self.project();
-        let out = std::mem::replace(this.out, BodyOut::Running);
-        finish(node, out, *this.kind)
+        let rest = &mut *self.get_mut().rest;
+        let out = std::mem::replace(&mut rest.out, BodyOut::Running);
+        finish(node, out, rest.kind)
     }
 }
 
@@ -427,92 +371,6 @@ fn settle<Fut, T, E>(
             node.record_panic(payload);
             *out = BodyOut::Panicked;
         }
-    }
-}
-
-impl<Fut, K> ScopeWork<'_, Fut, K>
-where
-    Fut: Future,
-    Fut::Output: BodyResult,
-    K: Flavor,
-{
-    /// A poll of a scope whose node is not built: its body holds no handle, so only code
-    /// that reads the ambient context can reach the scope, and that builds the node
-    /// (`context::enter_lazy`). Until then the scope has nothing of its own to wait for or
-    /// be cancelled by: no child, no deadline, no handle. An ancestor's cancellation is
-    /// dealt with by the node future further out, or the task wrapper, that catches it (as
-    /// for a built scope: invariant #8); one that is hard already makes this poll build the
-    /// node and enter the ordinary way.
-    ///
-    /// `Some` with the poll's result if the node is still not built: `Pending` while the
-    /// body waits, the body's value once it returned one. `None` once the node is built
-    /// (by code in the body, or here: for a body that failed or panicked, whose error is
-    /// decided with the node, and when a `tracing` subscriber wants the scope's span): the
-    /// caller goes on with `Driver::poll`, from where this left off.
-    fn poll_unbuilt(
-        self: Pin<&mut Self>,
-        driver: &mut Driver,
-        unbuilt: &mut Option<Unbuilt>,
-        lazy: Lazy,
-        cx: &mut Context<'_>,
-    ) -> Option<Poll<<Self as Work>::Output>> {
-        #[cfg(feature = "tracing")]
-        if tracing::span_enabled!(tracing::Level::DEBUG) {
-            *unbuilt = None;
-            driver.build(lazy.node());
-            return None;
-        }
-        if let Some(u) = unbuilt {
-            u.polled = true;
-        }
-        let mut this = self.project();
-        let body = this.body.as_mut();
-        let Some((polled, built)) = driver.poll_lazy(lazy, || {
-            catch_unwind(AssertUnwindSafe(|| body.as_pin_mut().map(|b| b.poll(cx))))
-        }) else {
-            // The ambient node is hard-cancelled (then the ordinary way does not poll the
-            // body), or there is no frame (thread teardown): enter the ordinary way.
-            *unbuilt = None;
-            driver.build(lazy.node());
-            return None;
-        };
-        let ended = match polled {
-            Ok(Some(Poll::Ready(r))) => Ok(r.into_result()),
-            Err(payload) => Err(payload),
-            // `None` cannot be: the body is only taken once it ended.
-            Ok(Some(Poll::Pending) | None) if !built => return Some(Poll::Pending),
-            Ok(Some(Poll::Pending) | None) => {
-                // Built while the body ran, and the body waits: now an ordinary scope that
-                // polled its body once this poll, and waits as one, registered first. Its
-                // own deadline may have passed by the time it was built: then it catches
-                // that the ordinary way. (An ancestor's hard cancel is the catcher's.)
-                *unbuilt = None;
-                driver.register(cx);
-                return (driver.step() != Step::Catch).then_some(Poll::Pending);
-            }
-        };
-        *unbuilt = None;
-        if !built {
-            match ended {
-                Ok(Ok(v)) => {
-                    driver.finish_unbuilt();
-                    if let Some(p) = drop_body(this.body.as_mut()) {
-                        resume_unwind(p);
-                    }
-                    return Some(Poll::Ready(Ok(v)));
-                }
-                // Decided with a node: an error is secondary under a cancelled ancestor,
-                // and a panic is re-raised once everything finished.
-                ended => {
-                    driver.build(lazy.node());
-                    driver.enter(true);
-                    settle(this.body.as_mut(), this.out, driver.node(), ended);
-                    return None;
-                }
-            }
-        }
-        settle(this.body.as_mut(), this.out, driver.node(), ended);
-        None
     }
 }
 

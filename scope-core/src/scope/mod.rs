@@ -1,12 +1,14 @@
 //! Scopes (nurseries): [`scope`], [`ScopeBuilder`], the body's [`Scope`], the `'static`
 //! [`ScopeHandle`], and the [`ScopeFuture`] that drives them.
 
+mod ambient;
 mod body;
 mod builder;
 mod future;
 mod handle;
 mod mode;
 
+pub use ambient::AmbientFuture;
 pub use body::Scope;
 pub(crate) use body::*;
 pub use builder::ScopeBuilder;

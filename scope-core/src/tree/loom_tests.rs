@@ -698,10 +698,16 @@ fn lazy_node_vs_parent_cancel<F: Future>(
         let seen = node.state().is_hard();
         seen_at_decision.record(seen);
         canceller.join().unwrap();
-        assert!(
-            node.state().is_hard(),
-            "the parent's cancel reached the new node"
-        );
+        // The new node, and every node built below it in the same poll (nested node futures
+        // without a node: the read in the innermost built them all, outermost first).
+        let mut at = Some(node);
+        while let Some(n) = at {
+            assert!(
+                n.state().is_hard(),
+                "the parent's cancel reached every new node"
+            );
+            at = n.lock().children.get(0).cloned();
+        }
         if !seen {
             assert!(count.get() >= 1, "the cancel woke the future");
         }
@@ -723,6 +729,23 @@ fn loom_lazy_scope_builds_its_node_vs_parent_cancel() {
             let _ = crate::is_cancelled(); // builds the scope's node
             std::future::pending::<()>().await;
             Ok::<(), crate::Cancelled>(())
+        })
+    });
+}
+
+/// [`lazy_node_vs_parent_cancel`] for a scope whose body holds no handle, inside another:
+/// the read in the inner one builds both nodes, the outer one below the ambient node first.
+#[test]
+fn loom_nested_lazy_scopes_build_their_nodes_vs_parent_cancel() {
+    static SEEN_AT_DECISION: Outcomes = Outcomes::new();
+    lazy_node_vs_parent_cancel(&SEEN_AT_DECISION, || {
+        crate::ScopeBuilder::ambient(None, async || {
+            crate::ScopeBuilder::ambient(None, async || {
+                let _ = crate::is_cancelled(); // builds both nodes
+                std::future::pending::<()>().await;
+                Ok::<(), crate::Cancelled>(())
+            })
+            .await
         })
     });
 }
