@@ -18,13 +18,13 @@ use crate::sync::{
 };
 
 /// The node itself was cancelled (it has a reason).
-pub(crate) const OWN_SOFT: u32 = 1 << 0;
+pub(crate) const OWN_SOFT: u32 = 0b0001;
 /// The node's own cancellation reached its hard phase (grace over).
-pub(crate) const OWN_HARD: u32 = 1 << 1;
+pub(crate) const OWN_HARD: u32 = 0b0010;
 /// An unshielded ancestor is cancelled.
-pub(crate) const INH_SOFT: u32 = 1 << 2;
+pub(crate) const INH_SOFT: u32 = 0b0100;
 /// An unshielded ancestor's cancellation reached its hard phase.
-pub(crate) const INH_HARD: u32 = 1 << 3;
+pub(crate) const INH_HARD: u32 = 0b1000;
 
 const SOFT: u32 = OWN_SOFT | INH_SOFT;
 const HARD: u32 = OWN_HARD | INH_HARD;
