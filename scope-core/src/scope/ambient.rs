@@ -112,14 +112,24 @@ struct Building<'a, 'env, T, E> {
     shields: u32,
 }
 
-impl<T, E> Drop for Building<'_, '_, T, E> {
-    #[inline]
-    fn drop(&mut self) {
+impl<T, E> Building<'_, '_, T, E> {
+    #[cold]
+    #[inline(never)]
+    fn adopt(&mut self) {
         if let Some(node) = self.node.take() {
             *self.state = State::Built(Built::new(
                 Driver::lazily_built(node, self.shields),
                 self.kind,
             ));
+        }
+    }
+}
+
+impl<T, E> Drop for Building<'_, '_, T, E> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.node.is_some() {
+            self.adopt();
         }
     }
 }

@@ -108,6 +108,7 @@ impl ScopeBuilder {
     /// subscriber wants one, the node is built). `name` is a reference to a literal (`&"f"`),
     /// one word to carry while the node is not built.
     #[doc(hidden)]
+    #[inline]
     pub fn ambient<'env, F, Fut, T, E>(
         name: Option<&'static &'static str>,
         body: F,
@@ -123,6 +124,7 @@ impl ScopeBuilder {
     /// [`ambient`](Self::ambient) with the conversion from [`Cancelled`] given explicitly,
     /// as [`run_with`](Self::run_with).
     #[doc(hidden)]
+    #[inline]
     pub fn ambient_with<'env, F, Fut, T, E>(
         name: Option<&'static &'static str>,
         body: F,
@@ -142,6 +144,7 @@ impl ScopeBuilder {
     /// is dropped and the scope fails with `E::from(Cancelled)`
     /// ([`CancelReason::DeadlineExceeded`]), as a scope built at entry would.
     #[doc(hidden)]
+    #[inline]
     pub fn ambient_after<F, Fut, T, E>(
         name: Option<&'static &'static str>,
         timeout: Duration,
@@ -158,6 +161,7 @@ impl ScopeBuilder {
     /// [`ambient_after`](Self::ambient_after) with the conversion from [`Cancelled`] given
     /// explicitly.
     #[doc(hidden)]
+    #[inline]
     pub fn ambient_after_with<F, Fut, T, E>(
         name: Option<&'static &'static str>,
         timeout: Duration,
@@ -186,6 +190,7 @@ impl ScopeBuilder {
     /// [`ambient`](Self::ambient) with a deadline, as [`ambient_after`](Self::ambient_after)
     /// with a timeout.
     #[doc(hidden)]
+    #[inline]
     pub fn ambient_at<F, Fut, T, E>(
         name: Option<&'static &'static str>,
         deadline: Instant,
@@ -202,6 +207,7 @@ impl ScopeBuilder {
     /// [`ambient_at`](Self::ambient_at) with the conversion from [`Cancelled`] given
     /// explicitly.
     #[doc(hidden)]
+    #[inline]
     pub fn ambient_at_with<F, Fut, T, E>(
         name: Option<&'static &'static str>,
         deadline: Instant,
