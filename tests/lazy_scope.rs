@@ -400,6 +400,39 @@ fn a_polled_unbuilt_scope_prints_as_started() {
     });
 }
 
+#[test]
+fn a_scope_built_during_a_poll_prints_as_started_then_finished() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut fut = std::pin::pin!(taskscope::__private::ScopeBuilder::ambient(
+            None,
+            async move || {
+                let _ = is_cancelled(); // builds the node
+                let _ = rx.await;
+                Ok::<(), Cancelled>(())
+            }
+        ));
+        assert!(futures_util::poll!(fut.as_mut()).is_pending());
+        assert_eq!(
+            format!("{fut:?}"),
+            "ScopeFuture { started: true, finished: false, .. }"
+        );
+        tx.send(()).unwrap();
+        assert_eq!(
+            fut.as_mut().within(HANG, "the scope's return").await,
+            Ok(())
+        );
+        assert_eq!(
+            format!("{fut:?}"),
+            "ScopeFuture { started: true, finished: true, .. }"
+        );
+    });
+}
+
 /// Runs `fut` in a cancel scope with nothing set: built lazily, or (`eager`) at entry
 /// because a handle was taken.
 fn cancel_scope<F: Future>(eager: bool, fut: F) -> taskscope::future::Run<F, F::Output> {
