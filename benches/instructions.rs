@@ -29,6 +29,10 @@
 //!   a root of the cancel tree.
 //! - `scoped_timeout`: the same body under `#[scoped(timeout = "10s")]` vs
 //!   `tokio::time::timeout(10s, plain_fn(x))`.
+//! - `scoped_nested`: `scoped_calls_scoped(x)`, a `#[scoped]` fn whose body is
+//!   `Ok(scoped_fn(x).await? + 1)` (two scopes without a handle, one inside the other, as
+//!   in a library whose every async fn has the attribute), vs `plain_calls_plain(x)`, the
+//!   same two fns without the attribute.
 //! - `scope_spawn`: `taskscope::scope(async |s| s.spawn(async { Ok(1) }).await)`, a
 //!   scope with one child, spawned and awaited, vs `tokio::spawn(async { 1 }).await`;
 //!   `scope_spawn_joinset`: the same scope vs a `JoinSet` created per operation,
