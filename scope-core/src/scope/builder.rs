@@ -611,6 +611,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// nothing until the scope is awaited. (Building the future eagerly keeps the closure's
     /// type out of the future's `Future` impl, so a scope future can be passed to any generic
     /// `async fn` inside a spawned task without rustc's higher-ranked inference failing.)
+    #[inline]
     pub fn run<'env, F, Fut, T, E>(self, body: F) -> ScopeFuture<'env, Fut, M, K>
     where
         F: FnOnce(Scope<'env, E, K>) -> Fut,
@@ -624,6 +625,7 @@ impl<M, K: Flavor> ScopeBuilder<M, K> {
     /// [`run`](Self::run) with the conversion from [`Cancelled`] given explicitly; the
     /// macros use it so that a missing `From<Cancelled>` is reported on the user's error type.
     #[doc(hidden)]
+    #[inline]
     pub fn run_with<'env, F, Fut, T, E>(
         self,
         body: F,

@@ -84,6 +84,7 @@ use crate::error::Cancelled;
 /// # Ok(())
 /// # }
 /// ```
+#[inline]
 pub fn scope<'env, F, Fut, T, E>(body: F) -> ScopeFuture<'env, Fut>
 where
     F: FnOnce(Scope<'env, E>) -> Fut,
