@@ -275,15 +275,12 @@ fn materialize(frame: &RefCell<Frame>) {
         let (at, lazy, parent) = {
             let f = frame.borrow();
             // The first entry not built (they are the last ones).
-            let Some(at) = f
-                .pending
-                .iter()
-                .position(|p| matches!(p, Pending::Unbuilt(_)))
-            else {
+            let unbuilt = f.pending.iter().enumerate().find_map(|(at, p)| match p {
+                Pending::Unbuilt(lazy) => Some((at, *lazy)),
+                Pending::Built { .. } => None,
+            });
+            let Some((at, lazy)) = unbuilt else {
                 return;
-            };
-            let Pending::Unbuilt(lazy) = f.pending[at] else {
-                unreachable!("found as unbuilt")
             };
             (at, lazy, f.node.clone().or_else(|| f.task_root.clone()))
         };
