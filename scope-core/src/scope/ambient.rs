@@ -113,6 +113,8 @@ struct Building<'a, 'env, T, E> {
 }
 
 impl<T, E> Building<'_, '_, T, E> {
+    /// Gives the node built during the poll a driver in the future's state. Out of line:
+    /// most polls build nothing, and the test for that is all they pay (`drop`).
     #[cold]
     #[inline(never)]
     fn adopt(&mut self) {
