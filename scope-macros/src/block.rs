@@ -242,4 +242,54 @@ mod tests {
         assert_eq!(jumps("{ async { break; } }"), 0);
         assert_eq!(jumps("{ while a { break; } match x { _ => {} } }"), 0);
     }
+
+    #[test]
+    fn a_jump_after_other_punctuation_is_found() {
+        // `=`, `;` and `(..)` before the jump: only `|` starts a closure, only `'` a label.
+        assert_eq!(jumps("{ if a == b { break; } }"), 1);
+        assert_eq!(jumps("{ f(); break; }"), 1);
+        assert_eq!(jumps("{ let x = 1; { continue; } }"), 1);
+    }
+
+    #[test]
+    fn a_jump_in_a_closure_passed_to_a_call_is_left_alone() {
+        assert_eq!(jumps("{ f(|| { break; }) }"), 0);
+        assert_eq!(
+            jumps("{ v.iter().for_each(|x| { if *x { continue; } }) }"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_jump_in_a_loop_whose_head_has_parentheses_is_left_alone() {
+        assert_eq!(jumps("{ for i in range(0, 3) { break; } }"), 0);
+        assert_eq!(jumps("{ while ready(x) { continue; } }"), 0);
+    }
+
+    #[test]
+    fn an_unlabeled_break_in_a_labeled_block_is_found() {
+        // The name after `break;` is not its label, even when a block has that label.
+        assert_eq!(jumps("{ 'a: { break; a } }"), 1);
+        assert_eq!(jumps("{ 'a: { break 'a; } }"), 0);
+    }
+
+    fn errors(input: TokenStream) -> Vec<String> {
+        crate::test_util::compile_errors(&expand(input))
+    }
+
+    #[test]
+    fn a_closure_without_a_parameter_is_accepted() {
+        let out = expand(quote!(|| { Ok::<_, Cancelled>(1) }));
+        assert_eq!(crate::test_util::compile_errors(&out), Vec::<String>::new());
+        // The closure gets the handle as `_`.
+        assert!(out.to_string().contains("async | _ |"), "{out}");
+    }
+
+    #[test]
+    fn a_closure_with_two_parameters_is_an_error() {
+        assert_eq!(
+            errors(quote!(|s, t| { Ok::<_, Cancelled>(1) })),
+            ["the scope's closure takes one parameter, the scope handle: `|s| { .. }`"]
+        );
+    }
 }
