@@ -29,7 +29,12 @@ impl Parse for Input {
                      `scope!(timeout = \"2s\", |s| { .. })` or `scope!({ .. })`",
                 ));
             }
-            if input.peek(Token![|]) || input.peek(Token![||]) || input.peek(Token![move]) {
+            // `async |s|` too, to say that the macro makes the closure async itself.
+            if input.peek(Token![|])
+                || input.peek(Token![||])
+                || input.peek(Token![move])
+                || input.peek(Token![async])
+            {
                 let closure: ExprClosure = input.parse()?;
                 input.parse::<Option<Token![,]>>()?;
                 return Ok(Input {
@@ -283,6 +288,37 @@ mod tests {
         assert_eq!(crate::test_util::compile_errors(&out), Vec::<String>::new());
         // The closure gets the handle as `_`.
         assert!(out.to_string().contains("async | _ |"), "{out}");
+    }
+
+    #[test]
+    fn an_async_closure_is_an_error() {
+        for input in [
+            quote!(async |s| { Ok::<_, Cancelled>(1) }),
+            quote!(async move |s| { Ok::<_, Cancelled>(1) }),
+            quote!(name = "x", async |s| { Ok::<_, Cancelled>(1) }),
+        ] {
+            assert_eq!(
+                errors(input.clone()),
+                ["`scope!` makes the closure async itself; write `|s| { .. }`"],
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closure_parameter_that_is_a_pattern_is_an_error() {
+        assert_eq!(
+            errors(quote!(|(a, b)| { Ok::<_, Cancelled>(1) })),
+            ["the scope's closure parameter is the handle: a plain name such as `s`"]
+        );
+    }
+
+    #[test]
+    fn a_handle_among_the_options_is_an_error() {
+        assert_eq!(
+            errors(quote!(s, |t| { Ok::<_, Cancelled>(1) })),
+            ["`scope!` takes the handle as the closure's parameter: `scope!(|s| { .. })`"]
+        );
     }
 
     #[test]
