@@ -53,7 +53,10 @@ impl Parse for Input {
                 });
             }
             metas.push(input.parse()?);
-            input.parse::<Token![,]>()?;
+            // Options and no body (`scope!(timeout = "1s")`): the error at the loop's top.
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
         }
     }
 }
@@ -318,6 +321,23 @@ mod tests {
         assert_eq!(
             errors(quote!(s, |t| { Ok::<_, Cancelled>(1) })),
             ["`scope!` takes the handle as the closure's parameter: `scope!(|s| { .. })`"]
+        );
+    }
+
+    #[test]
+    fn a_scope_without_a_body_is_an_error() {
+        let no_body = "unexpected end of input, expected the scope's body: `scope!(|s| { .. })`, \
+                       `scope!(timeout = \"2s\", |s| { .. })` or `scope!({ .. })`";
+        for input in [
+            quote!(),
+            quote!(timeout = "1s"),
+            quote!(timeout = "1s", name = "x",),
+        ] {
+            assert_eq!(errors(input.clone()), [no_body], "{input}");
+        }
+        assert_eq!(
+            errors(quote!(timeout = "1s" name = "x", {})),
+            ["expected `,`"]
         );
     }
 
