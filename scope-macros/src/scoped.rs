@@ -408,6 +408,8 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_a_block_is_an_error() {
+        // rustc parses an item before it expands an attribute on it, so only a direct call of
+        // the expander (an IDE's, a test's) can give it such an item: no UI test can.
         let item = quote!(async fn f() -> u32 [1]);
         let out = expand(TokenStream::new(), item.clone());
         assert_eq!(compile_errors(&out), ["expected the function body"]);
