@@ -642,6 +642,25 @@ async fn m4_return_in_block_form_with_timeout() {
     }
 }
 
+/// A block-form scope given both a `timeout` and a `deadline` ends at the earlier of the two,
+/// whichever option names it.
+#[tokio::test(start_paused = true)]
+async fn block_form_with_timeout_and_deadline_ends_at_the_earlier() {
+    for (deadline, ends) in [(secs(1), secs(1)), (secs(10), secs(3))] {
+        let start = Instant::now();
+        let r = async {
+            scope!(timeout = "3s", deadline = start + deadline, {
+                sleep(secs(5)).await;
+                Ok::<_, Cancelled>(())
+            })
+        }
+        .within(PAUSED_HANG, "the block-form scope's end at its deadline")
+        .await;
+        assert_eq!(r.unwrap_err().reason(), CancelReason::DeadlineExceeded);
+        assert_eq!(start.elapsed(), ends, "deadline after {deadline:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A `#[scoped]` library function nests in the caller's tree.
 

@@ -29,7 +29,12 @@ impl Parse for Input {
                      `scope!(timeout = \"2s\", |s| { .. })` or `scope!({ .. })`",
                 ));
             }
-            if input.peek(Token![|]) || input.peek(Token![||]) || input.peek(Token![move]) {
+            // `async |s|` too, to say that the macro makes the closure async itself.
+            if input.peek(Token![|])
+                || input.peek(Token![||])
+                || input.peek(Token![move])
+                || input.peek(Token![async])
+            {
                 let closure: ExprClosure = input.parse()?;
                 input.parse::<Option<Token![,]>>()?;
                 return Ok(Input {
@@ -48,7 +53,10 @@ impl Parse for Input {
                 });
             }
             metas.push(input.parse()?);
-            input.parse::<Token![,]>()?;
+            // Options and no body (`scope!(timeout = "1s")`): the error at the loop's top.
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
         }
     }
 }
@@ -241,5 +249,103 @@ mod tests {
         assert_eq!(jumps("{ let f = || { break; }; }"), 0);
         assert_eq!(jumps("{ async { break; } }"), 0);
         assert_eq!(jumps("{ while a { break; } match x { _ => {} } }"), 0);
+    }
+
+    #[test]
+    fn a_jump_after_other_punctuation_is_found() {
+        // `=`, `;` and `(..)` before the jump: only `|` starts a closure, only `'` a label.
+        assert_eq!(jumps("{ if a == b { break; } }"), 1);
+        assert_eq!(jumps("{ f(); break; }"), 1);
+        assert_eq!(jumps("{ let x = 1; { continue; } }"), 1);
+    }
+
+    #[test]
+    fn a_jump_in_a_closure_passed_to_a_call_is_left_alone() {
+        assert_eq!(jumps("{ f(|| { break; }) }"), 0);
+        assert_eq!(
+            jumps("{ v.iter().for_each(|x| { if *x { continue; } }) }"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_jump_in_a_loop_whose_head_has_parentheses_is_left_alone() {
+        assert_eq!(jumps("{ for i in range(0, 3) { break; } }"), 0);
+        assert_eq!(jumps("{ while ready(x) { continue; } }"), 0);
+    }
+
+    #[test]
+    fn an_unlabeled_break_in_a_labeled_block_is_found() {
+        // The name after `break;` is not its label, even when a block has that label.
+        assert_eq!(jumps("{ 'a: { break; a } }"), 1);
+        assert_eq!(jumps("{ 'a: { break 'a; } }"), 0);
+    }
+
+    fn errors(input: TokenStream) -> Vec<String> {
+        crate::test_util::compile_errors(&expand(input))
+    }
+
+    #[test]
+    fn a_closure_without_a_parameter_is_accepted() {
+        let out = expand(quote!(|| { Ok::<_, Cancelled>(1) }));
+        assert_eq!(crate::test_util::compile_errors(&out), Vec::<String>::new());
+        // The closure gets the handle as `_`.
+        assert!(out.to_string().contains("async | _ |"), "{out}");
+    }
+
+    #[test]
+    fn an_async_closure_is_an_error() {
+        for input in [
+            quote!(async |s| { Ok::<_, Cancelled>(1) }),
+            quote!(async move |s| { Ok::<_, Cancelled>(1) }),
+            quote!(name = "x", async |s| { Ok::<_, Cancelled>(1) }),
+        ] {
+            assert_eq!(
+                errors(input.clone()),
+                ["`scope!` makes the closure async itself; write `|s| { .. }`"],
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_closure_parameter_that_is_a_pattern_is_an_error() {
+        assert_eq!(
+            errors(quote!(|(a, b)| { Ok::<_, Cancelled>(1) })),
+            ["the scope's closure parameter is the handle: a plain name such as `s`"]
+        );
+    }
+
+    #[test]
+    fn a_handle_among_the_options_is_an_error() {
+        assert_eq!(
+            errors(quote!(s, |t| { Ok::<_, Cancelled>(1) })),
+            ["`scope!` takes the handle as the closure's parameter: `scope!(|s| { .. })`"]
+        );
+    }
+
+    #[test]
+    fn a_scope_without_a_body_is_an_error() {
+        let no_body = "unexpected end of input, expected the scope's body: `scope!(|s| { .. })`, \
+                       `scope!(timeout = \"2s\", |s| { .. })` or `scope!({ .. })`";
+        for input in [
+            quote!(),
+            quote!(timeout = "1s"),
+            quote!(timeout = "1s", name = "x",),
+        ] {
+            assert_eq!(errors(input.clone()), [no_body], "{input}");
+        }
+        assert_eq!(
+            errors(quote!(timeout = "1s" name = "x", {})),
+            ["expected `,`"]
+        );
+    }
+
+    #[test]
+    fn a_closure_with_two_parameters_is_an_error() {
+        assert_eq!(
+            errors(quote!(|s, t| { Ok::<_, Cancelled>(1) })),
+            ["the scope's closure takes one parameter, the scope handle: `|s| { .. }`"]
+        );
     }
 }

@@ -15,6 +15,8 @@ mod options;
 mod scoped;
 #[cfg(test)]
 mod snapshots;
+#[cfg(test)]
+mod test_util;
 
 use proc_macro::TokenStream;
 

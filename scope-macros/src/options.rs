@@ -318,3 +318,91 @@ impl Parse for AttrOptions {
         Ok(AttrOptions(Punctuated::parse_terminated(input)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use crate::test_util::compile_errors;
+
+    /// The errors of `#[scoped(<attr>)]` on a function any option fits.
+    fn errors(attr: TokenStream) -> Vec<String> {
+        compile_errors(&crate::scoped::expand(
+            attr,
+            quote!(
+                async fn f() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        ))
+    }
+
+    #[test]
+    fn a_repeated_option_is_an_error() {
+        for (key, twice) in [
+            ("timeout", quote!(timeout = "1s", timeout = "2s")),
+            ("grace", quote!(grace = "1s", grace = "2s")),
+            ("deadline", quote!(deadline = a, deadline = b)),
+            ("name", quote!(name = "a", name = "b")),
+            ("limit", quote!(s, limit = 1, limit = 2)),
+            ("crate", quote!(crate = "a", crate = "b")),
+        ] {
+            assert_eq!(
+                errors(twice),
+                [format!("`{key}` is given twice; give it once")],
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_given_a_value_is_an_error() {
+        for (flag, given) in [
+            ("local", quote!(local = true)),
+            ("supervise", quote!(s, supervise = 1)),
+            ("local", quote!(local(true))),
+            ("supervise", quote!(supervise())),
+        ] {
+            assert_eq!(
+                errors(given.clone()),
+                [format!(
+                    "`{flag}` is a flag and takes no value: write just `{flag}`"
+                )],
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_option_given_a_list_is_an_error() {
+        for given in [quote!(timeout("2s")), quote!(limit(8))] {
+            assert_eq!(
+                errors(given.clone()),
+                [format!(
+                    "unexpected list; the options are: {}",
+                    super::VALID
+                )],
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_limit_of_zero_or_not_a_number_is_an_error() {
+        let at_least_one = "`limit` is how many children may run at once: a number of at least \
+                            1, e.g. `limit = 8`";
+        assert_eq!(errors(quote!(s, limit = 0)), [at_least_one]);
+        // Too large for a `usize`: not a count of children either.
+        assert_eq!(
+            errors(quote!(s, limit = 100000000000000000000000)),
+            [at_least_one]
+        );
+        assert_eq!(
+            errors(quote!(s, limit = "8")),
+            ["`limit` takes a number (`limit = 8`) or an expression of type `usize`"]
+        );
+        assert_eq!(errors(quote!(s, limit = 1)), Vec::<String>::new());
+        assert_eq!(errors(quote!(s, limit = n + 1)), Vec::<String>::new());
+    }
+}

@@ -326,3 +326,130 @@ fn inner_block(body: &Group, ret_ty: &TokenStream, nameable: bool) -> TokenStrea
     block.set_span(body.span());
     quote!(async move #block)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::compile_errors;
+
+    fn errors(attr: TokenStream, item: TokenStream) -> Vec<String> {
+        compile_errors(&expand(attr, item))
+    }
+
+    fn no_time_limit_on(function: &str, returns: &str) -> String {
+        format!(
+            "a timeout or deadline needs a return type that can say \"timed out\": \
+             `Result<T, E>` with `E: From<taskscope::Cancelled>` (the timeout is an error) \
+             or `Option<T>` (the timeout moves on with `None`); `{function}` returns {returns}"
+        )
+    }
+
+    #[test]
+    fn a_timeout_or_a_deadline_on_a_plain_return_type_is_an_error() {
+        assert_eq!(
+            errors(
+                quote!(timeout = "2s"),
+                quote!(
+                    async fn f() -> u32 {
+                        1
+                    }
+                )
+            ),
+            [no_time_limit_on("f", "`u32`")]
+        );
+        assert_eq!(
+            errors(
+                quote!(deadline = at),
+                quote!(
+                    async fn g() {}
+                )
+            ),
+            [no_time_limit_on("g", "`()`")]
+        );
+        assert_eq!(
+            errors(
+                quote!(s, deadline = at),
+                quote!(
+                    async fn h() -> Result<u32, E> {
+                        Ok(1)
+                    }
+                )
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_qualified_path_ending_in_result_is_a_plain_return_type() {
+        // `<T as Trait>::Result` names an associated type, not `core::result::Result`.
+        assert_eq!(
+            errors(
+                quote!(timeout = "2s"),
+                quote!(
+                    async fn f() -> <T as Tr>::Result {
+                        x
+                    }
+                )
+            ),
+            [no_time_limit_on("f", "`< T as Tr > :: Result`")]
+        );
+        assert_eq!(
+            errors(
+                quote!(timeout = "2s"),
+                quote!(
+                    async fn f() -> my::Result<u32, E> {
+                        Ok(1)
+                    }
+                )
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_block_is_an_error() {
+        // rustc parses an item before it expands an attribute on it, so only a direct call of
+        // the expander (an IDE's, a test's) can give it such an item: no UI test can.
+        let item = quote!(async fn f() -> u32 [1]);
+        let out = expand(TokenStream::new(), item.clone());
+        assert_eq!(compile_errors(&out), ["expected the function body"]);
+        // The item is emitted as it was, next to the error.
+        assert!(out.to_string().starts_with(&item.to_string()), "{out}");
+    }
+
+    #[test]
+    fn a_return_type_with_impl_trait_in_parentheses_is_written_only_in_the_signature() {
+        // `impl Trait` is allowed in the return type only: the expansion must not name the
+        // type anywhere else (a `let` or a closure's return type), however deep the `impl`.
+        for item in [
+            quote!(
+                async fn f() -> Option<(impl Display, u32)> {
+                    Some((1, 2))
+                }
+            ),
+            quote!(
+                async fn f() -> Result<[impl Display; 1], E> {
+                    Ok([1])
+                }
+            ),
+        ] {
+            let out = expand(quote!(s), item.clone()).to_string();
+            assert_eq!(out.matches("impl").count(), 1, "{out}");
+        }
+    }
+
+    #[test]
+    fn a_second_handle_name_is_an_error() {
+        assert_eq!(
+            errors(
+                quote!(s, t),
+                quote!(
+                    async fn f() -> Result<(), E> {
+                        Ok(())
+                    }
+                )
+            ),
+            ["the scope handle is named twice; give one identifier, e.g. `#[scoped(s)]`"]
+        );
+    }
+}

@@ -15,4 +15,14 @@ async fn no_number() -> Result<(), Cancelled> {
     Ok(())
 }
 
+#[scoped(timeout = "1.2.3s")]
+async fn two_points() -> Result<(), Cancelled> {
+    Ok(())
+}
+
+#[scoped(timeout = "99999999999h")]
+async fn too_long() -> Result<(), Cancelled> {
+    Ok(())
+}
+
 fn main() {}

@@ -8,4 +8,9 @@ async fn returns_plain() -> u32 {
 #[scoped(timeout = "2s")]
 async fn returns_unit() {}
 
+#[scoped(deadline = tokio::time::Instant::now())]
+async fn returns_plain_by_deadline() -> u32 {
+    1
+}
+
 fn main() {}

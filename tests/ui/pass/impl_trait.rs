@@ -16,6 +16,11 @@ async fn show_result(value: u32) -> Result<impl Display, Cancelled> {
     Ok(value + 1)
 }
 
+#[scoped]
+async fn show_pair(value: u32) -> Option<(impl Display, u32)> {
+    Some((value, value + 1))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     assert_eq!(sum([1, 2, 3]).await, Ok(6));
@@ -23,5 +28,9 @@ async fn main() {
     assert_eq!(
         show_result(1).await.map(|v| v.to_string()),
         Ok("2".to_owned())
+    );
+    assert_eq!(
+        show_pair(3).await.map(|(a, b)| (a.to_string(), b)),
+        Some(("3".to_owned(), 4))
     );
 }
