@@ -271,18 +271,22 @@ fn built(cell: &RefCell<Frame>) -> std::cell::RefMut<'_, Frame> {
 /// outermost first, each attached below the one further out, and makes the innermost the
 /// frame's node (see [`enter_lazy`]).
 fn materialize(frame: &RefCell<Frame>) {
+    // The first entry not built (they are the last ones).
+    let first = frame
+        .borrow()
+        .pending
+        .iter()
+        .position(|p| matches!(p, Pending::Unbuilt(_)));
+    let Some(mut at) = first else {
+        return;
+    };
     loop {
-        let (at, lazy, parent) = {
+        let (lazy, parent) = {
             let f = frame.borrow();
-            // The first entry not built (they are the last ones).
-            let unbuilt = f.pending.iter().enumerate().find_map(|(at, p)| match p {
-                Pending::Unbuilt(lazy) => Some((at, *lazy)),
-                Pending::Built { .. } => None,
-            });
-            let Some((at, lazy)) = unbuilt else {
+            let Some(Pending::Unbuilt(lazy)) = f.pending.get(at) else {
                 return;
             };
-            (at, lazy, f.node.clone().or_else(|| f.task_root.clone()))
+            (*lazy, f.node.clone().or_else(|| f.task_root.clone()))
         };
         // Built and attached outside the frame's borrow: attach takes locks and may wake.
         let node = lazy.node();
@@ -291,6 +295,7 @@ fn materialize(frame: &RefCell<Frame>) {
         let parent = f.node.replace(node);
         let shields = std::mem::replace(&mut f.shields, 0);
         f.pending[at] = Pending::Built { parent, shields };
+        at += 1;
     }
 }
 
