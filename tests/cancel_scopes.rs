@@ -294,3 +294,27 @@ async fn a_cancel_scope_dropped_before_its_first_poll_is_finished() {
     h.cancel();
     assert!(!h.cancel_called(), "a cancel after the end is discarded");
 }
+
+/// A soft cancel (a grace period to run) made while nothing waits on the scope yet (its
+/// future is in its first poll, before any wait: no owner registered, no `cancelled()`
+/// waiter, no task to abort) still reaches the scopes nested below it: there is nothing to
+/// wake, but there is a cancel to spread.
+#[tokio::test(start_paused = true)]
+async fn a_soft_cancel_with_nothing_to_wake_still_reaches_the_nested_scopes() {
+    let r: Result<bool, Cancelled> = Scope::builder()
+        .grace(Duration::from_secs(1))
+        .run(async |outer| {
+            scope(async |_inner: Scope<'_, Cancelled>| {
+                outer.cancel(); // soft: the grace period starts
+                Ok(is_cancelled())
+            })
+            .await
+        })
+        .within(PAUSED_HANG, "the scopes' return")
+        .await;
+    assert_eq!(
+        r,
+        Ok(true),
+        "the nested scope saw the cancel of the scope around it"
+    );
+}
