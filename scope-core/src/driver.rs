@@ -234,12 +234,10 @@ impl Driver {
         self.phase = Phase::Entered;
         let r = context::enter_lazy(lazy, &mut self.node, &mut self.shields, f);
         let built = self.node.is_some();
-        if !built {
+        if built {
+            self.entered_lazily();
+        } else {
             self.phase = Phase::Fresh;
-        }
-        #[cfg(feature = "tracing")]
-        if let Some(node) = &self.node {
-            self.span = crate::spans::enter_node(node, node.parent());
         }
         r.map(|r| (r, built))
     }
@@ -248,13 +246,20 @@ impl Driver {
     /// pending (`context::enter_lazy`), with the count of live shields inside it since.
     pub(crate) fn lazily_built(node: Arc<Node>, shields: u32) -> Self {
         let mut d = Driver::new(node);
-        d.phase = Phase::Entered;
         d.shields = shields;
-        #[cfg(feature = "tracing")]
-        {
-            d.span = crate::spans::enter_node(d.node(), d.node().parent());
-        }
+        d.entered_lazily();
         d
+    }
+
+    /// The node was built and attached under a poll with it pending: the driver is entered
+    /// (what `enter` does at a first poll, the attach included, happened at the build), and
+    /// the node's span is its own.
+    fn entered_lazily(&mut self) {
+        self.phase = Phase::Entered;
+        #[cfg(feature = "tracing")]
+        if let Some(node) = &self.node {
+            self.span = crate::spans::enter_node(node, node.parent());
+        }
     }
 
     /// A driver for a node that is already in the tree (a scope's background node): it only

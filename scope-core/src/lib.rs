@@ -16,8 +16,10 @@
 // - `context`: the ambient frame (which node the running code is under) and the ambient
 //   functions (`cancelled`, `checkpoint`, `current_deadline`, ...).
 // - `scope/`: scopes. `mod` (the `scope` entry point), `builder`, `body` (`Scope`),
-//   `handle` (`ScopeHandle`), `future` (`ScopeFuture`: the body, children, result),
-//   `mode` (fail fast or collect errors).
+//   `handle` (`ScopeHandle`), `future` (`ScopeFuture`: the body, children, result; and
+//   `ScopeWork`, what the driver runs for a scope), `ambient` (a scope without a handle,
+//   its node, driver and state built only when needed), `mode` (fail fast or collect
+//   errors).
 // - `cancel_scope`: `CancelScope`, `CancelHandle`, `move_on_after`, `fail_after`,
 //   `shield`. `timeout`: a time limit on a node future not built yet (a timer of its
 //   own). `parent`: opening a scope under a given scope (`Parent`).
