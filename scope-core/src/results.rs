@@ -88,13 +88,6 @@ impl<R> Channel<R> {
         Poll::Pending
     }
 
-    /// Removes the last queued outcome for which `is` holds.
-    fn remove_last(&self, is: impl Fn(&R) -> bool) -> Option<R> {
-        let mut q = self.lock();
-        let at = q.ready.iter().rposition(is)?;
-        q.ready.remove(at)
-    }
-
     /// The reader is gone: drops what is queued and everything that comes later.
     pub(crate) fn close(&self) {
         let (ready, waker) = {
@@ -178,6 +171,11 @@ impl<F, R: Entry> Reported<F, R> {
             },
         }
     }
+
+    /// Drops the child without reporting it (it was never spawned).
+    pub(crate) fn discard(mut self) {
+        self.reporter.stage = Stage::Done;
+    }
 }
 
 impl<F, R> Future for Reported<F, R>
@@ -211,20 +209,19 @@ where
 // Completions
 // ---------------------------------------------------------------------------------------
 
-/// A queued result of a [`Completions`] child, tagged with its spawn number. An `Err` of
-/// the child goes on to the scope (which fails with it) and is queued as `ChildFailed`.
+/// A queued result of a [`Completions`] child. An `Err` of the child goes on to the scope
+/// (which fails with it) and is queued as `ChildFailed`.
 struct Done<T, E> {
-    id: u64,
     result: Result<T, Cancelled>,
     _error: PhantomData<fn() -> E>,
 }
 
 impl<T, E: Send + 'static> Entry for Done<T, E> {
-    type Key = u64;
+    type Key = ();
     type In = Result<T, E>;
     type Out = Result<(), E>;
 
-    fn done(id: u64, out: Result<T, E>) -> (Self, Result<(), E>) {
+    fn done((): (), out: Result<T, E>) -> (Self, Result<(), E>) {
         let (result, out) = match out {
             Ok(v) => (Ok(v), Ok(())),
             Err(e) => {
@@ -240,16 +237,14 @@ impl<T, E: Send + 'static> Entry for Done<T, E> {
             }
         };
         let entry = Done {
-            id,
             result,
             _error: PhantomData,
         };
         (entry, out)
     }
 
-    fn gone(id: u64, reason: CancelReason) -> Self {
+    fn gone((): (), reason: CancelReason) -> Self {
         Done {
-            id,
             result: Err(Cancelled::new(reason)),
             _error: PhantomData,
         }
@@ -322,7 +317,6 @@ pub struct Completions<T, E> {
     channel: Arc<Channel<Done<T, E>>>,
     /// Children spawned and not yet yielded.
     outstanding: usize,
-    next_id: u64,
 }
 
 impl<T, E> Completions<T, E> {
@@ -332,7 +326,6 @@ impl<T, E> Completions<T, E> {
             scope,
             channel: Channel::new(),
             outstanding: 0,
-            next_id: 0,
         }
     }
 
@@ -369,18 +362,15 @@ impl<T, E> Completions<T, E> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let id = self.next_id;
-        self.next_id += 1;
-        let wrapped = Reported::<F, Done<T, E>>::new(self.channel.clone(), id, fut);
-        match self.scope.spawn(wrapped) {
+        let wrapped = Reported::<F, Done<T, E>>::new(self.channel.clone(), (), fut);
+        match self.scope.spawn_or_return(wrapped) {
             Ok(_handle) => {
                 self.outstanding += 1;
                 Ok(())
             }
-            Err(e) => {
-                // The wrapper was dropped unspawned and reported itself as cancelled: that
-                // child does not exist, so its entry goes (dropped outside the lock).
-                drop(self.channel.remove_last(|d| d.id == id));
+            Err((e, wrapped)) => {
+                // That child never existed: nothing to yield for it.
+                wrapped.discard();
                 Err(e)
             }
         }

@@ -276,11 +276,27 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    let rt = match admit(node)? {
-        Admission::Start(rt) => rt,
-        Admission::Refuse => return Ok(TaskHandle::refused()),
-    };
-    Ok(start(rt, node, fut, SlotGuard::enter(node)))
+    spawn_or_return(node, fut).map_err(|(e, _)| e)
+}
+
+/// [`spawn`], giving `fut` back, not dropped, with the error (a wrapper that reports its
+/// own drop, `Completions`' children, is then dropped without a report: that child never
+/// existed). A child refused by a cancelled scope is dropped here as in [`spawn`]: it
+/// existed, as a child cancelled before it started.
+pub(crate) fn spawn_or_return<F, T, E>(
+    node: &Arc<Node>,
+    fut: F,
+) -> Result<TaskHandle<T>, (SpawnError, F)>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match admit(node) {
+        Ok(Admission::Start(rt)) => Ok(start(rt, node, fut, SlotGuard::enter(node))),
+        Ok(Admission::Refuse) => Ok(TaskHandle::refused()),
+        Err(e) => Err((e, fut)),
+    }
 }
 
 /// Spawns `fut` into a slot reserved before (a [`SpawnPermit`](crate::SpawnPermit)).

@@ -107,6 +107,18 @@ impl<E, K: Unsupervised> ScopeHandle<E, K> {
         child::spawn(&self.node, fut.map(ChildOutput::into_result))
     }
 
+    /// [`spawn`](Self::spawn) of a future that resolves to the scope's `Result`, giving it
+    /// back with the error if the scope refuses it (`Completions`, whose children report
+    /// their own drop).
+    pub(crate) fn spawn_or_return<F, T>(&self, fut: F) -> Result<TaskHandle<T>, (SpawnError, F)>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        child::spawn_or_return(&self.node, fut)
+    }
+
     /// Spawns a blocking child; see [`Scope::spawn_blocking`].
     ///
     /// # Errors
