@@ -389,7 +389,7 @@ async fn spawning_into_a_finished_scope_fails_and_yields_nothing() {
     assert_eq!(c.join_next().await, None);
 }
 
-/// A spawn refused because the scope finished removes only its own entry: the result of
+/// A spawn refused because the scope finished yields nothing for its child: the result of
 /// an earlier child, finished and not yet taken, is still yielded.
 #[tokio::test(start_paused = true)]
 async fn a_refused_spawn_leaves_the_results_of_earlier_children() {
