@@ -665,6 +665,91 @@ fn loom_spawn_local_vs_scope_drop() {
     );
 }
 
+/// A scope whose body ends while a scope opened under it as an explicit parent keeps it
+/// busy (a hold), and two local children spawned meanwhile through a `'static` scope on
+/// another thread. Once its body ended, the scope's poll decides whether stopped inner
+/// work must be dropped to release holds (`ScopeWork::has_stopped_inner`): nothing is
+/// stopped (the body ended on its own, no cancel), so a local child queued at any point of
+/// the poll is run to its value, never dropped unrun. The body yields once, so that a poll
+/// can go round its loop after finding a child queued when it registered, and then see
+/// the other one queued after its last look at the queue. (With `has_stopped_inner`
+/// answering `true`, or `step == Catch || local children busy`, that child is dropped as
+/// "stopped" work, and this model fails.)
+#[test]
+fn loom_spawn_local_vs_scope_waiting_on_holds() {
+    static FIRST_POLL: Outcomes = Outcomes::new();
+    model(None, || {
+        let stash = Arc::new(crate::sync::Mutex::new(None));
+        let put = stash.clone();
+        let mut fut = Box::pin(crate::ScopeBuilder::new().run(move |s| {
+            *crate::sync::lock(&put) = Some(s.clone());
+            async {
+                YieldOnce(false).await;
+                Ok::<(), crate::Cancelled>(())
+            }
+        }));
+        let scope: crate::Scope<'static, crate::Cancelled> = crate::sync::lock(&stash)
+            .take()
+            .expect("the body's closure ran");
+        let hold = crate::Parent::from(scope.handle())
+            .hold()
+            .expect("the scope is open");
+        let spawner = thread::spawn(move || {
+            let a = scope.spawn_local(async { Ok(1u32) });
+            let b = scope.spawn_local(async { Ok(2u32) });
+            (a, b)
+        });
+
+        let (_count, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            fut.as_mut().poll(&mut cx).is_pending(),
+            "the hold keeps the scope busy"
+        );
+        let (mut a, mut b) = spawner.join().unwrap();
+        FIRST_POLL.record(a.is_finished());
+        // What the polls so far did not take was queued after their last look at the
+        // queue (which woke the owner) or was the body's yield: a poll or two more.
+        for _ in 0..2 {
+            assert!(
+                fut.as_mut().poll(&mut cx).is_pending(),
+                "the hold is still there"
+            );
+        }
+        for (child, value) in [(&mut a, 1), (&mut b, 2)] {
+            match Pin::new(child).poll(&mut cx) {
+                Poll::Ready(out) => assert_eq!(out, Ok(value), "the local child ran to its value"),
+                Poll::Pending => panic!("the local child was left queued"),
+            }
+        }
+        drop(hold);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => assert_eq!(out, Ok(())),
+            Poll::Pending => panic!("the hold is gone, yet the scope waits"),
+        }
+    });
+    FIRST_POLL.assert_both(
+        "the first child ran in the first poll",
+        "the first child was queued after the first poll's last look at the queue",
+    );
+}
+
+/// Pending once (waking its task at once), then ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// A node future entered without its node (a scope whose body holds no handle, a cancel
 /// scope with nothing set) builds it in the middle of its poll (the code inside reads the
 /// ambient context), below the ambient node, while another thread hard-cancels that
