@@ -542,7 +542,10 @@ impl Node {
             return false;
         }
         let new = State(self.state.fetch_or(bits, Ordering::AcqRel) | bits);
-        if new.is_soft() && !old.is_soft() {
+        // Every change sets a soft bit (a hard cancel is a soft one too), so the node is
+        // soft now: it became soft if it was not.
+        debug_assert!(new.is_soft(), "a cancel bit without its soft bit: {bits:#06b}");
+        if !old.is_soft() {
             inner.waiters.drain_into(wakes.list());
             #[cfg(feature = "tokio-util")]
             wakes.tokens.append(&mut inner.tokens);
