@@ -9,8 +9,9 @@
 //!
 //! Every model drives the real code (`Node::attach`, `cancel`, `escalate`, `detach`,
 //! `try_add_task`, `task_done`, `try_close`, `WaitForCancel`, `Driver::poll` through a
-//! cancel scope's future, a lazily built scope's future, and `local::spawn` against the
-//! local queue's close), never a copy of it. The
+//! cancel scope's future, a lazily built scope's future and a scope's future taking its
+//! local children, and `local::spawn` against the local queue's close), never a copy of
+//! it. The
 //! invariants cited (#1-#8) are those of the module doc of [`crate::tree`]. The models use the
 //! ambient frame of `crate::context` on one loom thread only (loom threads share one OS
 //! thread, so a thread-local would be shared between them) nor tokio's runtime: a spawned child is its
