@@ -544,7 +544,10 @@ impl Node {
         let new = State(self.state.fetch_or(bits, Ordering::AcqRel) | bits);
         // Every change sets a soft bit (a hard cancel is a soft one too), so the node is
         // soft now: it became soft if it was not.
-        debug_assert!(new.is_soft(), "a cancel bit without its soft bit: {bits:#06b}");
+        debug_assert!(
+            new.is_soft(),
+            "a cancel bit without its soft bit: {bits:#06b}"
+        );
         if !old.is_soft() {
             inner.waiters.drain_into(wakes.list());
             #[cfg(feature = "tokio-util")]
