@@ -953,3 +953,44 @@ async fn a_nested_scope_whose_body_returned_ends_under_a_hard_cancel_while_a_shi
     );
     assert_eq!(t0.elapsed(), secs(2));
 }
+
+/// The end of a scope's grace period reaches the scopes nested in it: a child of a nested
+/// scope that ignores the cancel is dropped when the outer scope's grace ends, and the
+/// outer scope returns then (its body, caught, is dropped only once that child is gone).
+#[tokio::test(start_paused = true)]
+async fn the_end_of_a_grace_period_drops_a_stubborn_child_of_a_nested_scope() {
+    let t0 = Instant::now();
+    let census = Census::new();
+    let dropped: Slot<Duration> = Slot::default();
+    let r: Result<(), Cancelled> = Scope::builder()
+        .grace(ms(100))
+        .run(async |s| {
+            let outer = s.handle();
+            scope(async |inner| {
+                let (g, d) = (census.guard(), DropTime::new(t0, &dropped));
+                inner.spawn(async move {
+                    let (_g, _d) = (g, d);
+                    sleep(secs(3600)).await;
+                    Ok(())
+                });
+                sleep(secs(1)).await;
+                outer.cancel();
+                pending::<()>().await;
+                Ok(())
+            })
+            .await
+        })
+        .within(
+            PAUSED_HANG,
+            "the scope's return at the end of its 100 ms grace period",
+        )
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert_eq!(t0.elapsed(), ms(1100));
+    assert_eq!(
+        dropped.get(),
+        vec![ms(1100)],
+        "the nested scope's child was dropped when the grace ended"
+    );
+    assert_eq!(census.alive(), 0, "awaited before the scope returned");
+}
