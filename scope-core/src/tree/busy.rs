@@ -273,3 +273,27 @@ impl Node {
         drop(removed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Node};
+
+    /// The driver closes its node again on every poll after the first close (a poll that
+    /// waits for a finished child's task to be marked complete, on another worker, comes
+    /// back): closing a closed node must succeed, also while something below still counts.
+    /// Only that race reaches a second close through the public API.
+    #[test]
+    fn closing_a_closed_node_succeeds() {
+        let idle = Node::new(Config::default());
+        assert!(idle.try_close(), "an idle node closes");
+        assert!(idle.try_close(), "and closes again");
+
+        let busy = Node::new(Config::default());
+        assert!(busy.try_add_task());
+        assert!(!busy.try_close(), "a busy node does not close");
+        busy.close();
+        assert!(busy.try_close(), "a node closed while busy is closed");
+        busy.task_done();
+        assert!(busy.try_close());
+    }
+}
