@@ -389,3 +389,38 @@ async fn local_handles_debug_whether_the_child_finished() {
     .await;
     assert_eq!(r, Ok(()));
 }
+
+/// A cancel scope and its handle print what was set on the scope and what happened to it.
+#[tokio::test(start_paused = true)]
+async fn cancel_scopes_and_their_handles_debug_their_settings_and_cancel() {
+    assert_eq!(
+        format!("{:?}", CancelScope::new()),
+        "CancelScope { name: None, deadline: None, shield: false, cancel_called: false }"
+    );
+    let named = CancelScope::new().name("fetch").shield(true);
+    let handle = named.handle();
+    assert_eq!(
+        format!("{named:?}"),
+        "CancelScope { name: Some(\"fetch\"), deadline: None, shield: true, cancel_called: false }"
+    );
+    assert_eq!(
+        format!("{handle:?}"),
+        "CancelHandle { name: Some(\"fetch\"), reason: None, deadline: None }"
+    );
+    handle.cancel();
+    assert_eq!(
+        format!("{named:?}"),
+        "CancelScope { name: Some(\"fetch\"), deadline: None, shield: true, cancel_called: true }"
+    );
+    assert_eq!(
+        format!("{handle:?}"),
+        "CancelHandle { name: Some(\"fetch\"), reason: Some(Explicit), deadline: None }"
+    );
+    let timed = CancelScope::new().deadline(tokio::time::Instant::now() + Duration::from_secs(1));
+    let printed = format!("{:?}", timed.handle());
+    assert!(
+        printed.starts_with("CancelHandle { name: None, reason: None, deadline: Some(")
+            && printed.ends_with(") }"),
+        "{printed}"
+    );
+}
