@@ -451,3 +451,33 @@ rt_test! {
         assert!(r.is_ok());
     }
 }
+
+/// A cancel scope's handle snapshots the subtree below (and including) the cancel scope,
+/// from inside it and from the scope around it.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_s_handle_snapshots_its_subtree() {
+    let r: Result<(), Cancelled> = Scope::builder()
+        .name("outer")
+        .run(async |_s| {
+            let cs = CancelScope::new().name("guarded");
+            let h = cs.handle();
+            cs.run(async {
+                Scope::builder()
+                    .name("inside")
+                    .run(async |_i| {
+                        let tree = h.snapshot();
+                        let names: Vec<_> =
+                            tree.nodes().iter().map(|n| n.name.as_deref()).collect();
+                        assert_eq!(names, [Some("guarded"), Some("inside")]);
+                        assert_eq!(tree.children(0).collect::<Vec<_>>(), [1]);
+                        Ok::<_, Cancelled>(())
+                    })
+                    .await
+            })
+            .await??;
+            Ok(())
+        })
+        .within(PAUSED_HANG, "the scope's return after the snapshot")
+        .await;
+    assert_eq!(r, Ok(()));
+}
