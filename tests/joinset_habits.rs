@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Waker};
 
-use common::{Census, CountingWaker, Error, HANG, PAUSED_HANG, Within, ms, rt_test, secs, within};
+use common::{
+    Census, CountingWaker, Error, HANG, PAUSED_HANG, Within, ms, poll_with_two_wakers, rt_test,
+    secs, woken_through_the_latest,
+};
 use taskscope::{CancelReason, Cancelled, Scope, scope, shield};
 use tokio::time::{Instant, sleep};
 
@@ -191,33 +194,10 @@ async fn wait_children_wakes_the_waker_of_its_latest_poll() {
             let _ = rx.await;
             Ok(())
         });
-        let first = CountingWaker::new();
-        let latest = CountingWaker::new();
         let mut wait = Box::pin(s.wait_children());
-        for waker in [Waker::from(first.clone()), Waker::from(latest.clone())] {
-            assert!(
-                wait.as_mut()
-                    .poll(&mut Context::from_waker(&waker))
-                    .is_pending(),
-                "the child still runs"
-            );
-        }
+        let (first, latest) = poll_with_two_wakers(wait.as_mut());
         tx.send(()).unwrap();
-        within(
-            HANG,
-            async {
-                while latest.wakes() == 0 {
-                    tokio::task::yield_now().await;
-                }
-            },
-            "the wake of the latest poll's waker once the child ended",
-        )
-        .await;
-        assert_eq!(
-            (first.wakes(), latest.wakes()),
-            (0, 1),
-            "only the latest poll's waker is woken"
-        );
+        woken_through_the_latest(&first, &latest).await;
         wait.within(HANG, "wait_children's end once the child ended")
             .await;
         Ok(())

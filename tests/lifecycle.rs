@@ -5,7 +5,10 @@ mod common;
 use std::future::pending;
 use std::time::Duration;
 
-use common::{Census, Counter, HANG, PAUSED_HANG, Within, counting_polls, rt_test, within, yields};
+use common::{
+    Census, Counter, HANG, PAUSED_HANG, Within, counting_polls, poll_with_two_wakers, rt_test,
+    woken_through_the_latest, yields,
+};
 use taskscope::{
     CancelReason, CancelScope, Cancelled, Scope, cancelled, checkpoint, move_on_after, scope,
 };
@@ -857,10 +860,6 @@ async fn collected_errors_read_the_same_in_order_whichever_way_they_are_taken() 
 /// poll: the scope's owner is the latest poll's.
 #[tokio::test]
 async fn a_scope_future_polled_with_another_waker_is_woken_through_that_one() {
-    use std::task::{Context, Waker};
-
-    use common::CountingWaker;
-
     let (tx, rx) = oneshot::channel::<()>();
     let mut fut = Box::pin(scope(async |s| {
         s.spawn(async move {
@@ -869,32 +868,9 @@ async fn a_scope_future_polled_with_another_waker_is_woken_through_that_one() {
         });
         Ok::<_, Cancelled>(())
     }));
-    let first = CountingWaker::new();
-    let latest = CountingWaker::new();
-    for waker in [Waker::from(first.clone()), Waker::from(latest.clone())] {
-        assert!(
-            fut.as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending(),
-            "the child still runs"
-        );
-    }
+    let (first, latest) = poll_with_two_wakers(fut.as_mut());
     tx.send(()).unwrap();
-    within(
-        HANG,
-        async {
-            while latest.wakes() == 0 {
-                tokio::task::yield_now().await;
-            }
-        },
-        "the wake of the latest poll's waker once the child ended",
-    )
-    .await;
-    assert_eq!(
-        (first.wakes(), latest.wakes()),
-        (0, 1),
-        "only the latest poll's waker is woken"
-    );
+    woken_through_the_latest(&first, &latest).await;
     let r = fut
         .within(HANG, "the scope's end once its child ended")
         .await;

@@ -467,3 +467,44 @@ impl std::task::Wake for CountingWaker {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// Polls `fut` once with each of two counting wakers, as a future moved to another task (or
+/// first polled by hand) is: pending both times. Returns the wakers, first and latest, for
+/// [`woken_through_the_latest`].
+#[allow(dead_code)]
+pub fn poll_with_two_wakers<F: std::future::Future + ?Sized>(
+    mut fut: std::pin::Pin<&mut F>,
+) -> (Arc<CountingWaker>, Arc<CountingWaker>) {
+    let (first, latest) = (CountingWaker::new(), CountingWaker::new());
+    for counting in [&first, &latest] {
+        let waker = std::task::Waker::from(counting.clone());
+        assert!(
+            fut.as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+                .is_pending(),
+            "pending while its children run"
+        );
+    }
+    (first, latest)
+}
+
+/// Waits (bounded) until `latest` is woken, then checks that it was woken once and
+/// `first` never: the wake went to the waker of the latest poll.
+#[allow(dead_code)]
+pub async fn woken_through_the_latest(first: &CountingWaker, latest: &CountingWaker) {
+    within(
+        HANG,
+        async {
+            while latest.wakes() == 0 {
+                tokio::task::yield_now().await;
+            }
+        },
+        "the wake of the latest poll's waker once the child ended",
+    )
+    .await;
+    assert_eq!(
+        (first.wakes(), latest.wakes()),
+        (0, 1),
+        "only the latest poll's waker is woken"
+    );
+}
