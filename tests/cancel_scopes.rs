@@ -318,3 +318,97 @@ async fn a_soft_cancel_with_nothing_to_wake_still_reaches_the_nested_scopes() {
         "the nested scope saw the cancel of the scope around it"
     );
 }
+
+/// A cancel scope's handle answers what happened to the scope: cancelled (on its own
+/// account or an ancestor's), finished, no error suppressed.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_s_handle_answers_what_happened_to_it() {
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    assert!(!h.is_cancelled() && !h.is_finished());
+    assert_eq!(h.suppressed_errors(), 0);
+    let inside = h.clone();
+    let r = cs
+        .run(async move {
+            assert!(!inside.is_cancelled() && !inside.is_finished());
+            inside.cancel();
+            assert!(inside.is_cancelled(), "cancelled on its own account");
+            assert!(!inside.is_finished(), "still running");
+            pending::<()>().await;
+        })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return after its own cancel",
+        )
+        .await;
+    assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit);
+    assert!(h.is_cancelled() && h.is_finished());
+    assert_eq!(h.suppressed_errors(), 0);
+
+    // Cancelled through an ancestor: the handle sees it too, with no reason of its own.
+    let r: Result<(), Cancelled> = scope(async |s| {
+        let cs = CancelScope::new();
+        let h = cs.handle();
+        cs.run(async {
+            s.cancel();
+            assert!(h.is_cancelled(), "an ancestor's cancel reaches it");
+            assert_eq!(h.reason(), None);
+        })
+        .await?;
+        Ok(())
+    })
+    .within(PAUSED_HANG, "the scope's return after its own cancel")
+    .await;
+    assert_eq!(r, Ok(()), "the body completed: its value is kept");
+}
+
+/// A grace period set through the handle holds for the scope's next cancel: the future
+/// inside sees the cancel, cleans up within the grace period and returns its value.
+#[tokio::test(start_paused = true)]
+async fn a_grace_period_set_through_the_handle_lets_the_future_clean_up() {
+    let t0 = tokio::time::Instant::now();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    h.set_grace(Duration::from_millis(100));
+    let r = cs
+        .run(async {
+            sleep(Duration::from_secs(1)).await;
+            h.cancel();
+            taskscope::cancelled().await;
+            sleep(Duration::from_millis(50)).await;
+            "cleaned up"
+        })
+        .within(PAUSED_HANG, "the cancel scope's return after the cleanup")
+        .await;
+    assert_eq!(r, Ok("cleaned up"));
+    assert_eq!(t0.elapsed(), Duration::from_millis(1050));
+}
+
+/// A cancel scope that caught its own cancel drops the future it ran before it returns
+/// (not later, with the cancel scope's own future).
+#[tokio::test(start_paused = true)]
+async fn a_cancel_scope_drops_the_future_it_caught_before_it_returns() {
+    use std::task::{Context, Poll, Waker};
+
+    let census = common::Census::new();
+    let g = census.guard();
+    let cs = CancelScope::new();
+    let h = cs.handle();
+    let mut run = Box::pin(cs.run(async move {
+        let _g = g;
+        pending::<()>().await;
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(run.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(census.alive(), 1);
+    h.cancel();
+    match run.as_mut().poll(&mut cx) {
+        Poll::Ready(r) => assert_eq!(r.unwrap_err().reason(), CancelReason::Explicit),
+        Poll::Pending => panic!("a cancel scope with nothing below waits after its cancel"),
+    }
+    assert_eq!(
+        census.alive(),
+        0,
+        "the caught future was dropped before the return"
+    );
+}
