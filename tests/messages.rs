@@ -143,6 +143,16 @@ async fn futures_debug_whether_they_started_and_finished() {
         format!("{shield:?}"),
         "Shield { run: Run { active: false, finished: false, .. } }"
     );
+    let moving = taskscope::move_on_after(Duration::from_secs(1), async {});
+    assert_eq!(
+        format!("{moving:?}"),
+        "MoveOnAfter { run: Run { active: false, finished: false, .. } }"
+    );
+    let failing = taskscope::fail_after(Duration::from_secs(1), async {});
+    assert_eq!(
+        format!("{failing:?}"),
+        "FailAfter { run: Run { active: false, finished: false, .. } }"
+    );
 }
 
 #[test]

@@ -519,8 +519,11 @@ impl<F: Future<Output = T>, T> Work for RunWork<F, T> {
         *self.project().caught = Some(caught);
     }
 
+    /// Never: the driver asks to release holds of scopes opened under the node, and a cancel
+    /// scope's node has none (only a scope can be an explicit parent: a `Parent` comes from
+    /// a `ScopeHandle`). A caught future goes once the subtree drained (`drop_inner`).
     fn has_stopped_inner(self: Pin<&mut Self>, _driver: &Driver) -> bool {
-        self.caught.is_some() && self.fut.is_some()
+        false
     }
 
     fn output(self: Pin<&mut Self>, _node: &Arc<Node>) -> Self::Output {
