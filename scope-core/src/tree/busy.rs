@@ -284,6 +284,9 @@ mod tests {
     /// Only that race reaches a second close through the public API.
     #[test]
     fn closing_a_closed_node_succeeds() {
+        let _alone = super::super::node::NODE_TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let idle = Node::new(Config::default());
         assert!(idle.try_close(), "an idle node closes");
         assert!(idle.try_close(), "and closes again");

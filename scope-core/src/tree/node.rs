@@ -469,6 +469,11 @@ impl Inner {
 pub(crate) static LIVE_NODES: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// Held by the unit tests that make nodes while the one above counts them: under `cargo
+/// test` (the tests as threads of one process) the count then sees only its own nodes.
+#[cfg(test)]
+pub(crate) static NODE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Node {
     pub(crate) fn new(config: Config) -> Arc<Node> {
         #[cfg(test)]
