@@ -40,19 +40,34 @@ async fn eager_look() -> Result<Seen, Cancelled> {
     Ok(look())
 }
 
+/// What `lazy` and `eager` (the same code, with and without a node built at entry) see,
+/// each run in a scope named "outer" with `deadline`: the same, returned once.
+async fn lazily_and_eagerly_under_outer<L, E>(
+    deadline: Instant,
+    lazy: impl FnOnce() -> L,
+    eager: impl FnOnce() -> E,
+) -> Seen
+where
+    L: Future<Output = Result<Seen, Cancelled>>,
+    E: Future<Output = Result<Seen, Cancelled>>,
+{
+    let r: Result<(Seen, Seen), Cancelled> = Scope::builder()
+        .name("outer")
+        .deadline(deadline)
+        .run(async |_| Ok((lazy().await?, eager().await?)))
+        .within(HANG, "the outer scope's return")
+        .await;
+    let (lazy, eager) = r.expect("both bodies return their value");
+    assert_eq!(lazy, eager);
+    lazy
+}
+
 rt_test! {
     async fn ambient_reads_in_the_body_see_the_scope_a_built_scope_shows() {
         let deadline = Instant::now() + HOUR;
-        let r: Result<(Seen, Seen), Cancelled> = Scope::builder()
-            .name("outer")
-            .deadline(deadline)
-            .run(async |_| Ok((lazy_look().await?, eager_look().await?)))
-            .within(HANG, "the outer scope's return")
-            .await;
-        let (lazy, eager) = r.expect("both bodies return their value");
-        assert_eq!(lazy, eager);
+        let seen = lazily_and_eagerly_under_outer(deadline, lazy_look, eager_look).await;
         assert_eq!(
-            lazy,
+            seen,
             Seen {
                 cancelled: false,
                 deadline: Some(deadline),
@@ -829,16 +844,9 @@ rt_test! {
         // wait. Its read builds all three, outermost first: the answers and the tree are
         // those of three scopes built at entry.
         let deadline = Instant::now() + HOUR;
-        let r: Result<(Seen, Seen), Cancelled> = Scope::builder()
-            .name("outer")
-            .deadline(deadline)
-            .run(async |_| Ok((lazy_top_look().await?, eager_top_look().await?)))
-            .within(HANG, "the outer scope's return")
-            .await;
-        let (lazy, eager) = r.expect("every body returns its value");
-        assert_eq!(lazy, eager);
+        let seen = lazily_and_eagerly_under_outer(deadline, lazy_top_look, eager_top_look).await;
         assert_eq!(
-            lazy,
+            seen,
             Seen {
                 cancelled: false,
                 deadline: Some(deadline),

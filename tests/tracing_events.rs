@@ -80,14 +80,20 @@ impl Subscriber for Capture {
 
 use common::{Error, HANG, PAUSED_HANG, Within};
 
-#[test]
-fn secondary_error_is_reported_as_an_event_naming_the_scope() {
-    let capture = Capture::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime with time, paused: what the tests below run their scope on,
+/// under a capturing subscriber.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn secondary_error_is_reported_as_an_event_naming_the_scope() {
+    let capture = Capture::default();
+    let rt = paused_runtime();
     let r: Result<(), Error> = tracing::subscriber::with_default(capture.clone(), || {
         rt.block_on(
             Scope::builder()
@@ -182,11 +188,7 @@ fn supervised_error_dropped_after_the_scope_ended_is_not_lost_silently() {
 /// payload's message and the events.
 fn run_panicking_scope(name: &'static str, further: usize) -> (Option<String>, Vec<Captured>) {
     let capture = Capture::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = paused_runtime();
     let r = tracing::subscriber::with_default(capture.clone(), || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             rt.block_on(
@@ -261,11 +263,7 @@ fn further_panics_swallowed_by_the_re_raise_are_reported_with_their_count() {
 /// events.
 fn drop_scope_future_with_children(children: usize) -> Vec<Captured> {
     let capture = Capture::default();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = paused_runtime();
     tracing::subscriber::with_default(capture.clone(), || {
         rt.block_on(async {
             let scope = Scope::builder().name("dropper").run(async move |s| {
