@@ -1155,7 +1155,7 @@ rt_test! {
     async fn spawn_local_from_another_task_on_every_runtime() {
         // A guard against a hang (only elapses on a bug).
         let r = tokio::time::timeout(
-            secs(30),
+            HANG,
             scope(async |s: Scope<'static, Cancelled>| {
                 let (tx, rx) = oneshot::channel::<u32>();
                 let (go_tx, go_rx) = oneshot::channel::<()>();
@@ -1184,7 +1184,7 @@ rt_test! {
     async fn a_spawned_child_spawns_a_local_child_after_the_body_returned() {
         let ran = Arc::new(AtomicBool::new(false));
         let r = tokio::time::timeout(
-            secs(30),
+            HANG,
             scope(async |s: Scope<'static, Cancelled>| {
                 let (s2, ran) = (s.clone(), ran.clone());
                 s.spawn(async move {
