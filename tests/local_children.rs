@@ -1153,29 +1153,25 @@ async fn spawn_local_from_another_task_wakes_the_parked_scope() {
 
 rt_test! {
     async fn spawn_local_from_another_task_on_every_runtime() {
-        // A guard against a hang (only elapses on a bug).
-        let r = tokio::time::timeout(
-            HANG,
-            scope(async |s: Scope<'static, Cancelled>| {
-                let (tx, rx) = oneshot::channel::<u32>();
-                let (go_tx, go_rx) = oneshot::channel::<()>();
-                let s2 = s.clone();
-                let other = tokio::spawn(async move {
-                    let _ = go_rx.await;
-                    let h = s2.spawn_local(async move {
-                        let _ = tx.send(7);
-                        Ok(8u32)
-                    });
-                    h.await
+        let r = scope(async |s: Scope<'static, Cancelled>| {
+            let (tx, rx) = oneshot::channel::<u32>();
+            let (go_tx, go_rx) = oneshot::channel::<()>();
+            let s2 = s.clone();
+            let other = tokio::spawn(async move {
+                let _ = go_rx.await;
+                let h = s2.spawn_local(async move {
+                    let _ = tx.send(7);
+                    Ok(8u32)
                 });
-                go_tx.send(()).unwrap();
-                let v = rx.await.expect("the local child ran");
-                let w = other.await.expect("no panic")?;
-                Ok(v + w)
-            }),
-        )
-        .await
-        .expect("hang: the scope did not run the local child spawned from another task");
+                h.await
+            });
+            go_tx.send(()).unwrap();
+            let v = rx.await.expect("the local child ran");
+            let w = other.await.expect("no panic")?;
+            Ok(v + w)
+        })
+        .within(HANG, "the scope's run of the local child spawned from another task")
+        .await;
         assert_eq!(r, Ok(15));
     }
 }
@@ -1183,25 +1179,22 @@ rt_test! {
 rt_test! {
     async fn a_spawned_child_spawns_a_local_child_after_the_body_returned() {
         let ran = Arc::new(AtomicBool::new(false));
-        let r = tokio::time::timeout(
-            HANG,
-            scope(async |s: Scope<'static, Cancelled>| {
-                let (s2, ran) = (s.clone(), ran.clone());
-                s.spawn(async move {
-                    yields(3).await;
-                    let h = s2.spawn_local(async move {
-                        yield_now().await;
-                        ran.store(true, SeqCst);
-                        Ok(3u32)
-                    });
-                    assert_eq!(h.await, Ok(3));
-                    Ok(())
+        let r = scope(async |s: Scope<'static, Cancelled>| {
+            let (s2, ran) = (s.clone(), ran.clone());
+            s.spawn(async move {
+                yields(3).await;
+                let h = s2.spawn_local(async move {
+                    yield_now().await;
+                    ran.store(true, SeqCst);
+                    Ok(3u32)
                 });
+                assert_eq!(h.await, Ok(3));
                 Ok(())
-            }),
-        )
-        .await
-        .expect("hang: the scope did not run the late local child of a spawned child");
+            });
+            Ok(())
+        })
+        .within(HANG, "the scope's run of the late local child of a spawned child")
+        .await;
         assert_eq!(r, Ok(()));
         assert!(ran.load(SeqCst), "the scope ran the late local child before returning");
     }

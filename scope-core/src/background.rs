@@ -113,9 +113,7 @@ mod tests {
     /// binary (other tests hold nodes while they run).
     #[test]
     fn background_spawn_racing_the_scope_drop_leaks_no_node() {
-        let _alone = crate::tree::node::NODE_TESTS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _alone = crate::tree::node::node_tests_alone();
         const ALONE: &str = "TASKSCOPE_LEAK_TEST_ALONE";
         const NAME: &str =
             "background::tests::background_spawn_racing_the_scope_drop_leaks_no_node";

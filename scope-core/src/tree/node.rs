@@ -471,8 +471,17 @@ pub(crate) static LIVE_NODES: std::sync::atomic::AtomicUsize =
 
 /// Held by the unit tests that make nodes while the one above counts them: under `cargo
 /// test` (the tests as threads of one process) the count then sees only its own nodes.
-#[cfg(test)]
-pub(crate) static NODE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+#[cfg(all(test, not(taskscope_loom)))]
+static NODE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`NODE_TESTS`] for a unit test that makes nodes (a test that failed while holding
+/// it does not fail the next one).
+#[cfg(all(test, not(taskscope_loom)))]
+pub(crate) fn node_tests_alone() -> std::sync::MutexGuard<'static, ()> {
+    NODE_TESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Node {
     pub(crate) fn new(config: Config) -> Arc<Node> {
