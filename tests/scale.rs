@@ -198,6 +198,136 @@ fn spawning_among_many_live_children_costs_the_same_each_time() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The heap of a parked child against a raw task's
+// ---------------------------------------------------------------------------------------
+
+/// Children parked per measurement of the heap one of them holds.
+const PARKED: usize = 10_000;
+
+/// Children of [`Parked`] polled at least once.
+static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+/// Children of [`Parked`] not yet dropped.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// A small child, 16 bytes with no niche in its layout (an enum wrapped around it, such as
+/// `FutureExt::map`'s, needs a word of its own for its state): counts itself in on its first
+/// poll, then parks for good.
+struct Parked {
+    polled: u64,
+    _state: u64,
+}
+
+impl Parked {
+    fn new() -> Self {
+        LIVE.fetch_add(1, SeqCst);
+        Parked {
+            polled: 0,
+            _state: 0,
+        }
+    }
+}
+
+impl Future for Parked {
+    type Output = Result<(), Cancelled>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.polled == 0 {
+            self.polled = 1;
+            ARRIVED.fetch_add(1, SeqCst);
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Yields until the `PARKED` children of this round were polled once and parked.
+async fn until_parked() {
+    while ARRIVED.load(SeqCst) < PARKED {
+        yield_now().await;
+    }
+}
+
+/// Yields until every child of this round was dropped.
+async fn until_gone() {
+    while LIVE.load(SeqCst) > 0 {
+        yield_now().await;
+    }
+}
+
+/// Heap bytes per parked child spawned with `tokio::spawn` (its `AbortHandle` kept in a
+/// `Vec` allocated before the measurement), then aborted.
+async fn raw_parked_bytes() -> isize {
+    ARRIVED.store(0, SeqCst);
+    let mut aborts = Vec::with_capacity(PARKED);
+    let before = live_bytes();
+    for _ in 0..PARKED {
+        aborts.push(tokio::spawn(Parked::new()).abort_handle());
+    }
+    until_parked().await;
+    let per_child = (live_bytes() - before) / PARKED as isize;
+    aborts.iter().for_each(tokio::task::AbortHandle::abort);
+    until_gone().await;
+    per_child
+}
+
+/// Heap bytes per parked child spawned into a scope (handles dropped), then cancelled.
+async fn scope_parked_bytes() -> isize {
+    ARRIVED.store(0, SeqCst);
+    let r: Result<isize, Cancelled> = scope(async |s| {
+        let before = live_bytes();
+        for _ in 0..PARKED {
+            drop(s.spawn(Parked::new()));
+        }
+        until_parked().await;
+        let per_child = (live_bytes() - before) / PARKED as isize;
+        s.cancel_children();
+        Ok(per_child)
+    })
+    .await;
+    assert_eq!(
+        LIVE.load(SeqCst),
+        0,
+        "every child is gone when the scope returns"
+    );
+    r.expect("cancelling the children does not fail the scope")
+}
+
+/// Tokio allocates a task as one cell aligned to 128 bytes: a child's wrapper one word larger
+/// than the scope's pointer moves a 16-byte child into the 256-byte cell, twice the heap of
+/// a raw task. A scope's child holds the raw task's cell and its place in the scope's
+/// registry.
+#[test]
+fn a_small_parked_child_holds_about_the_heap_of_a_raw_task() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (raw, ours) = rt.block_on(
+        async {
+            // The first round grows the runtime's queues to their working size.
+            raw_parked_bytes().await;
+            (raw_parked_bytes().await, scope_parked_bytes().await)
+        }
+        .within(SCALE_HANG, "the rounds of parked children"),
+    );
+    eprintln!("heap per parked child: tokio::spawn {raw} bytes, a scope's child {ours} bytes");
+    assert!(
+        ours <= raw + 64,
+        "a scope's parked child holds {ours} bytes of heap, a raw task {raw}: \
+         more than its registry entry above the raw task's cell"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // R13: a chain of 10,000 nested spawned scopes, cancelled at the root, on a small stack
 // ---------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ use crate::child::{self, ChildOutput, SlotGuard, TaskHandle};
 use crate::error::SpawnError;
 use crate::sync::Arc;
 use crate::tree::Node;
-use futures_util::FutureExt as _;
 
 /// The future of [`ScopeHandle::reserve`](crate::ScopeHandle::reserve): resolves to a
 /// [`SpawnPermit`] once a slot of the scope's limit is free for it, or to
@@ -142,7 +141,6 @@ impl<E> SpawnPermit<E> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let fut = fut.map(ChildOutput::into_result);
         child::spawn_with_slot(&self.node, fut, self.slot)
     }
 }

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -32,15 +33,19 @@ pub use wait::WaitChildren;
 
 pin_project! {
     /// The root future of a spawned child's task: the child's future and the guard that
-    /// uncounts it. Nothing else, so that a small child still fits tokio's smallest cell.
+    /// uncounts it. Nothing else, so that a small child still fits tokio's smallest cell:
+    /// the child's output becomes the scope's `Result` ([`ChildOutput`]) inside the poll,
+    /// not in a wrapper future (`FutureExt::map` adds a state word of its own, which moved
+    /// a 16-byte child into tokio's next cell, 256 bytes instead of 128).
     ///
     /// The fields drop in order: the child's future (its locals) first, then the guard, so
     /// the scope sees the child finished only once its locals are gone (L9), whether the
     /// child completed, was aborted by a hard cancel, or the runtime shut down.
-    pub(crate) struct Child<F> {
+    pub(crate) struct Child<F, T, E> {
         #[pin]
         fut: F,
         guard: TaskGuard,
+        output: PhantomData<fn() -> Result<T, E>>,
     }
 }
 
@@ -66,11 +71,12 @@ impl Drop for TaskGuard {
     }
 }
 
-impl<F> Child<F> {
+impl<F, T, E> Child<F, T, E> {
     fn new(node: Arc<Node>, fut: F) -> Self {
         Child {
             fut,
             guard: TaskGuard { node: Some(node) },
+            output: PhantomData,
         }
     }
 }
@@ -80,9 +86,9 @@ fn must_stop(node: &Node) -> bool {
     node.state().is_hard() && !node.task_shielded(tokio::task::try_id())
 }
 
-impl<F, T, E> Future for Child<F>
+impl<F, T, E> Future for Child<F, T, E>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output: ChildOutput<T, E>>,
     E: Send + 'static,
 {
     type Output = Result<T, Cancelled>;
@@ -101,7 +107,7 @@ fn poll_child<F, T, E>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, Cancelled>>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output: ChildOutput<T, E>>,
     E: Send + 'static,
 {
     let Some(node) = slot.as_ref() else {
@@ -112,7 +118,11 @@ where
     if must_stop(node) {
         return Poll::Ready(Err(Cancelled::new(CancelReason::ParentCancelled)));
     }
-    let polled = context::enter_task(slot, || catch_unwind(AssertUnwindSafe(|| fut.poll(cx))));
+    let polled = context::enter_task(slot, || {
+        catch_unwind(AssertUnwindSafe(|| {
+            fut.poll(cx).map(ChildOutput::into_result)
+        }))
+    });
     let Some(node) = slot.as_ref() else {
         return Poll::Pending;
     };
@@ -144,11 +154,12 @@ pin_project! {
     /// a slot (in spawn order), then runs like [`Child`]. Fields drop in order: the child's
     /// future, then its slot (so the next child starts only once this one's locals are
     /// gone), then the guard.
-    pub(crate) struct LimitedChild<F> {
+    pub(crate) struct LimitedChild<F, T, E> {
         #[pin]
         fut: F,
         slot: SlotGuard,
         guard: TaskGuard,
+        output: PhantomData<fn() -> Result<T, E>>,
     }
 }
 
@@ -193,9 +204,9 @@ impl Drop for SlotGuard {
     }
 }
 
-impl<F, T, E> Future for LimitedChild<F>
+impl<F, T, E> Future for LimitedChild<F, T, E>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output: ChildOutput<T, E>>,
     E: Send + 'static,
 {
     type Output = Result<T, Cancelled>;
@@ -272,7 +283,7 @@ impl<E> ChildOutput<(), E> for () {
 /// Spawns `fut` as a child of the scope whose node is `node`.
 pub(crate) fn spawn<F, T, E>(node: &Arc<Node>, fut: F) -> Result<TaskHandle<T>, SpawnError>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output: ChildOutput<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -288,7 +299,7 @@ pub(crate) fn spawn_or_return<F, T, E>(
     fut: F,
 ) -> Result<TaskHandle<T>, (SpawnError, F)>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output: ChildOutput<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -306,7 +317,7 @@ pub(crate) fn spawn_with_slot<F, T, E>(
     slot: Option<SlotGuard>,
 ) -> Result<TaskHandle<T>, SpawnError>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output: ChildOutput<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -324,7 +335,7 @@ fn start<F, T, E>(
     slot: Option<SlotGuard>,
 ) -> TaskHandle<T>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output: ChildOutput<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -339,6 +350,7 @@ where
                 guard: TaskGuard {
                     node: Some(node.clone()),
                 },
+                output: PhantomData,
             },
         ),
     };
@@ -368,7 +380,7 @@ pub(crate) fn try_spawn<F, T, E>(
     fut: F,
 ) -> Result<TaskHandle<T>, TrySpawnError<F>>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output: ChildOutput<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {

@@ -15,7 +15,6 @@ use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::Node;
-use futures_util::FutureExt as _;
 
 use super::*;
 
@@ -211,7 +210,7 @@ impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        expect_spawned(child::spawn(&self.node, fut.map(ChildOutput::into_result)))
+        expect_spawned(child::spawn(&self.node, fut))
     }
 
     /// Spawns the blocking closure `f` as a child on the runtime's blocking pool.
@@ -329,7 +328,6 @@ impl<'env, E, K: Unsupervised> Scope<'env, E, K> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let fut = fut.map(ChildOutput::into_result);
         expect_spawned(background::spawn(&self.node, |bg| child::spawn(bg, fut)))
     }
 

@@ -17,7 +17,6 @@ use crate::start::{self, Ready, Start};
 use crate::supervise::{self, Supervised};
 use crate::sync::Arc;
 use crate::tree::Node;
-use futures_util::FutureExt as _;
 
 use super::*;
 
@@ -104,7 +103,7 @@ impl<E, K: Unsupervised> ScopeHandle<E, K> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        child::spawn(&self.node, fut.map(ChildOutput::into_result))
+        child::spawn(&self.node, fut)
     }
 
     /// [`spawn`](Self::spawn) of a future that resolves to the scope's `Result`, giving it
@@ -166,7 +165,6 @@ impl<E, K: Unsupervised> ScopeHandle<E, K> {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let fut = fut.map(ChildOutput::into_result);
         background::spawn(&self.node, |bg| child::spawn(bg, fut))
     }
 
