@@ -408,6 +408,40 @@ async fn d4_moving_deadline_earlier_or_later() {
     assert_eq!(t0.elapsed(), secs(2));
 }
 
+/// A deadline cleared by another task while the scope waits: the scope runs past it, and
+/// neither its handle nor the code inside sees a deadline any more.
+#[tokio::test(start_paused = true)]
+async fn d4_a_cleared_deadline_no_longer_cancels() {
+    let t0 = Instant::now();
+    let cs = CancelScope::new().deadline(t0 + secs(5));
+    let h = cs.handle();
+    let clearer = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            sleep(secs(2)).await;
+            h.clear_deadline();
+        })
+    };
+    let r = cs
+        .run(async {
+            sleep(secs(10)).await;
+            current_deadline()
+        })
+        .within(
+            PAUSED_HANG,
+            "the cancel scope's return after its deadline was cleared",
+        )
+        .await;
+    assert_eq!(r, Ok(None), "ran past the cleared deadline and saw none");
+    assert_eq!(t0.elapsed(), secs(10));
+    assert_eq!(h.deadline(), None);
+    assert!(!h.cancel_called());
+    clearer
+        .within(PAUSED_HANG, "the clearing task's end")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn d5_fail_after_fails_at_deadline_or_succeeds() {
     let t0 = Instant::now();
