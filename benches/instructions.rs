@@ -37,6 +37,11 @@
 //!   scope with one child, spawned and awaited, vs `tokio::spawn(async { 1 }).await`;
 //!   `scope_spawn_joinset`: the same scope vs a `JoinSet` created per operation,
 //!   `spawn(async { 1 })` then `join_next().await` (no goal; a second peer).
+//! - `scope_fan`: per child of a scope with [`FAN`] children, spawned, then awaited in
+//!   order (`scope_fan`), vs [`FAN`] `tokio::spawn`s whose handles are awaited in order
+//!   (`tokio_fan`); one operation is one child, the scope's own cost spread over its
+//!   children. No goal: the goal of many children is on the wall clock
+//!   (`benches/spawn_cancel.rs`, `spawn_join`); this row says what the instructions do there.
 //! - `cancel_scope`: `CancelScope::new().run(yield_once(x))` (`yield_once`: `yield_now`, then
 //!   `x`) vs `tokio::select!` (unbiased, as written by default) on `token.cancelled()` and
 //!   `yield_once(x)`, where `token` is a fresh `child_token()` of a parent
@@ -107,6 +112,8 @@ const WARMUP: usize = 1_000;
 const SMOKE: usize = 10;
 /// Levels of one chain of the `nested` row.
 const DEPTH: usize = 10;
+/// Children of one scope (and spawns of one round) of the `scope_fan` row.
+const FAN: usize = 100;
 /// Every timeout of the bench: never reached.
 const BUDGET: Duration = Duration::from_secs(10);
 /// `--check` fails a row whose ratio is above `SLACK` times the larger of its goal and its
@@ -160,6 +167,8 @@ enum Case {
     ScopeOneChild,
     TokioSpawn,
     JoinSetSpawn,
+    ScopeFan,
+    TokioFan,
     CancelScopeRun,
     TokenSelect,
     ScopeChain,
@@ -171,7 +180,7 @@ enum Case {
 }
 
 impl Case {
-    const ALL: [Case; 17] = [
+    const ALL: [Case; 19] = [
         Case::ScopedFn,
         Case::PlainFn,
         Case::ScopedTimeoutFn,
@@ -181,6 +190,8 @@ impl Case {
         Case::ScopeOneChild,
         Case::TokioSpawn,
         Case::JoinSetSpawn,
+        Case::ScopeFan,
+        Case::TokioFan,
         Case::CancelScopeRun,
         Case::TokenSelect,
         Case::ScopeChain,
@@ -202,6 +213,8 @@ impl Case {
             Case::ScopeOneChild => "scope_one_child",
             Case::TokioSpawn => "tokio_spawn",
             Case::JoinSetSpawn => "joinset_spawn",
+            Case::ScopeFan => "scope_fan",
+            Case::TokioFan => "tokio_fan",
             Case::CancelScopeRun => "cancel_scope_run",
             Case::TokenSelect => "token_select",
             Case::ScopeChain => "scope_chain",
@@ -234,7 +247,7 @@ struct Row {
     goal: Option<f64>,
 }
 
-const ROWS: [Row; 9] = [
+const ROWS: [Row; 10] = [
     Row {
         name: "scoped",
         ours: Case::ScopedFn,
@@ -263,6 +276,12 @@ const ROWS: [Row; 9] = [
         name: "scope_spawn_joinset",
         ours: Case::ScopeOneChild,
         peer: Case::JoinSetSpawn,
+        goal: None,
+    },
+    Row {
+        name: "scope_fan",
+        ours: Case::ScopeFan,
+        peer: Case::TokioFan,
         goal: None,
     },
     Row {
@@ -414,6 +433,34 @@ fn run_case(rt: &Runtime, case: Case, n: usize) {
                     black_box(r.expect("the task ends well"));
                 }
             }
+            Case::ScopeFan => {
+                for round in rounds(n) {
+                    let r = taskscope::scope(async |s| {
+                        let handles: Vec<_> = (0..round)
+                            .map(|_| s.spawn(async { Ok::<_, Cancelled>(black_box(1u64)) }))
+                            .collect();
+                        let mut sum = 0;
+                        for h in handles {
+                            sum += h.await?;
+                        }
+                        Ok::<_, Cancelled>(sum)
+                    })
+                    .await;
+                    black_box(r.expect("the scope ends well"));
+                }
+            }
+            Case::TokioFan => {
+                for round in rounds(n) {
+                    let handles: Vec<_> = (0..round)
+                        .map(|_| tokio::spawn(async { black_box(1u64) }))
+                        .collect();
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await.expect("the task ends well");
+                    }
+                    black_box(sum);
+                }
+            }
             Case::CancelScopeRun => {
                 taskscope::scope(async |_s| {
                     for i in 0..n {
@@ -471,6 +518,11 @@ fn run_case(rt: &Runtime, case: Case, n: usize) {
             }
         }
     });
+}
+
+/// The sizes of the rounds that spawn `n` children [`FAN`] at a time.
+fn rounds(n: usize) -> impl Iterator<Item = usize> {
+    (0..n).step_by(FAN).map(move |done| FAN.min(n - done))
 }
 
 /// `--count <case> <n>`: the work one callgrind run measures.
