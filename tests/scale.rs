@@ -26,7 +26,7 @@ use tokio::task::yield_now;
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
-use counting_alloc::live_bytes;
+use counting_alloc::{live_bytes, reallocs};
 
 /// Serialises the tests of this file (they measure the process-wide heap).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -324,6 +324,67 @@ fn a_small_parked_child_holds_about_the_heap_of_a_raw_task() {
         ours <= raw + 64,
         "a scope's parked child holds {ours} bytes of heap, a raw task {raw}: \
          more than its registry entry above the raw task's cell"
+    );
+}
+
+/// Children spawned by each round of the realloc test: the registry of a scope this wide
+/// grows five times from its first allocation.
+const FAN: usize = 100;
+
+/// `realloc` calls made while `FAN` children are spawned with `tokio::spawn` (their
+/// `AbortHandle`s kept in a `Vec` allocated before), then awaited.
+async fn raw_fan_reallocs() -> usize {
+    let mut handles = Vec::with_capacity(FAN);
+    let before = reallocs();
+    for _ in 0..FAN {
+        handles.push(tokio::spawn(async { 1u64 }));
+    }
+    let spawned = reallocs() - before;
+    for h in handles {
+        h.await.expect("the task ends well");
+    }
+    spawned
+}
+
+/// `realloc` calls made while `FAN` children are spawned into a scope (the handles
+/// dropped), then awaited by the scope's end.
+async fn scope_fan_reallocs() -> usize {
+    let r: Result<usize, Cancelled> = scope(async |s| {
+        let before = reallocs();
+        for _ in 0..FAN {
+            drop(s.spawn(async { Ok(1u64) }));
+        }
+        Ok(reallocs() - before)
+    })
+    .await;
+    r.expect("the children end well")
+}
+
+/// A scope's registry of its children grows by fresh allocations, not `realloc`: glibc
+/// serves `realloc` past its thread cache, about 2,400 instructions a call, five calls for a
+/// scope of 100 children (`benches/instructions.rs`, `scope_fan`). Counted, not timed: a
+/// scope spawning `FAN` children makes no more `realloc` calls than `FAN` raw spawns (the
+/// runtime's own queues, grown by a first round).
+#[test]
+fn spawning_many_children_makes_no_more_reallocs_than_tokio_spawn() {
+    let _serial = serial();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (raw, ours) = rt.block_on(
+        async {
+            raw_fan_reallocs().await;
+            scope_fan_reallocs().await;
+            (raw_fan_reallocs().await, scope_fan_reallocs().await)
+        }
+        .within(SCALE_HANG, "the rounds of spawned children"),
+    );
+    eprintln!("reallocs spawning {FAN} children: tokio::spawn {raw}, a scope {ours}");
+    assert!(
+        ours <= raw,
+        "spawning {FAN} children into a scope made {ours} realloc calls, {raw} for raw spawns: \
+         the scope's registry grows by realloc"
     );
 }
 

@@ -3,11 +3,12 @@
 //! memory include it; `common/mod.rs` does not, so the others keep the system allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
 pub struct CountingAlloc;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static REALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
 // adds bookkeeping on an atomic counter.
@@ -36,6 +37,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded as is.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
+        REALLOCS.fetch_add(1, Relaxed);
         if !p.is_null() {
             LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
         }
@@ -48,4 +50,10 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 pub fn live_bytes() -> isize {
     LIVE_BYTES.load(SeqCst)
+}
+
+/// `realloc` calls so far (a growing `Vec`'s own growth), by any thread.
+#[allow(dead_code)] // Read by `scale.rs`, not by `stress.rs`.
+pub fn reallocs() -> usize {
+    REALLOCS.load(SeqCst)
 }

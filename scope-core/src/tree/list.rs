@@ -6,6 +6,10 @@
 //! a chain of scopes each spawning one child (`benches/nested.rs`), the three `Vec`s this
 //! replaces cost about 450 instructions of about 8,600 per level.
 
+/// The capacity of the first allocation of `rest` (a `Vec`'s own first capacity for
+/// elements of pointer size).
+const MIN_REST: usize = 4;
+
 /// A `Vec<T>` that keeps its first element inline. Indices are stable as in a `Vec`:
 /// element 0 is `first`, element `i > 0` is `rest[i - 1]`.
 pub(crate) struct List<T> {
@@ -35,8 +39,24 @@ impl<T> List<T> {
         if self.first.is_none() {
             self.first = Some(value);
         } else {
+            if self.rest.len() == self.rest.capacity() {
+                self.grow();
+            }
             self.rest.push(value);
         }
+    }
+
+    /// Doubles the capacity of `rest` by a fresh allocation and a move of its elements, not
+    /// by `Vec`'s own growth: that calls `realloc`, which glibc serves past its per-thread
+    /// cache. Measured with callgrind on a scope of 100 children (`scope_fan` in
+    /// `benches/instructions.rs`), whose registry grows five times: about 2,400
+    /// instructions a `realloc`, 120 a child; a fresh allocation of these sizes comes from
+    /// the cache and the move is one `memcpy`.
+    #[cold]
+    fn grow(&mut self) {
+        let mut grown = Vec::with_capacity((self.rest.capacity() * 2).max(MIN_REST));
+        grown.append(&mut self.rest);
+        self.rest = grown;
     }
 
     pub(crate) fn get(&self, i: usize) -> Option<&T> {
@@ -129,6 +149,22 @@ mod tests {
         assert_eq!(l.swap_remove(0), Some(v.swap_remove(0)));
         assert!(l.is_empty() && v.is_empty());
         assert_eq!(l.swap_remove(0), None);
+    }
+
+    #[test]
+    fn grows_by_doubling_and_keeps_order() {
+        let mut l = List::default();
+        for x in 0..300u32 {
+            l.push(x);
+            let rest = l.len() - 1;
+            let doubled = rest.next_power_of_two().max(super::MIN_REST);
+            assert_eq!(l.rest.capacity(), if rest == 0 { 0 } else { doubled });
+        }
+        assert_eq!(items(&l), (0..300).collect::<Vec<_>>());
+        l.retain(|x| x % 100 == 0);
+        assert_eq!(items(&l), [0, 100, 200]);
+        l.push(300);
+        assert_eq!(items(&l), [0, 100, 200, 300]);
     }
 
     #[test]
