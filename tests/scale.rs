@@ -300,6 +300,18 @@ async fn scope_parked_bytes() -> isize {
     r.expect("cancelling the children does not fail the scope")
 }
 
+/// Runs `rounds` on a current-thread runtime (counts of bytes and calls do not depend on
+/// the scheduler), bounded by `SCALE_HANG`: a lost child fails with `what` instead of
+/// hanging.
+#[track_caller]
+fn on_one_thread<T>(what: &str, rounds: impl Future<Output = T>) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(rounds.within(SCALE_HANG, what))
+}
+
 /// Tokio allocates a task as one cell aligned to 128 bytes: a child's wrapper one word larger
 /// than the scope's pointer moves a 16-byte child into the 256-byte cell, twice the heap of
 /// a raw task. A scope's child holds the raw task's cell and its place in the scope's
@@ -307,18 +319,11 @@ async fn scope_parked_bytes() -> isize {
 #[test]
 fn a_small_parked_child_holds_about_the_heap_of_a_raw_task() {
     let _serial = serial();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (raw, ours) = rt.block_on(
-        async {
-            // The first round grows the runtime's queues to their working size.
-            raw_parked_bytes().await;
-            (raw_parked_bytes().await, scope_parked_bytes().await)
-        }
-        .within(SCALE_HANG, "the rounds of parked children"),
-    );
+    let (raw, ours) = on_one_thread("the rounds of parked children", async {
+        // The first round grows the runtime's queues to their working size.
+        raw_parked_bytes().await;
+        (raw_parked_bytes().await, scope_parked_bytes().await)
+    });
     eprintln!("heap per parked child: tokio::spawn {raw} bytes, a scope's child {ours} bytes");
     assert!(
         ours <= raw + 64,
@@ -368,18 +373,11 @@ async fn scope_fan_reallocs() -> usize {
 #[test]
 fn spawning_many_children_makes_no_more_reallocs_than_tokio_spawn() {
     let _serial = serial();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (raw, ours) = rt.block_on(
-        async {
-            raw_fan_reallocs().await;
-            scope_fan_reallocs().await;
-            (raw_fan_reallocs().await, scope_fan_reallocs().await)
-        }
-        .within(SCALE_HANG, "the rounds of spawned children"),
-    );
+    let (raw, ours) = on_one_thread("the rounds of spawned children", async {
+        raw_fan_reallocs().await;
+        scope_fan_reallocs().await;
+        (raw_fan_reallocs().await, scope_fan_reallocs().await)
+    });
     eprintln!("reallocs spawning {FAN} children: tokio::spawn {raw}, a scope {ours}");
     assert!(
         ours <= raw,
