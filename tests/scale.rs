@@ -4,7 +4,9 @@
 //!
 //! Memory is measured with a counting global allocator (live heap bytes of this test
 //! binary), so a per-child leak shows up as growth proportional to the number of children.
-//! The two tests take a lock so that neither allocates while the other measures.
+//! Beside them, what a scope's child costs the allocator is compared with a raw task: the
+//! heap a parked child holds, and the `realloc` calls of spawning many. The tests take one
+//! lock so that none allocates while another measures.
 
 mod common;
 
