@@ -303,7 +303,7 @@ async fn scope_parked_bytes() -> isize {
 }
 
 /// Runs `rounds` on a current-thread runtime (counts of bytes and calls do not depend on
-/// the scheduler), bounded by `SCALE_HANG`: a lost child fails with `what` instead of
+/// the scheduler), bounded by `HANG`: a lost child fails with `what` in seconds instead of
 /// hanging.
 #[track_caller]
 fn on_one_thread<T>(what: &str, rounds: impl Future<Output = T>) -> T {
@@ -311,7 +311,7 @@ fn on_one_thread<T>(what: &str, rounds: impl Future<Output = T>) -> T {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(rounds.within(SCALE_HANG, what))
+    rt.block_on(rounds.within(HANG, what))
 }
 
 /// Tokio allocates a task as one cell aligned to 128 bytes: a child's wrapper one word larger

@@ -1,6 +1,7 @@
-//! A counting global allocator: live heap bytes of the test binary that includes this file
-//! (`#[path = "common/counting_alloc.rs"] mod counting_alloc;`). Only binaries that measure
-//! memory include it; `common/mod.rs` does not, so the others keep the system allocator.
+//! A counting global allocator: live heap bytes and `realloc` calls of the test binary that
+//! includes this file (`#[path = "common/counting_alloc.rs"] mod counting_alloc;`). Only
+//! binaries that measure memory include it; `common/mod.rs` does not, so the others keep the
+//! system allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
